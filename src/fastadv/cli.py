@@ -1,0 +1,92 @@
+"""``fastadv`` command line: prepare, train (and more subcommands as they land).
+
+Every error that is the user's to fix is printed as one line
+(``fastadv: error: …``) with exit code 2; a pre-empted training exits 75.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import FastAdvError
+
+DEFAULT_CONFIG = "params.yaml"
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="params file (default: %(default)s)")
+    p.add_argument("--scale", default=None, help="apply the overrides of scales.<SCALE> in the params file")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one train key, e.g. --set method.name=gradalign --set method.eps=16 (repeatable)")
+
+
+def cmd_prepare(args) -> int:
+    from .data import prepare
+
+    source = args.source or os.environ.get("FASTADV_DATA_SOURCE") or "download"
+    out = prepare(args.dataset, source, args.root)
+    print(f"prepared {args.dataset} from {source} -> {out} (hashes verified)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .config import resolve_train_config
+    from .train import EXIT_PREEMPTED, Preempted, train
+
+    cfg = resolve_train_config(args.config, args.scale, args.sets)
+    try:
+        s = train(cfg, args.out)
+    except Preempted as e:
+        print(f"fastadv: pre-empted: {e}; rerun the same command to continue", file=sys.stderr)
+        return EXIT_PREEMPTED
+    print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
+          f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
+    return 0 if s["status"] == "completed" else 3
+
+
+def cmd_show_config(args) -> int:
+    import yaml
+
+    from .config import resolve_train_config
+
+    print(yaml.safe_dump(resolve_train_config(args.config, args.scale, args.sets), sort_keys=False), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import DATASETS
+
+    p = argparse.ArgumentParser(prog="fastadv", description="Fast adversarial training and GradAlign, reproducibly.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pp = sub.add_parser("prepare", help="verify a dataset source and write the canonical <root>/<dataset>.npz")
+    pp.add_argument("--dataset", required=True, choices=DATASETS)
+    pp.add_argument("--source", default=None,
+                    help="'download', a .npz, an official archive/file, or a folder holding one "
+                         "(default: $FASTADV_DATA_SOURCE, else 'download')")
+    pp.add_argument("--root", default="data", help="folder for prepared data (default: %(default)s)")
+    pp.set_defaults(func=cmd_prepare)
+
+    pt = sub.add_parser("train", help="train one model (resumes if OUT holds an interrupted run)")
+    _add_config_args(pt)
+    pt.add_argument("--out", required=True, help="run directory")
+    pt.set_defaults(func=cmd_train)
+
+    pc = sub.add_parser("config", help="print the resolved train config")
+    _add_config_args(pc)
+    pc.set_defaults(func=cmd_show_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FastAdvError as e:
+        print(f"fastadv: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

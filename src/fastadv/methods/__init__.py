@@ -1,0 +1,33 @@
+"""Training-method registry: one method per file, each citing its paper."""
+from __future__ import annotations
+
+from ..errors import unknown_choice
+from .base import Method, StepContext, StepOutput
+from .fgsm import FGSM
+from .fgsm_rs import FGSMRS
+from .free import Free
+from .gradalign import GradAlign, default_lambda, grad_align_penalty
+from .pgd import PGD
+from .standard import Standard
+
+REGISTRY = {
+    "standard": Standard,
+    "fgsm": FGSM,
+    "fgsm_rs": FGSMRS,
+    "gradalign": GradAlign,
+    "pgd": PGD,
+    "free": Free,
+}
+
+
+def build_method(method_cfg: dict, dataset: str) -> Method:
+    """From the ``train.method`` config section (ε there is in /255)."""
+    name = method_cfg["name"]
+    if name not in REGISTRY:
+        raise unknown_choice("method", name, REGISTRY)
+    params = method_cfg.get(name, {})
+    return REGISTRY[name](method_cfg["eps"] / 255.0, params, dataset)
+
+
+__all__ = ["REGISTRY", "build_method", "Method", "StepContext", "StepOutput", "default_lambda",
+           "grad_align_penalty"]

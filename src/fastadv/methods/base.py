@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class StepContext:
+    """What a method may use besides the batch: the step's RNG and the warm-up factor w ∈ [0,1]
+    (SVHN: ε of PGD / step α of FGSM grow linearly over the first epochs; 1 elsewhere)."""
+
+    gen: torch.Generator
+    warmup: float = 1.0
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor     # what is backpropagated
+    logits: torch.Tensor   # on the training inputs actually used (for train accuracy)
+    reg: torch.Tensor | None = None  # regulariser part of the loss (already weighted), if any
+
+
+class Method:
+    """A training method: the loss of one batch. ``eps`` is absolute ([0,1] pixel units).
+
+    ``replay``: how many consecutive steps reuse one batch (Free AT's m; 1 otherwise).
+    """
+
+    replay = 1
+
+    def __init__(self, eps: float, params: dict, dataset: str):
+        self.eps = eps
+        self.params = params
+        self.dataset = dataset
+
+    def step(self, model, x, y, ctx: StepContext) -> StepOutput:
+        raise NotImplementedError
+
+    def after_backward(self) -> None:
+        """Called after loss.backward() and before optimizer.step() (Free AT updates δ here)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def ce_step(model, x_train, y) -> StepOutput:
+    logits = model(x_train)
+    return StepOutput(F.cross_entropy(logits, y), logits)
