@@ -14,11 +14,13 @@ from .errors import FastAdvError
 DEFAULT_CONFIG = "params.yaml"
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
+def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="params file (default: %(default)s)")
     p.add_argument("--scale", default=None, help="apply the overrides of scales.<SCALE> in the params file")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one train key, e.g. --set method.name=gradalign --set method.eps=16 (repeatable)")
+                   help=f"override one {section} key (repeatable), e.g. " + (
+                       "--set method.name=gradalign --set method.eps=16" if section == "train"
+                       else "--set n_points=500 --set autoattack=true"))
 
 
 def cmd_prepare(args) -> int:
@@ -43,6 +45,35 @@ def cmd_train(args) -> int:
     print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
           f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
     return 0 if s["status"] == "completed" else 3
+
+
+def cmd_evaluate(args) -> int:
+    from .config import resolve_config
+    from .evaluate import evaluate
+
+    cfg = resolve_config(args.config, "evaluate", args.scale, args.sets)
+    r = evaluate(args.model, args.out, cfg, eps255=args.eps, data_root=args.data_root)
+    aa = f", AutoAttack {r['autoattack']['acc']:.3f}" if r["autoattack"] else ""
+    print(f"{args.model}: clean {r['clean_acc']:.3f}, {r['pgd']['protocol']} {r['pgd']['acc']:.3f}{aa} "
+          f"on {r['n_points']} points at eps {r['eps']:g}/255 -> {args.out}")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from .results import collect, write_table
+
+    df = collect(args.results)
+    write_table(df, args.out)
+    print(f"{len(df)} results -> {args.out}")
+    return 0
+
+
+def cmd_bench_eval(args) -> int:
+    from .benchmark import bench_eval
+
+    bench_eval(args.model, n_points=args.n_points, batch_size=args.batch_size, threads=args.threads,
+               csv_out=args.csv, data_root=args.data_root)
+    return 0
 
 
 def cmd_show_config(args) -> int:
@@ -72,6 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(pt)
     pt.add_argument("--out", required=True, help="run directory")
     pt.set_defaults(func=cmd_train)
+
+    pe = sub.add_parser("evaluate", help="clean / PGD-50-10 / AutoAttack accuracy of one model file -> JSON")
+    _add_config_args(pe, "evaluate")
+    pe.add_argument("--model", required=True, help="model file (model_final.pt or model_best.pt)")
+    pe.add_argument("--out", required=True, help="result JSON")
+    pe.add_argument("--eps", type=float, default=None, help="ε in /255 (default: the training ε)")
+    pe.add_argument("--data-root", default=None, help="prepared data folder (default: the run's data.root)")
+    pe.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("collect", help="tidy CSV table from evaluation JSONs")
+    pl.add_argument("results", nargs="*", help="result JSON files")
+    pl.add_argument("--out", required=True)
+    pl.set_defaults(func=cmd_collect)
+
+    pb = sub.add_parser("bench-eval", help="time PGD-50-10 with and without skipping broken points (ratio)")
+    pb.add_argument("--model", required=True)
+    pb.add_argument("--n-points", type=int, default=256)
+    pb.add_argument("--batch-size", type=int, default=1024)
+    pb.add_argument("--threads", type=int, default=0)
+    pb.add_argument("--data-root", default=None)
+    pb.add_argument("--csv", default=None, help="append the measurement to this CSV")
+    pb.set_defaults(func=cmd_bench_eval)
 
     pc = sub.add_parser("config", help="print the resolved train config")
     _add_config_args(pc)

@@ -132,6 +132,21 @@ TRAIN_SCHEMA: dict = {
 }
 
 
+# `fastadv evaluate` settings (the paper's final evaluation).
+EVAL_SCHEMA: dict = {
+    "n_points": _int(min=1, optional=True),
+    "protocol": _choice("pgd50_10", "wong_pgd50_10"),
+    "autoattack": _BOOL,
+    "batch_size": _int(min=1),
+    "autoattack_batch_size": _int(min=1),
+    "seed": _int(min=0),
+    "full_clean": _BOOL,
+    "device": _choice("auto", "cpu", "cuda"),
+    "threads": _int(min=0),
+}
+SCHEMAS = {"train": TRAIN_SCHEMA, "evaluate": EVAL_SCHEMA}
+
+
 def _validate(section: dict, schema: dict, prefix: str, partial: bool) -> dict:
     if not isinstance(section, dict):
         raise FastAdvError(f"config section {prefix} must be a mapping, got {section!r}")
@@ -149,9 +164,13 @@ def _validate(section: dict, schema: dict, prefix: str, partial: bool) -> dict:
     return out
 
 
+def validate_section(cfg: dict, section: str, partial: bool = False) -> dict:
+    """Type-check a ``train``/``evaluate`` section (``partial``: an override, keys may be missing)."""
+    return _validate(cfg, SCHEMAS[section], section, partial)
+
+
 def validate_train(cfg: dict, partial: bool = False) -> dict:
-    """Type-check a ``train`` section (``partial``: an override, keys may be missing)."""
-    return _validate(cfg, TRAIN_SCHEMA, "train", partial)
+    return validate_section(cfg, "train", partial)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -164,7 +183,7 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def parse_set(assignment: str) -> dict:
+def parse_set(assignment: str, section: str = "train") -> dict:
     """Turn ``method.pgd.steps=2`` into ``{"method": {"pgd": {"steps": 2}}}``.
 
     The value is parsed as YAML (so ``2`` is an int, ``null`` is None,
@@ -174,8 +193,8 @@ def parse_set(assignment: str) -> dict:
         raise FastAdvError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
     key = key.strip()
-    if key.startswith("train."):
-        key = key[len("train."):]
+    if key.startswith(section + "."):
+        key = key[len(section) + 1:]
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
     except yaml.YAMLError:
@@ -208,8 +227,9 @@ def read_params(path: str | Path) -> dict:
     unknown = [k for k in doc if k not in TOP_LEVEL_SECTIONS]
     if unknown:
         raise FastAdvError(f"unknown config section {unknown[0]!r} in {path}; valid: {', '.join(TOP_LEVEL_SECTIONS)}")
-    if "train" not in doc:
-        raise FastAdvError(f"config file {str(path)!r} has no 'train' section")
+    for section in SCHEMAS:
+        if section not in doc:
+            raise FastAdvError(f"config file {str(path)!r} has no {section!r} section")
     return doc
 
 
@@ -223,14 +243,18 @@ def scale_override(doc: dict, scale: str | None, section: str) -> dict:
     return (scales[scale] or {}).get(section) or {}
 
 
-def resolve_train_config(path: str | Path, scale: str | None = None, sets: list[str] = ()) -> dict:
-    """params.yaml ``train`` ← scale overrides ← ``--set`` overrides, validated."""
+def resolve_config(path: str | Path, section: str, scale: str | None = None, sets: list[str] = ()) -> dict:
+    """params.yaml ``section`` ← scale overrides ← ``--set`` overrides, validated."""
     doc = read_params(path)
-    base = validate_train(doc["train"])
-    layers = [scale_override(doc, scale, "train")] + [parse_set(s) for s in sets]
+    base = validate_section(doc[section], section)
+    layers = [scale_override(doc, scale, section)] + [parse_set(s, section) for s in sets]
     for layer in layers:
-        base = deep_merge(base, validate_train(layer, partial=True))
-    return validate_train(base)
+        base = deep_merge(base, validate_section(layer, section, partial=True))
+    return validate_section(base, section)
+
+
+def resolve_train_config(path: str | Path, scale: str | None = None, sets: list[str] = ()) -> dict:
+    return resolve_config(path, "train", scale, sets)
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -1,0 +1,118 @@
+"""Final evaluation: accuracy ordering, result schema, resume, AutoAttack, tidy table."""
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import torch
+
+import fastadv.evaluate as ev
+from fastadv.checkpoint import save_model
+from fastadv.cli import main
+from fastadv.config import deep_merge, resolve_config
+from fastadv.data import load_split
+from fastadv.errors import FastAdvError
+from fastadv.models import build_model
+from fastadv.monitor import accuracy, fgsm_accuracy
+from fastadv.results import collect
+from fastadv.train import train
+from tests.conftest import PARAMS
+
+SCHEMA = json.loads((Path(ev.__file__).parent / "schemas" / "eval_result.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_root):
+    """A small model trained for a few epochs (clean accuracy well above chance)."""
+    torch.set_num_threads(1)
+    cfg = deep_merge(resolve_config(PARAMS, "train", "smoke"), {
+        "data": {"root": str(data_root), "subset": 1024}, "method": {"name": "standard"},
+        "optim": {"epochs": 3}, "runtime": {"threads": 1, "progress": "never"}})
+    out = tmp_path_factory.mktemp("run")
+    train(cfg, out)
+    return out
+
+
+@pytest.fixture
+def eval_cfg():
+    return deep_merge(resolve_config(PARAMS, "evaluate", "smoke"), {"threads": 1, "n_points": 48, "batch_size": 16})
+
+
+def test_pgd_le_fgsm_le_clean_and_schema(trained, eval_cfg, data_root, tmp_path):
+    res = ev.evaluate(trained / "model_final.pt", tmp_path / "r.json", eval_cfg, eps255=2)
+    jsonschema.validate(json.loads((tmp_path / "r.json").read_text()), SCHEMA)
+    model = ev.load_model(trained / "model_final.pt")
+    x, y = load_split(data_root, "cifar10", "test", "cpu").head(48)
+    fgsm = fgsm_accuracy(model, x, y, 2 / 255)
+    assert res["pgd"]["acc"] <= fgsm <= res["clean_acc"]
+    assert res["clean_acc"] == accuracy(model, x, y) and res["clean_acc"] > 0.2
+    assert res["pgd"]["acc"] < res["clean_acc"]  # the attack is not vacuous
+    assert res["pgd"]["steps"] == 50 and res["pgd"]["restarts"] == 10 and res["pgd"]["alpha"] == pytest.approx(0.5)
+    assert res["n_points"] == 48 and res["model_kind"] == "final" and res["method_label"] == "standard"
+    assert not (tmp_path / "r.json.state.pt").exists()
+
+
+def test_constant_logit_model_is_as_robust_as_clean(tiny_cfg, eval_cfg, tmp_path):
+    m = build_model("preact_resnet18", width=4, num_classes=10, in_shape=(3, 32, 32))
+    with torch.no_grad():
+        m.linear.weight.zero_()
+        m.linear.bias.copy_(torch.arange(10.0))  # always predicts class 9
+    save_model(tmp_path / "const.pt", m, tiny_cfg, "final", 0)
+    res = ev.evaluate(tmp_path / "const.pt", tmp_path / "r.json", eval_cfg)
+    assert res["pgd"]["acc"] == res["clean_acc"] > 0
+
+
+def test_interrupted_evaluation_resumes_with_identical_result(trained, eval_cfg, tmp_path, monkeypatch):
+    ref = ev.evaluate(trained / "model_final.pt", tmp_path / "ref.json", eval_cfg, eps255=2)
+    real, calls = ev.pgd_attack, []
+
+    def dying(*a, **k):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ev, "pgd_attack", dying)
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate(trained / "model_final.pt", tmp_path / "cut.json", eval_cfg, eps255=2)
+    assert (tmp_path / "cut.json.state.pt").is_file() and not (tmp_path / "cut.json").exists()
+    calls.clear()
+    monkeypatch.setattr(ev, "pgd_attack", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    res = ev.evaluate(trained / "model_final.pt", tmp_path / "cut.json", eval_cfg, eps255=2)
+    assert len(calls) == 1  # 48 points / 16 per batch = 3 batches; two were kept from the first try
+    assert res["pgd"] == ref["pgd"] and res["clean_acc"] == ref["clean_acc"]
+
+
+@pytest.mark.slow
+def test_autoattack_is_at_least_as_strong_as_pgd(trained, eval_cfg, tmp_path):
+    cfg = deep_merge(eval_cfg, {"autoattack": True, "n_points": 32, "autoattack_batch_size": 32})
+    res = ev.evaluate(trained / "model_final.pt", tmp_path / "aa.json", cfg, eps255=1)
+    jsonschema.validate(res, SCHEMA)
+    aa = res["autoattack"]
+    assert aa["acc"] <= res["pgd"]["acc"] + 0.01
+    accs = [aa["acc_after"][a] for a in aa["attacks"]]
+    assert accs == sorted(accs, reverse=True) and accs[-1] == aa["acc"]
+    assert res["clean_acc"] > aa["acc"]
+
+
+def test_collect_makes_one_row_per_model_and_refuses_duplicates(trained, eval_cfg, tmp_path):
+    a = ev.evaluate(trained / "model_final.pt", tmp_path / "final.json", eval_cfg)
+    ev.evaluate(trained / "model_best.pt", tmp_path / "best.json", eval_cfg)
+    df = collect([tmp_path / "final.json", tmp_path / "best.json"])
+    assert sorted(df["model_kind"]) == ["best", "final"]
+    row = df[df["model_kind"] == "final"].iloc[0]
+    assert row["pgd_acc"] == a["pgd"]["acc"] and row["eps"] == 8 and row["method_label"] == "standard"
+    with pytest.raises(FastAdvError, match="two results for the same run"):
+        collect([tmp_path / "final.json", tmp_path / "final.json"])
+
+
+def test_cli_errors(trained, tmp_path, capsys):
+    assert main(["evaluate", "--config", str(PARAMS), "--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["evaluate", "--config", str(PARAMS), "--model", str(trained / "model_final.pt"),
+                 "--out", str(tmp_path / "x.json"), "--eps", "-1"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["evaluate", "--config", str(PARAMS), "--model", str(trained / "model_final.pt"),
+                 "--out", str(tmp_path / "x.json"), "--set", "protocol=pgd7"]) == 2
+    assert "valid: pgd50_10, wong_pgd50_10" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
