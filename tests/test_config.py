@@ -10,7 +10,7 @@ def test_params_yaml_resolves_and_scales_apply():
     paper = resolve_train_config(PARAMS)
     smoke = resolve_train_config(PARAMS, "smoke")
     assert paper["optim"]["epochs"] == 30 and paper["optim"]["lr_max"] == 0.2 and paper["model"]["width"] == 64
-    assert smoke["optim"]["epochs"] == 1 and smoke["data"]["subset"] == 256
+    assert smoke["optim"]["epochs"] == 2 and smoke["data"]["subset"] == 512 and smoke["optim"]["lr_max"] == 0.05
     assert smoke["method"] == paper["method"]
 
 
@@ -35,7 +35,7 @@ def test_bad_overrides_are_one_line_errors(sets, message):
 
 
 def test_unknown_scale_and_section(tmp_path):
-    with pytest.raises(FastAdvError, match="unknown scale 'huge'; valid: paper, smoke, quick"):
+    with pytest.raises(FastAdvError, match="unknown scale 'huge'; valid: paper, quick, smoke"):
         resolve_train_config(PARAMS, "huge")
     bad = tmp_path / "p.yaml"
     bad.write_text(PARAMS.read_text() + "\ntrian: {}\n")

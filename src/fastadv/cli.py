@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from .errors import FastAdvError
 
@@ -17,6 +18,11 @@ DEFAULT_CONFIG = "params.yaml"
 def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="params file (default: %(default)s)")
     p.add_argument("--scale", default=None, help="apply the overrides of scales.<SCALE> in the params file")
+    p.add_argument("--experiment", default=None, help="apply the settings of experiments.<EXPERIMENT>")
+    if section == "train":
+        p.add_argument("--variant", default=None, help="method variant label from the params file's variants")
+        p.add_argument("--eps", type=float, default=None, help="ε in units of 1/255 (= --set method.eps=…)")
+        p.add_argument("--seed", type=int, default=None, help="= --set runtime.seed=…")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override one {section} key (repeatable), e.g. " + (
                        "--set method.name=gradalign --set method.eps=16" if section == "train"
@@ -33,10 +39,11 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .config import resolve_train_config
+    from .study import Study
     from .train import EXIT_PREEMPTED, Preempted, train
 
-    cfg = resolve_train_config(args.config, args.scale, args.sets)
+    cfg = Study.load(args.config, args.scale).train_config(args.experiment, args.variant, args.eps, args.seed,
+                                                          args.sets)
     try:
         s = train(cfg, args.out)
     except Preempted as e:
@@ -48,10 +55,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .config import resolve_config
     from .evaluate import evaluate
+    from .study import Study
 
-    cfg = resolve_config(args.config, "evaluate", args.scale, args.sets)
+    cfg = Study.load(args.config, args.scale).eval_config(args.experiment, args.sets)
     r = evaluate(args.model, args.out, cfg, eps255=args.eps, data_root=args.data_root)
     aa = f", AutoAttack {r['autoattack']['acc']:.3f}" if r["autoattack"] else ""
     print(f"{args.model}: clean {r['clean_acc']:.3f}, {r['pgd']['protocol']} {r['pgd']['acc']:.3f}{aa} "
@@ -68,6 +75,27 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_figure(args) -> int:
+    import pandas as pd
+
+    from . import atomic
+    from .figures import accuracy_vs_eps, require_runs
+    from .study import Study
+
+    study = Study.load(args.config, args.scale)
+    exp = study.experiment(args.experiment)
+    df = pd.read_csv(args.results)
+    require_runs(df, exp["methods"], exp["eps"], exp["seeds"], exp["models"])
+    out = Path(args.out)
+    scale = args.scale or "paper"
+    drawn = accuracy_vs_eps(df, "pgd_acc", out, scale, "PGD-50-10 accuracy (%)")
+    clean = accuracy_vs_eps(df, "clean_acc", out.with_name(out.stem + "_clean.pdf"), scale, "clean accuracy (%)")
+    data = pd.concat([drawn.assign(metric="pgd_acc"), clean.assign(metric="clean_acc")])
+    atomic.write_text(out.with_name(out.stem + "_data.csv"), data.to_csv(index=False))
+    print(f"{args.name}: {out} (+ .png, _clean, _data.csv)")
+    return 0
+
+
 def cmd_bench_eval(args) -> int:
     from .benchmark import bench_eval
 
@@ -76,12 +104,23 @@ def cmd_bench_eval(args) -> int:
     return 0
 
 
+def cmd_schema(args) -> int:
+    import yaml
+
+    from .study import json_schema
+
+    print(yaml.safe_dump(json_schema(), sort_keys=False), end="")
+    return 0
+
+
 def cmd_show_config(args) -> int:
     import yaml
 
-    from .config import resolve_train_config
+    from .study import Study
 
-    print(yaml.safe_dump(resolve_train_config(args.config, args.scale, args.sets), sort_keys=False), end="")
+    cfg = Study.load(args.config, args.scale).train_config(args.experiment, args.variant, args.eps, args.seed,
+                                                          args.sets)
+    print(yaml.safe_dump(cfg, sort_keys=False), end="")
     return 0
 
 
@@ -108,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(pe, "evaluate")
     pe.add_argument("--model", required=True, help="model file (model_final.pt or model_best.pt)")
     pe.add_argument("--out", required=True, help="result JSON")
-    pe.add_argument("--eps", type=float, default=None, help="ε in /255 (default: the training ε)")
+    pe.add_argument("--eps", type=float, default=None, help="evaluation ε in /255 (default: the training ε)")
     pe.add_argument("--data-root", default=None, help="prepared data folder (default: the run's data.root)")
     pe.set_defaults(func=cmd_evaluate)
 
@@ -116,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("results", nargs="*", help="result JSON files")
     pl.add_argument("--out", required=True)
     pl.set_defaults(func=cmd_collect)
+
+    pf = sub.add_parser("figure", help="render a figure of the paper from a results table")
+    pf.add_argument("name", choices=["fig1"])
+    pf.add_argument("--results", required=True, help="tidy results CSV (fastadv collect)")
+    pf.add_argument("--out", required=True, help="PDF path; PNG and data CSV are written beside it")
+    pf.add_argument("--config", default=DEFAULT_CONFIG)
+    pf.add_argument("--scale", default=None)
+    pf.add_argument("--experiment", default="fig1")
+    pf.set_defaults(func=cmd_figure)
 
     pb = sub.add_parser("bench-eval", help="time PGD-50-10 with and without skipping broken points (ratio)")
     pb.add_argument("--model", required=True)
@@ -125,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--data-root", default=None)
     pb.add_argument("--csv", default=None, help="append the measurement to this CSV")
     pb.set_defaults(func=cmd_bench_eval)
+
+    ps = sub.add_parser("schema", help="print the JSON schema of params.yaml (as YAML)")
+    ps.set_defaults(func=cmd_schema)
 
     pc = sub.add_parser("config", help="print the resolved train config")
     _add_config_args(pc)

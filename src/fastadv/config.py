@@ -22,7 +22,7 @@ MODELS = ("preact_resnet18", "mnist_cnn", "one_layer_cnn")
 METHODS = ("standard", "fgsm", "fgsm_rs", "gradalign", "pgd", "free")
 # Sections of params.yaml; `train`/`evaluate` hold run settings, the rest belong
 # to the workflow (scales of the study, experiments of the paper).
-TOP_LEVEL_SECTIONS = ("train", "evaluate", "scales", "experiments")
+TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources", "scales")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,18 @@ class Spec:
                 hi = "inf" if self.max is None else f"{self.max:g}]"
                 raise FastAdvError(f"config key {key}={value!r} out of range; valid: {lo}, {hi}")
         return value
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """A non-empty list whose items all satisfy ``item``."""
+
+    item: Spec
+
+    def check(self, key: str, value: Any) -> list:
+        if not isinstance(value, list) or not value:
+            raise FastAdvError(f"config key {key} must be a non-empty list, got {value!r}")
+        return [self.item.check(f"{key}[{i}]", v) for i, v in enumerate(value)]
 
 
 def _int(min=None, max=None, optional=False):
@@ -144,7 +156,15 @@ EVAL_SCHEMA: dict = {
     "device": _choice("auto", "cpu", "cuda"),
     "threads": _int(min=0),
 }
-SCHEMAS = {"train": TRAIN_SCHEMA, "evaluate": EVAL_SCHEMA}
+# Scheduler resources of workflow jobs (Snakemake/SLURM); not hyperparameters.
+RESOURCES_SCHEMA: dict = {
+    "gpu": _int(min=0),
+    "train_mem_mb": _int(min=1),
+    "train_runtime": _int(min=1),
+    "eval_mem_mb": _int(min=1),
+    "eval_runtime": _int(min=1),
+}
+SCHEMAS = {"train": TRAIN_SCHEMA, "evaluate": EVAL_SCHEMA, "resources": RESOURCES_SCHEMA}
 
 
 def _validate(section: dict, schema: dict, prefix: str, partial: bool) -> dict:
@@ -233,24 +253,12 @@ def read_params(path: str | Path) -> dict:
     return doc
 
 
-def scale_override(doc: dict, scale: str | None, section: str) -> dict:
-    """The overrides that scale ``scale`` applies to ``section`` (empty for None)."""
-    if scale is None:
-        return {}
-    scales = doc.get("scales") or {}
-    if scale not in scales:
-        raise FastAdvError(f"unknown scale {scale!r}; valid: {', '.join(scales) or '(none defined)'}")
-    return (scales[scale] or {}).get(section) or {}
-
-
 def resolve_config(path: str | Path, section: str, scale: str | None = None, sets: list[str] = ()) -> dict:
-    """params.yaml ``section`` ← scale overrides ← ``--set`` overrides, validated."""
-    doc = read_params(path)
-    base = validate_section(doc[section], section)
-    layers = [scale_override(doc, scale, section)] + [parse_set(s, section) for s in sets]
-    for layer in layers:
-        base = deep_merge(base, validate_section(layer, section, partial=True))
-    return validate_section(base, section)
+    """params.yaml ``section`` ← scale overrides ← ``--set`` overrides, validated (see fastadv.study)."""
+    from .study import Study
+
+    study = Study.load(path, scale)
+    return study.train_config(sets=sets) if section == "train" else study.eval_config(sets=sets)
 
 
 def resolve_train_config(path: str | Path, scale: str | None = None, sets: list[str] = ()) -> dict:

@@ -8,14 +8,42 @@ import platform
 import torch
 
 
+_GPU_LOCK = None  # held for the life of the process
+
+
+def claim_gpu(count: int) -> int:
+    """Index of a GPU no other fastadv process on this machine holds.
+
+    ``snakemake --resources gpu=N`` runs N jobs at once but assigns no device; each job
+    then takes the first GPU whose lock file (``$TMPDIR/fastadv-gpu-<i>.lock``) it can
+    flock exclusively. Under SLURM, CUDA_VISIBLE_DEVICES already shows one GPU.
+    """
+    global _GPU_LOCK
+    import fcntl
+    import tempfile
+
+    for i in range(count):
+        f = open(os.path.join(tempfile.gettempdir(), f"fastadv-gpu-{i}.lock"), "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _GPU_LOCK = f
+        return i
+    return 0  # more jobs than GPUs: share the first
+
+
 def select_device(name: str) -> torch.device:
     from .errors import FastAdvError
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise FastAdvError("runtime.device 'cuda' requested but no CUDA device is available; valid here: auto, cpu")
-    return torch.device(name)
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if _GPU_LOCK is None and torch.cuda.device_count() > 1:
+        torch.cuda.set_device(claim_gpu(torch.cuda.device_count()))
+    return torch.device("cuda", torch.cuda.current_device())
 
 
 def set_threads(threads: int) -> None:

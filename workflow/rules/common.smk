@@ -1,0 +1,66 @@
+# Config validation and small input functions. The science is in src/fastadv.
+import json
+import os
+
+from snakemake.utils import validate
+
+from fastadv.study import Study, validate_study
+
+validate(config, schema="../schemas/config.schema.yaml")
+# The CLI reads the same file (so --configfile overrides reach it); Snakemake's --config does not.
+PARAMS = workflow.configfiles[-1] if workflow.configfiles else "params.yaml"
+STUDY_DOC = validate_study(config)
+SCALES = list(STUDY_DOC["scales"]) or ["paper"]
+EXPERIMENTS = list(STUDY_DOC["experiments"])
+RUN = "{scale}/{experiment}/{variant}/eps{eps}/seed{seed}"
+
+wildcard_constraints:
+    scale="|".join(SCALES),
+    experiment="|".join(EXPERIMENTS),
+    kind="final|best",
+    seed=r"\d+",
+    eps=r"[0-9.]+",
+
+
+def study(scale):
+    return Study(STUDY_DOC, None if scale == "paper" and "paper" not in STUDY_DOC["scales"] else scale)
+
+
+def eps_tag(eps):
+    return f"{float(eps):g}"
+
+
+def default_targets():
+    return ["results/paper/fig1.pdf"]
+
+
+def dataset_file(wildcards):
+    return f"data/{study(wildcards.scale).experiment(wildcards.experiment)['dataset']}.npz"
+
+
+def run_config(wildcards):
+    """Resolved train config of a run: a params value, so changing a hyperparameter reruns exactly its runs."""
+    cfg = study(wildcards.scale).train_config(
+        wildcards.experiment, wildcards.variant, float(wildcards.eps), int(wildcards.seed)
+    )
+    cfg["runtime"].pop("threads")
+    return json.dumps(cfg, sort_keys=True)
+
+
+def eval_config(wildcards):
+    return json.dumps(study(wildcards.scale).eval_config(wildcards.experiment), sort_keys=True)
+
+
+def resource(name):
+    return lambda wildcards: study(wildcards.scale).resources()[name]
+
+
+def experiment_evals(wildcards):
+    s = study(wildcards.scale)
+    kinds = s.experiment(wildcards.experiment)["models"]
+    return [
+        f"results/{wildcards.scale}/{wildcards.experiment}/evals/{r['variant']}/eps{eps_tag(r['eps'])}"
+        f"/seed{r['seed']}/{kind}.json"
+        for r in s.runs(wildcards.experiment)
+        for kind in kinds
+    ]

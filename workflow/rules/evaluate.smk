@@ -1,0 +1,38 @@
+rule evaluate_model:
+    input:
+        model="runs/" + RUN + "/model_{kind}.pt",
+        data=dataset_file,
+    output:
+        result="results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json",
+    params:
+        resolved=eval_config,
+        config=PARAMS,
+    log:
+        "logs/evaluate_model/" + RUN + "/{kind}.log",
+    benchmark:
+        "benchmarks/evaluate_model/" + RUN + "/{kind}.tsv"
+    threads: 2
+    resources:
+        mem_mb=resource("eval_mem_mb"),
+        runtime=resource("eval_runtime"),
+        gpu=resource("gpu"),
+    shell:
+        "fastadv evaluate --config {params.config} --scale {wildcards.scale} --experiment {wildcards.experiment}"
+        " --model {input.model} --out {output.result} --set threads={threads} > {log} 2>&1"
+
+
+rule collect_results:
+    input:
+        evals=experiment_evals,
+    output:
+        table="results/{scale}/{experiment}/results.csv",
+    log:
+        "logs/collect_results/{scale}/{experiment}.log",
+    benchmark:
+        "benchmarks/collect_results/{scale}/{experiment}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv collect --out {output.table} {input.evals} > {log} 2>&1"
