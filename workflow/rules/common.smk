@@ -12,7 +12,7 @@ PARAMS = workflow.configfiles[-1] if workflow.configfiles else "params.yaml"
 STUDY_DOC = validate_study(config)
 SCALES = list(STUDY_DOC["scales"]) or ["paper"]
 EXPERIMENTS = list(STUDY_DOC["experiments"])
-RUN = "{scale}/{experiment}/{variant}/eps{eps}/seed{seed}"
+EVAL_RESULT = "results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json"
 
 wildcard_constraints:
     scale="|".join(SCALES),
@@ -59,8 +59,14 @@ def experiment_evals(wildcards):
     s = study(wildcards.scale)
     kinds = s.experiment(wildcards.experiment)["models"]
     return [
-        f"results/{wildcards.scale}/{wildcards.experiment}/evals/{r['variant']}/eps{eps_tag(r['eps'])}"
-        f"/seed{r['seed']}/{kind}.json"
+        EVAL_RESULT.format(
+            scale=wildcards.scale,
+            experiment=wildcards.experiment,
+            variant=r["variant"],
+            eps=eps_tag(r["eps"]),
+            seed=r["seed"],
+            kind=kind,
+        )
         for r in s.runs(wildcards.experiment)
         for kind in kinds
     ]

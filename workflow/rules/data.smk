@@ -5,6 +5,8 @@ rule prepare_data:
         "logs/prepare_data/{dataset}.log",
     benchmark:
         "benchmarks/prepare_data/{dataset}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -1,6 +1,6 @@
 rule evaluate_model:
     input:
-        model="runs/" + RUN + "/model_{kind}.pt",
+        model="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/model_{kind}.pt",
         data=dataset_file,
     output:
         result="results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json",
@@ -8,9 +8,11 @@ rule evaluate_model:
         resolved=eval_config,
         config=PARAMS,
     log:
-        "logs/evaluate_model/" + RUN + "/{kind}.log",
+        "logs/evaluate_model/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/{kind}.log",
     benchmark:
-        "benchmarks/evaluate_model/" + RUN + "/{kind}.tsv"
+        "benchmarks/evaluate_model/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/{kind}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
     threads: 2
     resources:
         mem_mb=resource("eval_mem_mb"),
@@ -30,6 +32,8 @@ rule collect_results:
         "logs/collect_results/{scale}/{experiment}.log",
     benchmark:
         "benchmarks/collect_results/{scale}/{experiment}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
     threads: 1
     resources:
         mem_mb=1000,

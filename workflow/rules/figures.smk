@@ -13,6 +13,8 @@ rule plot_fig1:
         "logs/plot_fig1/{scale}.log",
     benchmark:
         "benchmarks/plot_fig1/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
     threads: 1
     resources:
         mem_mb=1000,

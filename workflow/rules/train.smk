@@ -2,18 +2,20 @@ rule train_model:
     input:
         data=dataset_file,
     output:
-        final="runs/" + RUN + "/model_final.pt",
-        best="runs/" + RUN + "/model_best.pt",
-        history="runs/" + RUN + "/history.csv",
-        summary="runs/" + RUN + "/summary.json",
+        final="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/model_final.pt",
+        best="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/model_best.pt",
+        history="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/history.csv",
+        summary="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/summary.json",
     params:
         resolved=run_config,
         config=PARAMS,
         out=lambda wildcards, output: os.path.dirname(output.final),
     log:
-        "logs/train_model/" + RUN + ".log",
+        "logs/train_model/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}.log",
     benchmark:
-        "benchmarks/train_model/" + RUN + ".tsv"
+        "benchmarks/train_model/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
     threads: 2
     resources:
         mem_mb=resource("train_mem_mb"),
