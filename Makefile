@@ -23,13 +23,15 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
-data/cifar10.npz: $(BIN)/fastadv
-	$(BIN)/fastadv prepare --dataset cifar10
+SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
 
-# Quick-scale CPU demo (until the workflow lands: one FGSM and one GradAlign run at the quick scale).
-demo: data/cifar10.npz
-	$(BIN)/fastadv train --scale quick --set method.name=fgsm --set method.eps=16 --out runs/quick/cifar10/fgsm/eps16/seed0
-	$(BIN)/fastadv train --scale quick --set method.name=gradalign --set method.eps=16 --out runs/quick/cifar10/gradalign/eps16/seed0
+# Quick-scale CPU demo: the paper's Fig. 1 at a scale a 2-core CPU can train.
+demo: setup
+	$(SNAKEMAKE) results/quick/fig1.pdf
+
+# Whole pipeline on a tiny scale (minutes): data -> training -> evaluation -> figure.
+smoke: setup
+	$(SNAKEMAKE) results/smoke/fig1.pdf
 
 clean:
-	rm -rf runs results logs benchmarks/*.tsv .snakemake
+	rm -rf runs results logs benchmarks .snakemake

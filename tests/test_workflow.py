@@ -1,0 +1,98 @@
+"""The Snakemake workflow: schema in sync, lint clean, DAG shape, smoke pipeline end to end."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from fastadv.study import Study, json_schema
+from tests.conftest import PARAMS, REPO, data_source
+
+BIN = str(Path(sys.executable).parent)
+
+
+def copy_workflow(dst: Path) -> Path:
+    for name in ("Snakefile", "params.yaml"):
+        shutil.copy(REPO / name, dst / name)
+    shutil.copytree(REPO / "workflow", dst / "workflow")
+    return dst
+
+
+def snakemake(cwd, *args, check=True):
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    src = data_source()
+    if src is not None:
+        env["FASTADV_DATA_SOURCE"] = str(src)
+    r = subprocess.run([f"{BIN}/snakemake", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def test_schema_file_is_generated_from_the_specs():
+    committed = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert committed == yaml.safe_load(yaml.safe_dump(json_schema())), "run: fastadv schema > workflow/schemas/config.schema.yaml"
+
+
+def test_misspelled_key_fails_validation(tmp_path):
+    wf = copy_workflow(tmp_path)
+    (wf / "params.yaml").write_text(PARAMS.read_text().replace("    lr_schedule: cyclic", "    lr_shedule: cyclic"))
+    r = snakemake(wf, "-n", "results/smoke/fig1.pdf", check=False)
+    assert r.returncode != 0 and "lr_shedule" in r.stdout + r.stderr
+
+
+def test_lint_is_clean():
+    r = snakemake(REPO, "--lint")
+    assert "Congratulations, your workflow is in a good condition" in r.stdout + r.stderr
+
+
+def dry_run_jobs(wf, target) -> dict:
+    r = snakemake(wf, "-n", "--cores", "2", target)
+    counts = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_paper_fig1_dag_has_every_run_and_evaluation(tmp_path):
+    wf = copy_workflow(tmp_path)
+    jobs = dry_run_jobs(wf, "results/paper/fig1.pdf")
+    n_runs = len(Study.load(PARAMS).runs("fig1"))
+    assert n_runs == 6 * 16 * 5
+    assert jobs["train_model"] == n_runs and jobs["evaluate_model"] == 2 * n_runs
+    assert jobs["collect_results"] == 1 and jobs["plot_fig1"] == 1
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
+    if data_source() is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    wf = copy_workflow(tmp_path)
+    snakemake(wf, "--cores", "2", "results/smoke/fig1.pdf")
+    pdf, png = wf / "results/smoke/fig1.pdf", wf / "results/smoke/fig1.png"
+    assert pdf.read_bytes().startswith(b"%PDF") and png.read_bytes().startswith(b"\x89PNG")
+    assert (wf / "results/smoke/fig1_clean.pdf").read_bytes().startswith(b"%PDF")
+    # The figure drew exactly the tidy table's numbers (mean over seeds per method, ε, model kind).
+    table = pd.read_csv(wf / "results/smoke/fig1/results.csv")
+    drawn = pd.read_csv(wf / "results/smoke/fig1_data.csv")
+    want = table.groupby(["model_kind", "method_label", "eps"])["pgd_acc"].mean()
+    got = drawn[drawn["metric"] == "pgd_acc"].set_index(["model_kind", "method_label", "eps"])["mean"]
+    pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False)
+    assert len(table) == 2 * 2 * 2  # 2 methods × 2 ε × {final, best}
+    # Nothing to do a second time.
+    assert dry_run_jobs(wf, "results/smoke/fig1.pdf") == {}
+    # Changing one method's hyperparameter reruns exactly that method's jobs (and what reads them).
+    params = wf / "params.yaml"
+    params.write_text(params.read_text().replace(
+        "gradalign: {method: {name: gradalign}, optim: {lr_max: 0.3}}",
+        "gradalign: {method: {name: gradalign, gradalign: {lambda: 0.5}}, optim: {lr_max: 0.3}}"))
+    r = snakemake(wf, "-n", "--cores", "2", "results/smoke/fig1.pdf")
+    jobs = dry_run_jobs(wf, "results/smoke/fig1.pdf")
+    assert jobs == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "plot_fig1": 1}, r.stdout
+    assert "/gradalign/" in r.stdout and "/fgsm/" not in r.stdout.replace("results/smoke/fig1", "")
