@@ -1,0 +1,87 @@
+"""Fault tolerance: SIGKILL at random moments and SIGTERM pre-emption lose nothing and change nothing."""
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import PARAMS
+
+EXIT_PREEMPTED = 75
+
+
+def train_cmd(out: Path, data_root: Path) -> list[str]:
+    sets = [f"data.root={data_root}", "data.subset=256", "optim.batch_size=32", "optim.epochs=3",
+            "model.width=4", "method.name=fgsm_rs", "monitor.test_points=32", "monitor.train_points=32",
+            "monitor.pgd_steps=2", "runtime.threads=1", "runtime.checkpoint_every=1", "runtime.progress=never"]
+    cmd = [sys.executable, "-m", "fastadv", "train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def same_history(a: Path, b: Path) -> bool:
+    """Equal per-epoch records, apart from the measured seconds."""
+    ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
+    return ha.drop(columns="train_seconds").equals(hb.drop(columns="train_seconds"))
+
+
+def weights(out: Path) -> dict:
+    return torch.load(out / "model_final.pt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("ref")
+    t = time.perf_counter()
+    subprocess.run(train_cmd(out, data_root), check=True, capture_output=True)
+    out.joinpath("wall_seconds").write_text(str(time.perf_counter() - t))
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_rerun_gives_identical_weights(tmp_path, reference, data_root):
+    rng = random.Random(0)
+    ref = weights(reference)
+    wall = float((reference / "wall_seconds").read_text())  # start-up (~3 s) + training
+    for trial in range(5):
+        out = tmp_path / f"t{trial}"
+        kills = 0
+        for attempt in range(20):
+            p = subprocess.Popen(train_cmd(out, data_root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                p.wait(timeout=rng.uniform(0.5, 0.9) * wall if attempt < 3 else None)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)  # no chance to clean up: maybe mid-write of a checkpoint
+                p.wait()
+                kills += 1
+                continue
+            assert p.returncode == 0, p.stderr.read().decode()[-2000:]
+            break
+        assert kills > 0
+        got = weights(out)
+        assert all(torch.equal(ref[k], got[k]) for k in ref), f"trial {trial}: weights differ after {kills} kills"
+        assert same_history(out, reference), f"trial {trial}: history differs"
+
+
+@pytest.mark.slow
+def test_sigterm_saves_state_and_exits_75_then_resumes(tmp_path, reference, data_root):
+    out = tmp_path / "term"
+    p = subprocess.Popen(train_cmd(out, data_root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not (out / "state.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+    if p.returncode == 0:
+        pytest.skip("run finished before SIGTERM arrived")
+    assert p.returncode == EXIT_PREEMPTED, p.stderr.read().decode()[-2000:]
+    assert (out / "state.pt").exists() and not (out / "summary.json").exists()
+    subprocess.run(train_cmd(out, data_root), check=True, capture_output=True)
+    ref, got = weights(reference), weights(out)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
