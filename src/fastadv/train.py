@@ -41,7 +41,8 @@ from .schedule import learning_rate, warmup_factor
 
 EXIT_PREEMPTED = 75
 # Keys that do not change what is computed: a run may be resumed with other values.
-RESUMABLE_KEYS = {("runtime", "progress"), ("runtime", "checkpoint_every"), ("runtime", "threads")}
+# (data.root is only a location: the data themselves are verified by hash.)
+RESUMABLE_KEYS = {("runtime", "progress"), ("runtime", "checkpoint_every"), ("runtime", "threads"), ("data", "root")}
 
 
 class Preempted(Exception):
