@@ -53,3 +53,70 @@ def bench_eval(model_path, n_points: int = 256, batch_size: int = 1024, threads:
         df = pd.concat([pd.read_csv(p), pd.DataFrame([row])]) if p.is_file() else pd.DataFrame([row])
         atomic.write_text(p, df.to_csv(index=False))
     return row
+
+
+def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int = 3,
+                csv_out: str | None = None) -> list[dict]:
+    """Seconds per training iteration of each method on the same model, data and process.
+
+    Prints samples/s, the implied seconds per epoch of ``cfg``'s data, and the ratio to
+    FGSM (the first method when FGSM is absent). Timing covers the optimisation step
+    only (attack + forward/backward + update), not monitoring.
+    """
+    import copy
+
+    import torch
+
+    from .data import load_split
+    from .methods import StepContext, build_method
+    from .train import _model, _optimizer
+
+    set_threads(cfg["runtime"]["threads"])
+    device = select_device(cfg["runtime"]["device"])
+    d, o = cfg["data"], cfg["optim"]
+    train_set = load_split(d["root"], d["dataset"], "train", device, d["subset"], d["subset_mode"],
+                           cfg["runtime"]["seed"], augment=d["augment"])
+    bs = o["batch_size"]
+    idx = torch.arange(min(bs, len(train_set)), device=device)
+    rows = []
+    for name in methods:
+        run = copy.deepcopy(cfg)
+        run["method"]["name"] = name
+        model, method = _model(run, device), build_method(run["method"], d["dataset"])
+        opt = _optimizer(run, model)
+        model.train()
+        gen = torch.Generator(device=device).manual_seed(0)
+        x, y = train_set.batch(idx, gen)
+        for i in range(warmup + iterations):
+            if i == warmup:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+            res = method.step(model, x, y, StepContext(gen))
+            opt.zero_grad(set_to_none=True)
+            res.loss.backward()
+            method.after_backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        per_it = (time.perf_counter() - t) / iterations
+        rows.append({"method": name, "seconds_per_iteration": per_it, "samples_per_s": len(idx) / per_it,
+                     "seconds_per_epoch": per_it * -(-len(train_set) // bs)})
+    base = next((r for r in rows if r["method"] == "fgsm"), rows[0])
+    hw = hardware_stamp(device)
+    for r in rows:
+        r.update(ratio_to_fgsm=r["seconds_per_iteration"] / base["seconds_per_iteration"],
+                 model=f"{cfg['model']['name']}-w{cfg['model']['width']}", batch_size=len(idx),
+                 device=hw["gpu"] or hw["cpu"], threads=hw["torch_threads"], torch=hw["torch"])
+    print(f"training step, {rows[0]['model']}, batch {len(idx)}, {rows[0]['device']}, "
+          f"{rows[0]['threads']} threads, torch {rows[0]['torch']}:")
+    for r in rows:
+        print(f"  {r['method']:<10} {r['samples_per_s']:9.1f} samples/s  {r['seconds_per_epoch']:8.1f} s/epoch  "
+              f"{r['ratio_to_fgsm']:.2f}x FGSM")
+    if csv_out:
+        from . import atomic
+
+        p = Path(csv_out)
+        df = pd.concat([pd.read_csv(p), pd.DataFrame(rows)]) if p.is_file() else pd.DataFrame(rows)
+        atomic.write_text(p, df.to_csv(index=False))
+    return rows

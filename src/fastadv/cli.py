@@ -113,6 +113,15 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def cmd_bench_train(args) -> int:
+    from .benchmark import bench_train
+    from .study import Study
+
+    cfg = Study.load(args.config, args.scale).train_config(sets=args.sets)
+    bench_train(cfg, args.methods, iterations=args.iterations, csv_out=args.csv)
+    return 0
+
+
 def cmd_show_config(args) -> int:
     import yaml
 
@@ -173,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--data-root", default=None)
     pb.add_argument("--csv", default=None, help="append the measurement to this CSV")
     pb.set_defaults(func=cmd_bench_eval)
+
+    pt2 = sub.add_parser("bench-train", help="training-step speed of each method and its ratio to FGSM")
+    _add_config_args(pt2)
+    pt2.add_argument("--methods", nargs="+", default=["fgsm", "fgsm_rs", "gradalign", "pgd", "free"])
+    pt2.add_argument("--iterations", type=int, default=20)
+    pt2.add_argument("--csv", default=None, help="append the measurements to this CSV")
+    pt2.set_defaults(func=cmd_bench_train)
 
     ps = sub.add_parser("schema", help="print the JSON schema of params.yaml (as YAML)")
     ps.set_defaults(func=cmd_schema)
