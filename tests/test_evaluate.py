@@ -102,6 +102,9 @@ def test_collect_makes_one_row_per_model_and_refuses_duplicates(trained, eval_cf
     assert sorted(df["model_kind"]) == ["best", "final"]
     row = df[df["model_kind"] == "final"].iloc[0]
     assert row["pgd_acc"] == a["pgd"]["acc"] and row["eps"] == 8 and row["method_label"] == "standard"
+    summary = json.loads((trained / "summary.json").read_text())
+    assert row["train_status"] == "completed" and row["train_seconds"] == summary["train_seconds"]
+    assert row["final_grad_alignment"] == summary["final"]["grad_alignment"]
     with pytest.raises(FastAdvError, match="two results for the same run"):
         collect([tmp_path / "final.json", tmp_path / "final.json"])
 

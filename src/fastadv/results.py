@@ -1,6 +1,7 @@
 """Collect per-model evaluation results into one tidy table (one row per dataset/method/ε/seed/model kind)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ from .evaluate import load_result
 
 COLUMNS = ["dataset", "method", "method_label", "train_eps", "eps", "train_seed", "model_kind", "model_epoch",
            "n_points", "clean_acc_full", "clean_acc", "pgd_protocol", "pgd_acc", "autoattack_acc",
+           "train_status", "co_epoch", "train_seconds", "seconds_per_epoch", "final_grad_alignment",
            "eval_seconds", "device", "torch", "path"]
 
 
@@ -26,6 +28,15 @@ def result_row(res: dict, path: str) -> dict:
         "device": res["hardware"]["gpu"] or res["hardware"]["device"], "torch": res["hardware"]["torch"],
         "path": path,
     }
+    # The training run's own summary (beside the model file): status, CO, time, alignment.
+    summary_path = Path(res["model_path"]).parent / "summary.json"
+    if summary_path.is_file():
+        s = json.loads(summary_path.read_text())
+        row.update(train_status=s["status"], co_epoch=s["co_epoch"], train_seconds=s["train_seconds"],
+                   seconds_per_epoch=s["seconds_per_epoch"], final_grad_alignment=s["final"]["grad_alignment"])
+    else:
+        row.update(train_status=None, co_epoch=None, train_seconds=None, seconds_per_epoch=None,
+                   final_grad_alignment=None)
     for attack, acc in (aa or {}).get("acc_after", {}).items():
         row[f"aa_{attack.replace('-', '_')}_acc"] = acc
     return row
