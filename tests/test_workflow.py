@@ -85,6 +85,10 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     got = drawn[drawn["metric"] == "pgd_acc"].set_index(["model_kind", "method_label", "eps"])["mean"]
     pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False)
     assert len(table) == 2 * 2 * 2  # 2 methods × 2 ε × {final, best}
+    # Self-contained report with the figure and its caption.
+    snakemake(wf, "--report", "report.html", "results/smoke/fig1.pdf")
+    html = (wf / "report.html").read_text(errors="replace")
+    assert "fig1.pdf" in html and "PGD-50-10 robust accuracy versus training" in html
     # Nothing to do a second time.
     assert dry_run_jobs(wf, "results/smoke/fig1.pdf") == {}
     # Changing one method's hyperparameter reruns exactly that method's jobs (and what reads them).
