@@ -27,11 +27,11 @@ SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
 
 # Quick-scale CPU demo: the paper's Fig. 1 at a scale a 2-core CPU can train.
 demo: setup
-	$(SNAKEMAKE) results/quick/fig1.pdf
+	$(SNAKEMAKE) results/quick/fig1.pdf results/quick/fig1_curves_eps12.pdf
 
 # Whole pipeline on a tiny scale (minutes): data -> training -> evaluation -> figure.
 smoke: setup
-	$(SNAKEMAKE) results/smoke/fig1.pdf
+	$(SNAKEMAKE) results/smoke/fig1.pdf results/smoke/fig1_curves_eps16.pdf results/smoke/figA.pdf results/smoke/grad_alignment.pdf results/smoke/runtime.md results/smoke/autoattack.md
 
 clean:
 	rm -rf runs results logs benchmarks .snakemake

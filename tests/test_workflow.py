@@ -50,8 +50,12 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition" in r.stdout + r.stderr
 
 
-def dry_run_jobs(wf, target) -> dict:
-    r = snakemake(wf, "-n", "--cores", "2", target)
+SMOKE_TARGETS = ["results/smoke/fig1.pdf", "results/smoke/fig1_curves_eps16.pdf", "results/smoke/figA.pdf",
+                 "results/smoke/grad_alignment.pdf", "results/smoke/runtime.md", "results/smoke/autoattack.md"]
+
+
+def dry_run_jobs(wf, *targets) -> dict:
+    r = snakemake(wf, "-n", "--cores", "2", *targets)
     counts = {}
     for line in r.stdout.splitlines():
         parts = line.split()
@@ -74,7 +78,14 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     if data_source() is None:
         pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
     wf = copy_workflow(tmp_path)
-    snakemake(wf, "--cores", "2", "results/smoke/fig1.pdf")
+    snakemake(wf, "--cores", "2", *SMOKE_TARGETS)
+    for name in ("figA", "grad_alignment", "fig1_curves_eps16"):
+        assert (wf / f"results/smoke/{name}.pdf").read_bytes().startswith(b"%PDF"), name
+    runtime = pd.read_csv(wf / "results/smoke/runtime.csv")
+    assert set(runtime["method_label"]) == {"fgsm", "gradalign"} and (runtime["ratio_to_fgsm"] > 0).all()
+    aa = pd.read_csv(wf / "results/smoke/autoattack.csv")
+    assert set(aa["method_label"]) == {"fgsm_rs", "gradalign"}
+    assert (aa["autoattack_acc_mean"] <= aa["pgd_acc_mean"] + 1).all()  # percent; AA is not weaker than PGD
     pdf, png = wf / "results/smoke/fig1.pdf", wf / "results/smoke/fig1.png"
     assert pdf.read_bytes().startswith(b"%PDF") and png.read_bytes().startswith(b"\x89PNG")
     assert (wf / "results/smoke/fig1_clean.pdf").read_bytes().startswith(b"%PDF")
@@ -90,7 +101,7 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     html = (wf / "report.html").read_text(errors="replace")
     assert "fig1.pdf" in html and "PGD-50-10 robust accuracy versus training" in html
     # Nothing to do a second time.
-    assert dry_run_jobs(wf, "results/smoke/fig1.pdf") == {}
+    assert dry_run_jobs(wf, *SMOKE_TARGETS) == {}
     # Changing one method's hyperparameter reruns exactly that method's jobs (and what reads them).
     params = wf / "params.yaml"
     params.write_text(params.read_text().replace(

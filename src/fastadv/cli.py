@@ -79,20 +79,44 @@ def cmd_figure(args) -> int:
     import pandas as pd
 
     from . import atomic
-    from .figures import accuracy_vs_eps, require_runs
+    from . import figures as F
     from .study import Study
 
     study = Study.load(args.config, args.scale)
     exp = study.experiment(args.experiment)
-    df = pd.read_csv(args.results)
-    require_runs(df, exp["methods"], exp["eps"], exp["seeds"], exp["models"])
-    out = Path(args.out)
     scale = args.scale or "paper"
-    drawn = accuracy_vs_eps(df, "pgd_acc", out, scale, "PGD-50-10 accuracy (%)")
-    clean = accuracy_vs_eps(df, "clean_acc", out.with_name(out.stem + "_clean.pdf"), scale, "clean accuracy (%)")
-    data = pd.concat([drawn.assign(metric="pgd_acc"), clean.assign(metric="clean_acc")])
-    atomic.write_text(out.with_name(out.stem + "_data.csv"), data.to_csv(index=False))
-    print(f"{args.name}: {out} (+ .png, _clean, _data.csv)")
+    out = Path(args.out)
+    if args.name == "figA":
+        if not args.histories:
+            raise FastAdvError("figure figA needs --histories (history.csv of each run)")
+        hist = {Path(p).parents[2].name: pd.read_csv(p) for p in args.histories}  # …/{variant}/eps{e}/seed{s}/
+        drawn = F.learning_curves(hist, out, scale, args.eps if args.eps is not None else exp["eps"][0])
+        atomic.write_text(out.with_name(out.stem + "_data.csv"), drawn.to_csv(index=False))
+        print(f"figA: {out}")
+        return 0
+    if not args.results:
+        raise FastAdvError(f"figure {args.name} needs --results (tidy results CSV)")
+    df = pd.read_csv(args.results)
+    F.require_runs(df, exp["methods"], exp["eps"], exp["seeds"], exp["models"])
+    hw = f"{df['device'].iloc[0]}, torch {df['torch'].iloc[0]}, {scale} scale"
+    if args.name == "fig1":
+        drawn = F.accuracy_vs_eps(df, "pgd_acc", out, scale, "PGD-50-10 accuracy (%)")
+        clean = F.accuracy_vs_eps(df, "clean_acc", out.with_name(out.stem + "_clean.pdf"), scale, "clean accuracy (%)")
+        data = pd.concat([drawn.assign(metric="pgd_acc"), clean.assign(metric="clean_acc")])
+        atomic.write_text(out.with_name(out.stem + "_data.csv"), data.to_csv(index=False))
+    elif args.name == "grad_alignment":
+        drawn = F.accuracy_vs_eps(df[df["model_kind"] == "final"], "final_grad_alignment", out, scale,
+                                  "gradient alignment (final)", factor=1.0)
+        atomic.write_text(out.with_name(out.stem + "_data.csv"), drawn.to_csv(index=False))
+    elif args.name == "runtime":
+        F.write_table(F.runtime_table(df), out, f"Training time per run and ratio to FGSM ({hw}).")
+    elif args.name == "autoattack":
+        if df["autoattack_acc"].isna().any():
+            raise FastAdvError(f"{args.results} has runs without AutoAttack; set autoattack: true in the experiment")
+        eps = exp["eps"][0]
+        F.write_table(F.accuracy_table(df, eps), out,
+                      f"Accuracy (%) at eps = {eps:g}/255, mean ± std over seeds, final models ({hw}).", latex=True)
+    print(f"{args.name}: {out}")
     return 0
 
 
@@ -166,9 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_collect)
 
     pf = sub.add_parser("figure", help="render a figure of the paper from a results table")
-    pf.add_argument("name", choices=["fig1"])
-    pf.add_argument("--results", required=True, help="tidy results CSV (fastadv collect)")
-    pf.add_argument("--out", required=True, help="PDF path; PNG and data CSV are written beside it")
+    pf.add_argument("name", choices=["fig1", "figA", "grad_alignment", "runtime", "autoattack"])
+    pf.add_argument("--results", default=None, help="tidy results CSV (fastadv collect)")
+    pf.add_argument("--histories", nargs="*", default=[], help="history.csv files (figA: one per method)")
+    pf.add_argument("--eps", type=float, default=None, help="ε the histories were trained at (figA title)")
+    pf.add_argument("--out", required=True, help="PDF (figures) or .md (tables); PNG/CSV/data beside it")
     pf.add_argument("--config", default=DEFAULT_CONFIG)
     pf.add_argument("--scale", default=None)
     pf.add_argument("--experiment", default="fig1")

@@ -55,8 +55,9 @@ def require_runs(df: pd.DataFrame, methods: list[str], eps: list[float], seeds: 
                            + (" …" if len(missing) > 4 else ""))
 
 
-def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: str) -> pd.DataFrame:
-    """Mean ± std over seeds of ``metric`` vs training ε, one panel per model kind (Fig. 1)."""
+def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: str,
+                    factor: float = 100.0) -> pd.DataFrame:
+    """Mean ± std over seeds of ``metric`` (× ``factor``) vs training ε, one panel per model kind (Fig. 1)."""
     plt = _plt()
     agg = (df.groupby(["model_kind", "method_label", "eps"])[metric]
            .agg(["mean", "std", "count"]).reset_index())
@@ -68,8 +69,8 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
         for label in dict.fromkeys(df["method_label"]):
             d = sub[sub["method_label"] == label].sort_values("eps")
             name, colour = style(label)
-            ax.plot(d["eps"], 100 * d["mean"], marker="o", ms=3, color=colour, label=name)
-            ax.fill_between(d["eps"], 100 * (d["mean"] - d["std"]), 100 * (d["mean"] + d["std"]),
+            ax.plot(d["eps"], factor * d["mean"], marker="o", ms=3, color=colour, label=name)
+            ax.fill_between(d["eps"], factor * (d["mean"] - d["std"]), factor * (d["mean"] + d["std"]),
                             color=colour, alpha=0.2, lw=0)
         ax.set_title(PANELS[kind])
         ax.set_xlabel("training ε (/255)")
@@ -80,3 +81,68 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
     save_figure(fig, out_pdf)
     plt.close(fig)
     return agg
+
+
+def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps: float) -> pd.DataFrame:
+    """Rebuttal Fig. A: test PGD accuracy (top) and gradient alignment (bottom) per epoch per method;
+    epochs flagged as catastrophic overfitting are marked ×. ``histories``: label → history.csv."""
+    plt = _plt()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(3.4, 4.2), sharex=True)
+    drawn = []
+    for label, h in histories.items():
+        name, colour = style(label)
+        top.plot(h["epoch"], 100 * h["test_pgd_acc"], color=colour, label=name)
+        bottom.plot(h["epoch"], h["grad_alignment"], color=colour)
+        co = h[h["co"].astype(bool)]
+        top.scatter(co["epoch"], 100 * co["test_pgd_acc"], marker="x", color=colour, s=18, zorder=3)
+        bottom.scatter(co["epoch"], co["grad_alignment"], marker="x", color=colour, s=18, zorder=3)
+        drawn.append(h[["epoch", "test_pgd_acc", "grad_alignment", "co"]].assign(method_label=label))
+    top.set_ylabel("PGD accuracy (%)")
+    bottom.set_ylabel("gradient alignment")
+    bottom.set_xlabel("epoch")
+    top.set_title(f"ε = {eps:g}/255, {scale} scale (× = catastrophic overfitting)")
+    top.legend(loc="best")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    save_figure(fig, out_pdf)
+    plt.close(fig)
+    return pd.concat(drawn, ignore_index=True)
+
+
+def runtime_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Training time per method (mean ± std over its runs) and its ratio to FGSM on the same hardware."""
+    final = df[df["model_kind"] == df["model_kind"].iloc[0]]
+    t = (final.groupby("method_label")["train_seconds"].agg(["mean", "std", "count"]).reset_index()
+         .rename(columns={"mean": "train_seconds_mean", "std": "train_seconds_std", "count": "runs"}))
+    if "fgsm" not in set(t["method_label"]):
+        raise FastAdvError("runtime table needs FGSM runs for the ratio; valid methods here: "
+                           + ", ".join(t["method_label"]))
+    base = float(t.loc[t["method_label"] == "fgsm", "train_seconds_mean"].iloc[0])
+    t["ratio_to_fgsm"] = t["train_seconds_mean"] / base
+    t["method"] = [style(m)[0] for m in t["method_label"]]
+    return t[["method", "method_label", "runs", "train_seconds_mean", "train_seconds_std", "ratio_to_fgsm"]]
+
+
+def accuracy_table(df: pd.DataFrame, eps: float) -> pd.DataFrame:
+    """Clean / PGD-50-10 / AutoAttack accuracy (%) at ``eps``, mean ± std over seeds, per method."""
+    sub = df[(df["eps"] == eps) & (df["model_kind"] == "final")]
+    rows = []
+    for label, g in sub.groupby("method_label", sort=False):
+        row = {"method": style(label)[0], "method_label": label, "seeds": len(g)}
+        for col in ("clean_acc", "pgd_acc", "autoattack_acc"):
+            vals = 100 * g[col].astype(float)
+            row[f"{col}_mean"], row[f"{col}_std"] = vals.mean(), vals.std(ddof=1) if len(vals) > 1 else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_table(table: pd.DataFrame, out_md, caption: str, latex: bool = False) -> None:
+    """CSV + Markdown (+ LaTeX) beside ``out_md``, all atomically; the caption states hardware and scale."""
+    out_md = Path(out_md)
+    atomic.write_text(out_md.with_suffix(".csv"), table.to_csv(index=False))
+    shown = table.round(3)
+    md = f"{caption}\n\n| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
+    md += "".join("| " + " | ".join(str(v) for v in r) + " |\n" for r in shown.itertuples(index=False))
+    atomic.write_text(out_md, md)
+    if latex:
+        atomic.write_text(out_md.with_suffix(".tex"), shown.to_latex(index=False, caption=caption))

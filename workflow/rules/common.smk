@@ -12,6 +12,7 @@ PARAMS = workflow.configfiles[-1] if workflow.configfiles else "params.yaml"
 STUDY_DOC = validate_study(config)
 SCALES = list(STUDY_DOC["scales"]) or ["paper"]
 EXPERIMENTS = list(STUDY_DOC["experiments"])
+HISTORY = "runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/history.csv"
 EVAL_RESULT = "results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json"
 
 wildcard_constraints:
@@ -31,7 +32,8 @@ def eps_tag(eps):
 
 
 def default_targets():
-    return ["results/paper/fig1.pdf"]
+    """The paper's figures and tables at paper scale."""
+    return [f"results/paper/{name}" for name in ("fig1.pdf", "figA.pdf", "grad_alignment.pdf", "runtime.md", "autoattack.md")]
 
 
 def dataset_file(wildcards):
@@ -70,3 +72,26 @@ def experiment_evals(wildcards):
         for r in s.runs(wildcards.experiment)
         for kind in kinds
     ]
+
+
+def histories_of(experiment):
+    """Input function: the history.csv of every run of ``experiment`` at the job's scale
+    (restricted to the job's ``eps`` wildcard and the first seed when it has one)."""
+
+    def histories(wildcards):
+        runs = study(wildcards.scale).runs(experiment)
+        if hasattr(wildcards, "eps"):
+            first = runs[0]["seed"]
+            runs = [r for r in runs if eps_tag(r["eps"]) == wildcards.eps and r["seed"] == first]
+        return [
+            HISTORY.format(
+                scale=wildcards.scale,
+                experiment=experiment,
+                variant=r["variant"],
+                eps=eps_tag(r["eps"]),
+                seed=r["seed"],
+            )
+            for r in runs
+        ]
+
+    return histories

@@ -22,3 +22,122 @@ rule plot_fig1:
     shell:
         "fastadv figure fig1 --config {params.config} --scale {wildcards.scale} --experiment fig1"
         " --results {input.table} --out {output.pdf} > {log} 2>&1"
+
+
+rule plot_grad_alignment:
+    input:
+        table="results/{scale}/fig1/results.csv",
+    output:
+        pdf=report("results/{scale}/grad_alignment.pdf", caption="../report/grad_alignment.rst", category="Figures"),
+        png="results/{scale}/grad_alignment.png",
+        data="results/{scale}/grad_alignment_data.csv",
+    params:
+        config=PARAMS,
+    log:
+        "logs/plot_grad_alignment/{scale}.log",
+    benchmark:
+        "benchmarks/plot_grad_alignment/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure grad_alignment --config {params.config} --scale {wildcards.scale} --experiment fig1"
+        " --results {input.table} --out {output.pdf} > {log} 2>&1"
+
+
+rule plot_figA:
+    input:
+        histories=histories_of("figA"),
+    output:
+        pdf=report("results/{scale}/figA.pdf", caption="../report/figA.rst", category="Figures"),
+        png="results/{scale}/figA.png",
+        data="results/{scale}/figA_data.csv",
+    params:
+        config=PARAMS,
+    log:
+        "logs/plot_figA/{scale}.log",
+    benchmark:
+        "benchmarks/plot_figA/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure figA --config {params.config} --scale {wildcards.scale} --experiment figA"
+        " --histories {input.histories} --out {output.pdf} > {log} 2>&1"
+
+
+rule table_runtime:
+    input:
+        table="results/{scale}/fig1/results.csv",
+    output:
+        md=report("results/{scale}/runtime.md", caption="../report/runtime.rst", category="Tables"),
+        csv="results/{scale}/runtime.csv",
+    params:
+        config=PARAMS,
+    log:
+        "logs/table_runtime/{scale}.log",
+    benchmark:
+        "benchmarks/table_runtime/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure runtime --config {params.config} --scale {wildcards.scale} --experiment fig1"
+        " --results {input.table} --out {output.md} > {log} 2>&1"
+
+
+rule table_autoattack:
+    input:
+        table="results/{scale}/autoattack/results.csv",
+    output:
+        md=report("results/{scale}/autoattack.md", caption="../report/autoattack.rst", category="Tables"),
+        csv="results/{scale}/autoattack.csv",
+        tex="results/{scale}/autoattack.tex",
+    params:
+        config=PARAMS,
+    log:
+        "logs/table_autoattack/{scale}.log",
+    benchmark:
+        "benchmarks/table_autoattack/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure autoattack --config {params.config} --scale {wildcards.scale} --experiment autoattack"
+        " --results {input.table} --out {output.md} > {log} 2>&1"
+
+
+rule plot_learning_curves:
+    input:
+        histories=histories_of("fig1"),
+    output:
+        pdf=report("results/{scale}/fig1_curves_eps{eps}.pdf", caption="../report/curves.rst", category="Figures"),
+        png="results/{scale}/fig1_curves_eps{eps}.png",
+        data="results/{scale}/fig1_curves_eps{eps}_data.csv",
+    params:
+        config=PARAMS,
+    log:
+        "logs/plot_learning_curves/{scale}/eps{eps}.log",
+    benchmark:
+        "benchmarks/plot_learning_curves/{scale}/eps{eps}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure figA --config {params.config} --scale {wildcards.scale} --experiment fig1"
+        " --eps {wildcards.eps} --histories {input.histories} --out {output.pdf} > {log} 2>&1"

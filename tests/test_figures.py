@@ -1,0 +1,61 @@
+"""Figures and tables draw exactly the tidy table's numbers, in valid PDF/PNG files."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastadv import figures as F
+from fastadv.errors import FastAdvError
+
+
+@pytest.fixture
+def table():
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, base in (("fgsm", 0.3), ("gradalign", 0.4)):
+        for eps in (4.0, 8.0):
+            for seed in (0, 1, 2):
+                for kind in ("final", "best"):
+                    rows.append({"method_label": label, "eps": eps, "train_seed": seed, "model_kind": kind,
+                                 "pgd_acc": base - eps / 100 + rng.normal(0, 0.01), "clean_acc": 0.8,
+                                 "autoattack_acc": base - eps / 100 - 0.01, "final_grad_alignment": 0.9,
+                                 "train_seconds": {"fgsm": 10.0, "gradalign": 30.0}[label] + seed,
+                                 "device": "cpu", "torch": "2.14.1"})
+    return pd.DataFrame(rows)
+
+
+def test_fig1_draws_mean_and_std_over_seeds(table, tmp_path):
+    drawn = F.accuracy_vs_eps(table, "pgd_acc", tmp_path / "fig1.pdf", "smoke", "PGD")
+    assert (tmp_path / "fig1.pdf").read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "fig1.png").read_bytes().startswith(b"\x89PNG")
+    g = table[(table.method_label == "gradalign") & (table.eps == 8.0) & (table.model_kind == "best")]["pgd_acc"]
+    row = drawn[(drawn.method_label == "gradalign") & (drawn.eps == 8.0) & (drawn.model_kind == "best")].iloc[0]
+    assert row["mean"] == pytest.approx(g.mean()) and row["std"] == pytest.approx(g.std()) and row["count"] == 3
+
+
+def test_learning_curves_mark_co_epochs(tmp_path):
+    h = pd.DataFrame({"epoch": [0, 1, 2, 3], "test_pgd_acc": [0.1, 0.3, 0.02, 0.01],
+                      "grad_alignment": [0.9, 0.8, 0.1, 0.05], "co": [False, False, True, True]})
+    drawn = F.learning_curves({"fgsm": h, "gradalign": h.assign(co=False)}, tmp_path / "figA.pdf", "smoke", 14)
+    assert (tmp_path / "figA.pdf").read_bytes().startswith(b"%PDF")
+    assert drawn[drawn.method_label == "fgsm"]["co"].tolist() == [False, False, True, True]
+
+
+def test_runtime_table_ratio_to_fgsm(table, tmp_path):
+    t = F.runtime_table(table)
+    ga = t[t.method_label == "gradalign"].iloc[0]
+    assert ga["ratio_to_fgsm"] == pytest.approx(31.0 / 11.0) and ga["runs"] == 6
+    F.write_table(t, tmp_path / "runtime.md", "caption (cpu, torch 2.14.1)")
+    md = (tmp_path / "runtime.md").read_text()
+    assert md.startswith("caption (cpu") and "FGSM+GradAlign" in md and (tmp_path / "runtime.csv").is_file()
+    with pytest.raises(FastAdvError, match="needs FGSM runs"):
+        F.runtime_table(table[table.method_label != "fgsm"])
+
+
+def test_accuracy_table_mean_std_in_percent(table, tmp_path):
+    t = F.accuracy_table(table, 8.0)
+    g = table[(table.method_label == "fgsm") & (table.eps == 8.0) & (table.model_kind == "final")]
+    row = t[t.method_label == "fgsm"].iloc[0]
+    assert row["pgd_acc_mean"] == pytest.approx(100 * g["pgd_acc"].mean())
+    assert row["autoattack_acc_std"] == pytest.approx(100 * g["autoattack_acc"].std(ddof=1))
+    F.write_table(t, tmp_path / "aa.md", "caption", latex=True)
+    assert "\\begin{table}" in (tmp_path / "aa.tex").read_text()

@@ -1,0 +1,74 @@
+"""The smoke pipeline through the project's SLURM profile, on a real one-node SLURM cluster.
+
+tests/slurm/cluster.sh installs SLURM where it can (root + apt-get), starts munged, MariaDB,
+slurmdbd, slurmctld and slurmd with all state under a temp dir, and stops them by PID at the
+end, also when the test fails. Where SLURM cannot be installed the test is skipped, with the
+reason. Takes a few minutes on 2 cores (15 jobs, one at a time).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, data_source
+from tests.test_workflow import copy_workflow
+
+BIN = str(Path(sys.executable).parent)
+CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
+CANNOT_INSTALL = 77  # cluster.sh's exit status where SLURM cannot be installed here
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(errors="replace")[-n:] if path.is_file() else ""
+
+
+@pytest.fixture
+def slurm_cluster(tmp_path_factory):
+    """A private SLURM cluster with accounting; yields the environment its clients need."""
+    # Short path: munge's and MariaDB's unix sockets live under it (108-byte limit).
+    root = tmp_path_factory.mktemp("slurm")
+    log = root / "cluster.log"
+    try:
+        with log.open("w") as out:  # a file, not a pipe: the daemons must not hold our stdout
+            rc = subprocess.run(["bash", str(CLUSTER_SH), "start", str(root)], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT).returncode
+        if rc == CANNOT_INSTALL:
+            pytest.skip(log.read_text().strip().splitlines()[-1])
+        if rc != 0:
+            logs = "\n".join(f"--- {p.name}\n{_tail(p, 1500)}" for p in sorted((root / "log").glob("*")))
+            pytest.fail(f"cluster.sh start failed ({rc}):\n{_tail(log)}\n{logs}")
+        yield {"SLURM_CONF": str(root / "etc" / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", str(CLUSTER_SH), "stop", str(root)], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slurm
+def test_smoke_pipeline_through_slurm_profile(tmp_path, slurm_cluster):
+    src = data_source()
+    if src is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    copy_workflow(wf)
+    env = {**os.environ, **slurm_cluster, "PATH": BIN + os.pathsep + os.environ["PATH"],
+           "FASTADV_DATA_SOURCE": str(src)}
+    # The profile unchanged (account "fastadv", partition "debug" exist on the test cluster);
+    # only the plugin's first status check comes sooner than its default 40 s.
+    r = subprocess.run(
+        [f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm",
+         "--slurm-init-seconds-before-status-checks", "5", "results/smoke/fig1.pdf"],
+        cwd=wf, env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, f"snakemake through SLURM failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+    assert (wf / "results/smoke/fig1.pdf").read_bytes().startswith(b"%PDF")
+
+    # Every job went through SLURM and accounting saw it complete (the plugin's comment names the rule).
+    acct = subprocess.run(["sacct", "-a", "-X", "-n", "-P", "--starttime=2000-01-01",
+                           "-o", "JobID,Comment,State"], env=env, capture_output=True, text=True, check=True)
+    jobs = [line.split("|") for line in acct.stdout.splitlines() if line.strip()]
+    assert jobs and all(state == "COMPLETED" for _, _, state in jobs), acct.stdout
+    rules = [comment.split("_wildcards_")[0].removeprefix("rule_") for _, comment, _ in jobs]
+    assert rules.count("train_model") == 4 and rules.count("evaluate_model") == 8, acct.stdout
+    assert rules.count("collect_results") == 1 and rules.count("plot_fig1") == 1, acct.stdout
