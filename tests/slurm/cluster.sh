@@ -6,12 +6,14 @@
 #   cluster.sh stop DIR    cancel the cluster's jobs, stop every daemon started by `start`
 #                          (by the PIDs in DIR), wait until they are gone
 #
-# Exit status 77 from `start`: SLURM cannot be installed here (not root, no apt-get, apt
-# failed); the last line on stderr says why. The test then skips instead of failing.
+# Exit status 77 from `start`: SLURM cannot be installed or run here (not root, no apt-get,
+# apt failed, a real /etc/slurm/slurm.conf exists); the last line on stderr says why. The test
+# then skips instead of failing.
 #
-# Nothing system-wide is configured: a private munge key and socket, a private MariaDB
-# (data, socket, free TCP port) and SLURM_CONF=DIR/etc/slurm.conf; clients find the cluster
-# through that variable (sbatch, sacct, and srun inside jobs, which inherit it).
+# Private: munge key and socket, MariaDB (data, socket, free TCP port), SLURM ports, state,
+# spool, logs, all under DIR. Clients find the cluster through SLURM_CONF=DIR/etc/slurm.conf,
+# and, where that variable is dropped (the job step's inner srun), through a symlink
+# /etc/slurm/slurm.conf -> DIR/etc/slurm.conf that lives only while the cluster runs.
 # Why each piece is needed: /work/shared/notes/local-slurm.md. Known to work with Debian 12's
 # SLURM 22.05 and snakemake-executor-plugin-slurm 2.8.
 set -euo pipefail
@@ -24,13 +26,12 @@ NEEDED=(slurmctld slurmd slurmdbd munged mungekey mariadbd mariadb-install-db ma
         sbatch sacct sacctmgr sinfo scontrol scancel squeue)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-cannot() { echo "cluster.sh: cannot install SLURM: $*" >&2; exit 77; }
+cannot() { echo "cluster.sh: no private SLURM cluster here: $*" >&2; exit 77; }
 
 install_slurm() {
     local missing=() c
     for c in "${NEEDED[@]}"; do command -v "$c" >/dev/null || missing+=("$c"); done
     [ ${#missing[@]} -eq 0 ] && return 0
-    [ "$(id -u)" -eq 0 ] || cannot "not root (missing: ${missing[*]})"
     command -v apt-get >/dev/null || cannot "no apt-get (missing: ${missing[*]})"
     local log="$DIR/apt.log"
     if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -65,10 +66,33 @@ alive() {  # a zombie (exited, not yet reaped by init) counts as gone
     [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
+# The executor plugin's job step drops SLURM_CONF (all SLURM_* but the job's identity) before
+# its inner `srun`, which then looks in /etc/slurm/slurm.conf. So that file must lead to this
+# cluster while it runs: a symlink, removed by `stop`. A real slurm.conf is never touched.
+SYSTEM_CONF=/etc/slurm/slurm.conf
+
+link_system_conf() {
+    if [ -L "$SYSTEM_CONF" ]; then
+        local old; old=$(readlink "$SYSTEM_CONF")
+        # A link left by a killed run of this script (its cluster gone) may be replaced.
+        any_alive "$(dirname "$(dirname "$old")")/pids" \
+            && cannot "$SYSTEM_CONF already leads to a running test cluster ($old)"
+        rm -f "$SYSTEM_CONF"
+    elif [ -e "$SYSTEM_CONF" ]; then
+        cannot "$SYSTEM_CONF exists (a real SLURM configuration, left untouched)"
+    fi
+    mkdir -p "$(dirname "$SYSTEM_CONF")"
+    ln -s "$DIR/etc/slurm.conf" "$SYSTEM_CONF"
+    echo "$SYSTEM_CONF" >"$DIR/links"
+}
+
 start() {
     [ -e "$DIR/pids" ] && die "$DIR already holds a cluster (stop it first)"
     mkdir -p "$DIR"/{etc,log,run,munge,mysql,state,spool}
+    # Root: to install packages, and because the daemons run as root (SlurmUser=root).
+    [ "$(id -u)" -eq 0 ] || cannot "not root"
     install_slurm
+    link_system_conf
     chmod 700 "$DIR/munge"
     : >"$DIR/pids"
     local host mem_mib dbport dbdport ctldport slurmdport pass
@@ -174,8 +198,23 @@ EOF
     echo "cluster $CLUSTER up: SLURM_CONF=$SLURM_CONF"
 }
 
+any_alive() {  # any_alive PIDS_FILE: does a daemon listed there still run?
+    local name pid
+    [ -s "$1" ] || return 1
+    while read -r name pid; do alive "$pid" && return 0; done <"$1"
+    return 1
+}
+
 stop() {
-    [ -s "$DIR/pids" ] || { echo "nothing started in $DIR"; return 0; }
+    stop_daemons
+    if [ -s "$DIR/links" ] && [ "$(readlink "$SYSTEM_CONF")" = "$DIR/etc/slurm.conf" ]; then
+        rm -f "$SYSTEM_CONF"
+    fi
+    echo "cluster stopped"
+}
+
+stop_daemons() {
+    [ -s "$DIR/pids" ] || return 0
     export SLURM_CONF="$DIR/etc/slurm.conf"
     local name pid
     # Jobs first, while slurmctld and slurmd can still end them cleanly.
@@ -194,7 +233,6 @@ stop() {
         fi
     done
     mv "$DIR/pids" "$DIR/pids.stopped"
-    echo "cluster stopped"
 }
 
 [ $# -eq 2 ] || die "usage: cluster.sh start|stop DIR"
