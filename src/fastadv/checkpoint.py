@@ -21,7 +21,7 @@ MODEL_FORMAT = "fastadv-model-v1"
 STATE_FORMAT = "fastadv-train-state-v1"
 
 
-def load_trusted_free(path: str | Path, expect_format: str) -> dict:
+def load_weights_only(path: str | Path, expect_format: str) -> dict:
     """torch.load with weights_only=True; any failure becomes a one-line FastAdvError."""
     path = Path(path)
     if not path.is_file():
@@ -60,7 +60,7 @@ def save_model(path, model, cfg: dict, kind: str, epoch: int) -> None:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """A trained fastadv model, in eval mode, taking NCHW inputs in [0,1] (safe: weights_only)."""
-    obj = load_trusted_free(path, MODEL_FORMAT)
+    obj = load_weights_only(path, MODEL_FORMAT)
     model = model_from_spec(obj["spec"])
     try:
         model.load_state_dict(obj["state_dict"])
@@ -72,4 +72,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
 
 def load_model_record(path: str | Path) -> dict:
     """The whole model file (spec, config, kind, epoch, weights)."""
-    return load_trusted_free(path, MODEL_FORMAT)
+    return load_weights_only(path, MODEL_FORMAT)

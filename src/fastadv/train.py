@@ -30,7 +30,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import atomic, monitor
-from .checkpoint import STATE_FORMAT, load_trusted_free, save_model
+from .checkpoint import STATE_FORMAT, load_weights_only, save_model
 from .config import config_diff
 from .data import info, load_arrays, load_split
 from .errors import FastAdvError
@@ -171,7 +171,7 @@ def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None) -> 
     acc = {"loss": 0.0, "reg": 0.0, "correct": 0, "n": 0}
     train_seconds = 0.0
     if state_path.is_file():
-        st = load_trusted_free(state_path, STATE_FORMAT)
+        st = load_weights_only(state_path, STATE_FORMAT)
         diff = config_diff(_comparable(st["config"]), _comparable(cfg))
         if diff:
             raise FastAdvError(f"{state_path} was made with a different config ({'; '.join(diff[:3])}); "
