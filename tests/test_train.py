@@ -19,7 +19,7 @@ METHOD_SETS = {
 
 @pytest.mark.parametrize("method", sorted(METHOD_SETS))
 def test_one_batch_cli_train_for_every_method(tmp_path, data_root, method, capsys):
-    sets = ["data.subset=32", "optim.batch_size=32", "model.width=4", "monitor.test_points=16",
+    sets = ["data.subset=32", "optim.batch_size=32", "optim.epochs=1", "model.width=4", "monitor.test_points=16",
             "monitor.train_points=16", "monitor.pgd_steps=1", "runtime.threads=1", "runtime.progress=never",
             f"data.root={data_root}", f"method.name={method}", "method.eps=8"] + METHOD_SETS[method]
     args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path)]
