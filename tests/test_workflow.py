@@ -55,11 +55,16 @@ SMOKE_TARGETS = ["results/smoke/fig1.pdf", "results/smoke/fig1_curves_eps16.pdf"
 
 
 def dry_run_jobs(wf, *targets) -> dict:
+    """Job counts per rule from the dry run's "Job stats" table ({} when nothing is to be done)."""
     r = snakemake(wf, "-n", "--cores", "2", *targets)
-    counts = {}
+    counts, in_table = {}, False
     for line in r.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+        if line.startswith("Job stats:"):
+            in_table = True
+        elif in_table and parts and parts[0] == "total":
+            break
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     return counts
 
