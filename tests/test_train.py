@@ -4,9 +4,11 @@ import json
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from fastadv.cli import main
 from fastadv.config import deep_merge
+from fastadv.errors import FastAdvError
 from fastadv.monitor import flag_co
 from fastadv.train import Preempted, train
 from tests.conftest import PARAMS
@@ -64,6 +66,26 @@ def test_resume_after_interruption_is_bit_exact(tmp_path, tiny_cfg, method):
     cols = [c for c in ha if c != "train_seconds"]
     pd.testing.assert_frame_equal(ha[cols], hb[cols])
     assert resumed["final"] == ref["final"]
+
+
+def test_interrupted_run_with_another_config_restarts_only_when_asked(tmp_path, tiny_cfg, capsys):
+    old, new = run_cfg(tiny_cfg, method={"name": "fgsm", "eps": 4.0}), run_cfg(tiny_cfg, method={"name": "fgsm"})
+    out = tmp_path / "run"
+    with pytest.raises(Preempted):
+        train(old, out, max_iterations=2)
+    with pytest.raises(FastAdvError, match="different config.*--restart-if-changed"):
+        train(new, out)
+    restarted = train(new, out, restart_if_changed=True)
+    ref = train(new, tmp_path / "ref")
+    a, b = final_weights(tmp_path / "ref"), final_weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a) and restarted["final"] == ref["final"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["method"]["eps"] == 8.0
+    assert "discarding" in capsys.readouterr().err
+    with pytest.raises(Preempted):  # the same config still resumes rather than restarting
+        train(old, tmp_path / "same", max_iterations=2)
+    train(old, tmp_path / "same", restart_if_changed=True)
+    err = capsys.readouterr().err
+    assert "resuming" in err and "discarding" not in err
 
 
 def test_same_seed_same_run_and_other_seed_differs(tmp_path, tiny_cfg):

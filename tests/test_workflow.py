@@ -98,7 +98,7 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     table = pd.read_csv(wf / "results/smoke/fig1/results.csv")
     drawn = pd.read_csv(wf / "results/smoke/fig1_data.csv")
     want = table.groupby(["model_kind", "method_label", "eps"])["pgd_acc"].mean()
-    got = drawn[drawn["metric"] == "pgd_acc"].set_index(["model_kind", "method_label", "eps"])["mean"]
+    got = drawn[(drawn["metric"] == "pgd_acc") & (drawn["source"] == "measured")].set_index(["model_kind", "method_label", "eps"])["mean"]
     pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False)
     assert len(table) == 2 * 2 * 2  # 2 methods × 2 ε × {final, best}
     # Self-contained report with the figure and its caption.
@@ -108,6 +108,10 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     # Nothing to do a second time.
     assert dry_run_jobs(wf, *SMOKE_TARGETS) == {}
     # Changing one method's hyperparameter reruns exactly that method's jobs (and what reads them).
+    runs = wf / "runs/smoke/fig1"
+    fgsm_before = {p: p.read_bytes() for p in sorted(runs.glob("fgsm/*/*/*.pt"))}
+    ga_before = {p: p.read_bytes() for p in sorted(runs.glob("gradalign/*/*/model_final.pt"))}
+    assert len(fgsm_before) == 2 * 3 and len(ga_before) == 2  # final, best, state per fgsm run
     params = wf / "params.yaml"
     params.write_text(params.read_text().replace(
         "gradalign: {method: {name: gradalign}, optim: {lr_max: 0.3}}",
@@ -117,3 +121,13 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     assert jobs == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "plot_fig1": 1}, r.stdout
     variants = [w for w in r.stdout.splitlines() if "wildcards:" in w and "variant=" in w]
     assert len(variants) == 6 and all("variant=gradalign" in w for w in variants), variants
+    # … and executing that plan works: the stale interrupted-run state of the old config is
+    # discarded, not refused, and only the gradalign models change.
+    snakemake(wf, "--cores", "2", "results/smoke/fig1.pdf")
+    assert {p: p.read_bytes() for p in fgsm_before} == fgsm_before
+    assert all(p.read_bytes() != b for p, b in ga_before.items())
+    for p in ga_before:
+        assert yaml.safe_load((p.parent / "config.yaml").read_text())["method"]["gradalign"]["lambda"] == 0.5
+    table = pd.read_csv(wf / "results/smoke/fig1/results.csv")
+    assert len(table) == 2 * 2 * 2 and (table["train_status"] == "completed").all()
+    assert dry_run_jobs(wf, "results/smoke/fig1.pdf") == {}

@@ -124,11 +124,15 @@ def _cpu_state(model) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None) -> dict:
+def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None,
+          restart_if_changed: bool = False) -> dict:
     """Train (or resume, or skip if complete) the run ``cfg`` into ``out_dir``; returns the summary.
 
     ``max_iterations``: stop (state saved, ``Preempted`` raised) after this many
     iterations of this call — used by tests to simulate an interruption.
+    ``restart_if_changed``: discard an interrupted run's ``state.pt`` made with another
+    config and start afresh instead of refusing. The workflow sets it: Snakemake has
+    already judged the run's outputs stale, and ``state.pt`` is not one of them.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,12 +174,18 @@ def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None) -> 
     best = {"acc": -1.0, "epoch": 0, "state": None}
     acc = {"loss": 0.0, "reg": 0.0, "correct": 0, "n": 0}
     train_seconds = 0.0
-    if state_path.is_file():
-        st = load_weights_only(state_path, STATE_FORMAT)
+    st = load_weights_only(state_path, STATE_FORMAT) if state_path.is_file() else None
+    if st is not None:
         diff = config_diff(_comparable(st["config"]), _comparable(cfg))
-        if diff:
+        if diff and not restart_if_changed:
             raise FastAdvError(f"{state_path} was made with a different config ({'; '.join(diff[:3])}); "
-                               "use another output directory or delete it")
+                               "use another output directory, delete it, or pass --restart-if-changed")
+        if diff:
+            print(f"discarding {state_path}: made with a different config ({'; '.join(diff[:3])})",
+                  file=sys.stderr)
+            state_path.unlink()
+            st = None
+    if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         method.load_state_dict({k: (v.to(device) if torch.is_tensor(v) else v) for k, v in st["method"].items()})
