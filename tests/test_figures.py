@@ -5,6 +5,7 @@ import pytest
 
 from fastadv import figures as F
 from fastadv.errors import FastAdvError
+from fastadv.reference import load_published
 
 
 @pytest.fixture
@@ -59,3 +60,44 @@ def test_accuracy_table_mean_std_in_percent(table, tmp_path):
     assert row["autoattack_acc_std"] == pytest.approx(100 * g["autoattack_acc"].std(ddof=1))
     F.write_table(t, tmp_path / "aa.md", "caption", latex=True)
     assert "\\begin{table}" in (tmp_path / "aa.tex").read_text()
+
+
+PUBLISHED = """
+- {dataset: cifar10, method: gradalign, eps: 8, model: unstated, metric: pgd_acc, mean: 47.5, std: null, seeds: null, source: s1}
+- {dataset: cifar10, method: fgsm, eps: 4, model: final, metric: pgd_acc, mean: 40.0, std: 1.5, seeds: 5, source: s2}
+- {dataset: cifar10, method: pgd10, eps: 8, model: final, metric: pgd_acc, mean: 50.0, std: null, seeds: null, source: s3}
+- {dataset: svhn, method: fgsm, eps: 8, model: final, metric: pgd_acc, mean: 10.0, std: null, seeds: null, source: s4}
+- {dataset: cifar10, method: fgsm, eps: 8, model: final, metric: autoattack_acc, mean: 20.0, std: 0.5, seeds: 5, source: s5}
+"""
+
+
+def test_published_values_shipped_are_valid_and_sourced():
+    ref = load_published()
+    assert len(ref) >= 5 and ref["source"].str.len().min() > 20
+    ga = ref[(ref.method == "gradalign") & (ref.metric == "autoattack_acc")].iloc[0]
+    assert (ga["eps"], ga["mean"], ga["std"]) == (8, 44.54, 0.24)  # the author response, as the issue quotes it
+    with pytest.raises(FastAdvError, match="metric 'pgd50' / model 'final'; valid metrics"):
+        load_published(PUBLISHED.replace("metric: pgd_acc", "metric: pgd50", 1).replace("unstated", "final", 1))
+    with pytest.raises(FastAdvError, match="required"):
+        load_published(PUBLISHED.replace(", source: s1", ""))
+
+
+def test_fig1_overlays_published_values_of_its_methods_and_panels(table, tmp_path):
+    drawn = F.accuracy_vs_eps(table, "pgd_acc", tmp_path / "fig1.pdf", "quick", "PGD",
+                              published=load_published(PUBLISHED), dataset="cifar10")
+    pub = drawn[drawn.source == "published"].set_index(["model_kind", "method_label", "eps"])["mean"]
+    # unstated model kind: both panels; final-only value: final panel; other methods and datasets: not drawn
+    assert pub.to_dict() == {("final", "gradalign", 8): 0.475, ("final", "fgsm", 4): 0.40,
+                             ("best", "gradalign", 8): 0.475}
+    assert drawn.loc[drawn.source == "published", "std"].fillna(-1).tolist() == [-1, 0.015, -1]
+    measured = drawn[drawn.source == "measured"]
+    assert len(measured) == 2 * 2 * 2 and (tmp_path / "fig1.png").is_file()
+
+
+def test_tables_carry_published_values(table):
+    t = F.accuracy_table(table, 8.0, load_published(PUBLISHED), "cifar10").set_index("method_label")
+    assert (t.loc["fgsm", "published_autoattack_acc_mean"], t.loc["fgsm", "published_autoattack_acc_std"]) == (20.0, 0.5)
+    assert np.isnan(t.loc["gradalign", "published_autoattack_acc_mean"])
+    r = F.runtime_table(table, load_published(), "cifar10").set_index("method_label")
+    assert r.loc["gradalign", "published_ratio_to_fgsm"] == pytest.approx(30.9 / 9.5)  # rebuttal: 3.25×
+    assert r.loc["fgsm", "published_ratio_to_fgsm"] == 1.0

@@ -45,7 +45,7 @@ def cmd_train(args) -> int:
     cfg = Study.load(args.config, args.scale).train_config(args.experiment, args.variant, args.eps, args.seed,
                                                           args.sets)
     try:
-        s = train(cfg, args.out)
+        s = train(cfg, args.out, restart_if_changed=args.restart_if_changed)
     except Preempted as e:
         print(f"fastadv: pre-empted: {e}; rerun the same command to continue", file=sys.stderr)
         return EXIT_PREEMPTED
@@ -80,6 +80,7 @@ def cmd_figure(args) -> int:
 
     from . import atomic
     from . import figures as F
+    from .reference import load_published
     from .study import Study
 
     study = Study.load(args.config, args.scale)
@@ -99,9 +100,12 @@ def cmd_figure(args) -> int:
     df = pd.read_csv(args.results)
     F.require_runs(df, exp["methods"], exp["eps"], exp["seeds"], exp["models"])
     hw = f"{df['device'].iloc[0]}, torch {df['torch'].iloc[0]}, {scale} scale"
+    ref = load_published() if args.published else None
     if args.name == "fig1":
-        drawn = F.accuracy_vs_eps(df, "pgd_acc", out, scale, "PGD-50-10 accuracy (%)")
-        clean = F.accuracy_vs_eps(df, "clean_acc", out.with_name(out.stem + "_clean.pdf"), scale, "clean accuracy (%)")
+        drawn = F.accuracy_vs_eps(df, "pgd_acc", out, scale, "PGD-50-10 accuracy (%)", published=ref,
+                                  dataset=exp["dataset"])
+        clean = F.accuracy_vs_eps(df, "clean_acc", out.with_name(out.stem + "_clean.pdf"), scale,
+                                  "clean accuracy (%)", published=ref, dataset=exp["dataset"])
         data = pd.concat([drawn.assign(metric="pgd_acc"), clean.assign(metric="clean_acc")])
         atomic.write_text(out.with_name(out.stem + "_data.csv"), data.to_csv(index=False))
     elif args.name == "grad_alignment":
@@ -109,12 +113,12 @@ def cmd_figure(args) -> int:
                                   "gradient alignment (final)", factor=1.0)
         atomic.write_text(out.with_name(out.stem + "_data.csv"), drawn.to_csv(index=False))
     elif args.name == "runtime":
-        F.write_table(F.runtime_table(df), out, f"Training time per run and ratio to FGSM ({hw}).")
+        F.write_table(F.runtime_table(df, ref, exp["dataset"]), out, f"Training time per run and ratio to FGSM ({hw}).")
     elif args.name == "autoattack":
         if df["autoattack_acc"].isna().any():
             raise FastAdvError(f"{args.results} has runs without AutoAttack; set autoattack: true in the experiment")
         eps = exp["eps"][0]
-        F.write_table(F.accuracy_table(df, eps), out,
+        F.write_table(F.accuracy_table(df, eps, ref, exp["dataset"]), out,
                       f"Accuracy (%) at eps = {eps:g}/255, mean ± std over seeds, final models ({hw}).", latex=True)
     print(f"{args.name}: {out}")
     return 0
@@ -174,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("train", help="train one model (resumes if OUT holds an interrupted run)")
     _add_config_args(pt)
     pt.add_argument("--out", required=True, help="run directory")
+    pt.add_argument("--restart-if-changed", action="store_true",
+                    help="an interrupted run in OUT made with another config is discarded and restarted "
+                         "(default: refuse); a finished run is never overwritten")
     pt.set_defaults(func=cmd_train)
 
     pe = sub.add_parser("evaluate", help="clean / PGD-50-10 / AutoAttack accuracy of one model file -> JSON")
@@ -198,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--config", default=DEFAULT_CONFIG)
     pf.add_argument("--scale", default=None)
     pf.add_argument("--experiment", default="fig1")
+    pf.add_argument("--published", action="store_true",
+                    help="also show the paper's published values (src/fastadv/published_values.yaml): "
+                         "faded open squares on fig1, published_* columns in the runtime/autoattack tables")
     pf.set_defaults(func=cmd_figure)
 
     pb = sub.add_parser("bench-eval", help="time PGD-50-10 with and without skipping broken points (ratio)")

@@ -8,6 +8,7 @@ import pandas as pd
 
 from . import atomic
 from .errors import FastAdvError
+from .reference import published_points, published_value
 
 # One colour and display name per method label, the same in every figure.
 METHOD_STYLE = {
@@ -56,13 +57,19 @@ def require_runs(df: pd.DataFrame, methods: list[str], eps: list[float], seeds: 
 
 
 def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: str,
-                    factor: float = 100.0) -> pd.DataFrame:
-    """Mean ± std over seeds of ``metric`` (× ``factor``) vs training ε, one panel per model kind (Fig. 1)."""
+                    factor: float = 100.0, published: pd.DataFrame | None = None,
+                    dataset: str = "cifar10") -> pd.DataFrame:
+    """Mean ± std over seeds of ``metric`` (× ``factor``) vs training ε, one panel per model kind (Fig. 1).
+
+    ``published``: the paper's values in % (``reference.load_published``), drawn as faded open
+    markers in the method's colour with their ±std. Returns every number drawn, ours with
+    ``source`` "measured", the paper's with "published"."""
     plt = _plt()
     agg = (df.groupby(["model_kind", "method_label", "eps"])[metric]
            .agg(["mean", "std", "count"]).reset_index())
     agg["std"] = agg["std"].fillna(0.0)
     kinds = [k for k in PANELS if k in set(agg["model_kind"])]
+    drawn = [agg.assign(source="measured")]
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.4 * len(kinds), 2.6), sharey=True, squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         sub = agg[agg["model_kind"] == kind]
@@ -72,15 +79,24 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
             ax.plot(d["eps"], factor * d["mean"], marker="o", ms=3, color=colour, label=name)
             ax.fill_between(d["eps"], factor * (d["mean"] - d["std"]), factor * (d["mean"] + d["std"]),
                             color=colour, alpha=0.2, lw=0)
+        if published is not None:
+            ref = published_points(published, dataset, metric, kind, list(dict.fromkeys(df["method_label"])))
+            for _, r in ref.iterrows():
+                ax.errorbar(r["eps"], r["mean"], yerr=0.0 if pd.isna(r["std"]) else r["std"], marker="s", ms=4,
+                            mfc="none", color=style(r["method"])[1], alpha=0.45, capsize=2, lw=0.8)
+            drawn.append(ref.rename(columns={"method": "method_label"}).assign(
+                model_kind=kind, mean=ref["mean"] / 100, std=ref["std"] / 100, count=ref["seeds"],
+                source="published")[list(agg.columns) + ["source"]])
         ax.set_title(PANELS[kind])
         ax.set_xlabel("training ε (/255)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(title)
     axes[0][-1].legend(loc="best")
-    fig.suptitle(f"{scale} scale" if scale != "paper" else "paper scale", fontsize=7, x=0.99, ha="right")
+    note = "; open squares: published values (paper scale)" if len(drawn) > 1 and len(pd.concat(drawn[1:])) else ""
+    fig.suptitle(f"{scale} scale{note}", fontsize=7, x=0.99, ha="right")
     save_figure(fig, out_pdf)
     plt.close(fig)
-    return agg
+    return pd.concat(drawn, ignore_index=True)
 
 
 def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps: float) -> pd.DataFrame:
@@ -109,8 +125,9 @@ def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps
     return pd.concat(drawn, ignore_index=True)
 
 
-def runtime_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Training time per method (mean ± std over its runs) and its ratio to FGSM on the same hardware."""
+def runtime_table(df: pd.DataFrame, published: pd.DataFrame | None = None, dataset: str = "cifar10") -> pd.DataFrame:
+    """Training time per method (mean ± std over its runs) and its ratio to FGSM on the same hardware;
+    with ``published``, also the ratio the paper's authors measured (their hardware)."""
     final = df[df["model_kind"] == df["model_kind"].iloc[0]]
     t = (final.groupby("method_label")["train_seconds"].agg(["mean", "std", "count"]).reset_index()
          .rename(columns={"mean": "train_seconds_mean", "std": "train_seconds_std", "count": "runs"}))
@@ -120,11 +137,19 @@ def runtime_table(df: pd.DataFrame) -> pd.DataFrame:
     base = float(t.loc[t["method_label"] == "fgsm", "train_seconds_mean"].iloc[0])
     t["ratio_to_fgsm"] = t["train_seconds_mean"] / base
     t["method"] = [style(m)[0] for m in t["method_label"]]
-    return t[["method", "method_label", "runs", "train_seconds_mean", "train_seconds_std", "ratio_to_fgsm"]]
+    cols = ["method", "method_label", "runs", "train_seconds_mean", "train_seconds_std", "ratio_to_fgsm"]
+    if published is not None:
+        fgsm_minutes = published_value(published, dataset, "fgsm", "train_minutes")[0]
+        t["published_ratio_to_fgsm"] = [published_value(published, dataset, m, "train_minutes")[0] / fgsm_minutes
+                                         for m in t["method_label"]]
+        cols.append("published_ratio_to_fgsm")
+    return t[cols]
 
 
-def accuracy_table(df: pd.DataFrame, eps: float) -> pd.DataFrame:
-    """Clean / PGD-50-10 / AutoAttack accuracy (%) at ``eps``, mean ± std over seeds, per method."""
+def accuracy_table(df: pd.DataFrame, eps: float, published: pd.DataFrame | None = None,
+                   dataset: str = "cifar10") -> pd.DataFrame:
+    """Clean / PGD-50-10 / AutoAttack accuracy (%) at ``eps``, mean ± std over seeds, per method;
+    with ``published``, also the paper's values where it printed them (NaN elsewhere)."""
     sub = df[(df["eps"] == eps) & (df["model_kind"] == "final")]
     rows = []
     for label, g in sub.groupby("method_label", sort=False):
@@ -132,6 +157,10 @@ def accuracy_table(df: pd.DataFrame, eps: float) -> pd.DataFrame:
         for col in ("clean_acc", "pgd_acc", "autoattack_acc"):
             vals = 100 * g[col].astype(float)
             row[f"{col}_mean"], row[f"{col}_std"] = vals.mean(), vals.std(ddof=1) if len(vals) > 1 else 0.0
+        if published is not None:
+            for col in ("clean_acc", "pgd_acc", "autoattack_acc"):
+                row[f"published_{col}_mean"], row[f"published_{col}_std"] = published_value(
+                    published, dataset, label, col, eps)
         rows.append(row)
     return pd.DataFrame(rows)
 

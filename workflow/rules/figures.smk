@@ -21,7 +21,7 @@ rule plot_fig1:
         runtime=10,
     shell:
         "fastadv figure fig1 --config {params.config} --scale {wildcards.scale} --experiment fig1"
-        " --results {input.table} --out {output.pdf} > {log} 2>&1"
+        " --results {input.table} --published --out {output.pdf} > {log} 2>&1"
 
 
 rule plot_grad_alignment:
@@ -92,7 +92,7 @@ rule table_runtime:
         runtime=10,
     shell:
         "fastadv figure runtime --config {params.config} --scale {wildcards.scale} --experiment fig1"
-        " --results {input.table} --out {output.md} > {log} 2>&1"
+        " --results {input.table} --published --out {output.md} > {log} 2>&1"
 
 
 rule table_autoattack:
@@ -116,7 +116,7 @@ rule table_autoattack:
         runtime=10,
     shell:
         "fastadv figure autoattack --config {params.config} --scale {wildcards.scale} --experiment autoattack"
-        " --results {input.table} --out {output.md} > {log} 2>&1"
+        " --results {input.table} --published --out {output.md} > {log} 2>&1"
 
 
 rule plot_learning_curves:
