@@ -1,0 +1,355 @@
+"""DVC on top of the Snakemake workflow (dvc.yaml, .dvc/config, .dvcignore).
+
+Fast tests check the declarations. The slow ones check the acceptance list at the smoke
+scale in fresh git clones of a throw-away project made from this tree: `dvc repro` builds
+the figures; a second repro does nothing; one method's hyperparameter reruns only that
+method's jobs; `dvc push`/`dvc pull` restore every output byte-identically and, after
+`snakemake --touch`, Snakemake sees nothing to do. Two full smoke pipelines in all: the
+DVC one, and a plain `snakemake` one whose per-run results must equal the DVC ones.
+
+The hyperparameter test keeps the runs' resume states (state.pt) of the old config in
+place, as a real project has them: train_model must discard them, not refuse.
+"""
+from __future__ import annotations
+
+import configparser
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from tests.conftest import PARAMS, REPO, data_source
+from tests.test_workflow import copy_workflow, snakemake
+
+BIN = str(Path(sys.executable).parent)
+DVC = f"{BIN}/dvc"
+TARGET = "results/smoke/fig1.pdf"
+STAGE = "figures@smoke"
+# What a DVC project needs from this tree. src/ too: it is a stage dependency (the code that
+# runs is the installed fastadv, i.e. this tree's src/ - the same files).
+PROJECT_FILES = ["Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config",
+                 ".dvc/.gitignore", "data/README.md"]
+PROJECT_DIRS = ["workflow", "src/fastadv"]
+GRADALIGN = "gradalign: {method: {name: gradalign}, optim: {lr_max: 0.3}}"
+GRADALIGN_CHANGED = "gradalign: {method: {name: gradalign, gradalign: {lambda: 0.5}}, optim: {lr_max: 0.3}}"
+
+
+def env() -> dict:
+    e = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"], "DVC_NO_ANALYTICS": "1",
+         "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+         "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    src = data_source()
+    if src is not None:
+        e["FASTADV_DATA_SOURCE"] = str(src)
+    return e
+
+
+def sh(cwd, *args, check=True, merge=False) -> subprocess.CompletedProcess:
+    """Run a command; merge=True: stderr into stdout, in order (Snakemake logs to stderr)."""
+    r = subprocess.run(list(args), cwd=cwd, env=env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def dvc(cwd, *args, check=True, merge=False) -> subprocess.CompletedProcess:
+    return sh(cwd, DVC, *args, check=check, merge=merge)
+
+
+def out(r: subprocess.CompletedProcess) -> str:
+    return r.stdout + (r.stderr or "")
+
+
+def job_stats(text: str, stage: str | None = STAGE) -> dict:
+    """The 'Job stats:' table of the Snakemake run inside one stage of a `dvc repro` log
+    (stage=None: the first table of a Snakemake log), as {rule: count}."""
+    if stage is not None:
+        marker = f"Running stage '{stage}'"
+        if marker not in text:
+            return {}
+        text = text.split(marker, 1)[1]
+    lines = text.splitlines()
+    if "Job stats:" not in lines:
+        return {}
+    counts = {}
+    for line in lines[lines.index("Job stats:") + 1:]:
+        parts = line.split()
+        if not parts:
+            if counts:
+                break
+            continue
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def planned(wd: Path) -> dict:
+    """{rule: count} of the jobs `snakemake -n TARGET` would run ({} when nothing)."""
+    r = snakemake(wd, "-n", "--cores", "2", TARGET)
+    jobs = job_stats(out(r), stage=None)
+    assert jobs or "Nothing to be done" in out(r), out(r)[-3000:]
+    return jobs
+
+
+def make_project(dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, dst / name)
+    for name in PROJECT_DIRS:
+        shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dst
+
+
+def git_origin(tmp: Path) -> Path:
+    """A bare git repository holding the project, as a collaborator would clone it."""
+    work = make_project(tmp / "init")
+    sh(work, "git", "init", "-q", "-b", "main")
+    sh(work, "git", "add", "-A")
+    sh(work, "git", "commit", "-q", "-m", "fastadv project")
+    origin = tmp / "origin.git"
+    sh(tmp, "git", "clone", "-q", "--bare", str(work), str(origin))
+    return origin
+
+
+def clone(origin: Path, dst: Path) -> Path:
+    sh(origin.parent, "git", "clone", "-q", str(origin), str(dst))
+    return dst
+
+
+def tree_hashes(root: Path, *paths: str, all_files=False) -> dict:
+    """sha256 of every file under the given paths (relative to root); without all_files,
+    only what DVC versions (not the runs' resume state, state.pt: see .dvcignore)."""
+    hashes = {}
+    for p in paths:
+        base = root / p
+        files = [base] if base.is_file() else sorted(
+            f for f in base.rglob("*") if f.is_file() and (all_files or f.name != "state.pt"))
+        for f in files:
+            hashes[str(f.relative_to(root))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return hashes
+
+
+OUTPUTS = ("data/cifar10.npz", "runs/smoke", "results/smoke")
+
+
+# ---------------------------------------------------------------- declarations (fast)
+
+def dvc_yaml() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def test_one_stage_per_scale_calling_the_snakemake_target(tmp_path):
+    project = make_project(tmp_path / "p")
+    sh(project, "git", "init", "-q")
+    stages = dvc(project, "stage", "list", "--name-only").stdout.split()
+    scales = yaml.safe_load(PARAMS.read_text())["scales"]
+    assert sorted(stages) == sorted(["data"] + [f"figures@{s}" for s in scales])
+    figures = dvc_yaml()["stages"]["figures"]["do"]
+    assert figures["cmd"] == "snakemake --cores all results/${key}/fig1.pdf"
+    outs = {k: v for o in figures["outs"] for k, v in o.items()}
+    assert outs == {"runs/${key}": {"persist": True}, "results/${key}": {"persist": True}}
+    assert {"Snakefile", "workflow", "src/fastadv", "data/cifar10.npz"} <= set(figures["deps"])
+
+
+def test_params_are_keys_of_params_yaml_and_no_value_is_repeated():
+    params = yaml.safe_load(PARAMS.read_text())
+    doc = dvc_yaml()
+    for scale in params["scales"]:
+        for key in doc["stages"]["figures"]["do"]["params"]:
+            node = params
+            for part in key.replace("${key}", scale).split("."):
+                assert isinstance(node, dict) and part in node, f"{key} is not a key of params.yaml"
+                node = node[part]
+
+    # No hyperparameter value in dvc.yaml: nothing but strings, lists, dicts and `persist`.
+    def leaves(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                yield from leaves(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from leaves(v)
+        else:
+            yield x
+    assert all(isinstance(v, str) or v is True for v in leaves(doc))
+
+
+def test_cache_links_instead_of_copying_and_no_remote_by_default():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / ".dvc/config")
+    assert cfg["cache"]["type"].strip('"') == "hardlink,symlink"
+    assert not any(s.startswith("'remote") or s.startswith("remote") for s in cfg.sections())
+
+
+def test_bytecode_does_not_change_the_source_dependency(tmp_path):
+    project = make_project(tmp_path / "p")
+    sh(project, "git", "init", "-q")
+    pyc = project / "src/fastadv/__pycache__/cli.cpython-311.pyc"
+    pyc.parent.mkdir()
+    pyc.write_bytes(b"\0")
+    assert dvc(project, "check-ignore", str(pyc.relative_to(project)), check=False).returncode == 0
+    for kept in ("src/fastadv/cli.py", "runs/smoke/fig1/fgsm/eps4/seed0/model_final.pt"):
+        assert dvc(project, "check-ignore", kept, check=False).returncode == 1, kept
+    assert dvc(project, "check-ignore", "runs/smoke/fig1/fgsm/eps4/seed0/state.pt", check=False).returncode == 0
+
+
+# ---------------------------------------------------------------- acceptance (slow)
+# The tests below share one built clone (module fixture) and run in file order; each
+# leaves it reproduced and up to date. The hyperparameter change comes last.
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A fresh clone after one `dvc repro figures@smoke`, with a copy of its outputs."""
+    if data_source() is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    tmp = tmp_path_factory.mktemp("dvc")
+    origin = git_origin(tmp)
+    work = clone(origin, tmp / "clone")
+    r = dvc(work, "repro", STAGE, merge=True)
+    first = tmp / "first"  # the outputs as first reproduced (a later test changes gradalign's)
+    for d in ("runs/smoke", "results/smoke"):
+        shutil.copytree(work / d, first / d)
+    return {"tmp": tmp, "origin": origin, "work": work, "first": first, "first_repro": out(r),
+            "snapshot": tree_hashes(work, *OUTPUTS)}
+
+
+@pytest.mark.slow
+def test_repro_builds_the_smoke_figures_and_a_second_repro_does_nothing(built):
+    work, log = built["work"], built["first_repro"]
+    assert job_stats(log, "data") == {"prepare_data": 1}, log[-3000:]
+    assert job_stats(log) == {"train_model": 4, "evaluate_model": 8, "collect_results": 1, "plot_fig1": 1}, log[-3000:]
+    assert (work / TARGET).read_bytes().startswith(b"%PDF")
+    assert (work / "results/smoke/fig1.png").read_bytes().startswith(b"\x89PNG")
+    # Outputs are DVC's, not git's: only dvc.lock is new to git.
+    assert sh(work, "git", "status", "--porcelain").stdout.split() == ["??", "dvc.lock"]
+    # Linked from the cache, not copied.
+    assert (work / "runs/smoke/fig1/fgsm/eps4/seed0/model_final.pt").stat().st_nlink >= 2
+
+    r = dvc(work, "repro", STAGE, merge=True)
+    assert "Running stage" not in out(r) and "Data and pipelines are up to date" in out(r), out(r)
+    assert "up to date" in out(dvc(work, "status", STAGE))
+    assert planned(work) == {}
+
+    # Metrics and plots come from the declarations in dvc.yaml (unbuilt scales: reported missing).
+    metrics = json.loads(dvc(work, "metrics", "show", "--json").stdout)
+    files = next(iter(metrics.values()))["data"]
+    acc = {p: d["data"]["pgd"]["acc"] for p, d in files.items() if p.startswith("results/smoke/")}
+    assert len(acc) == 8 and all(0 <= a <= 1 for a in acc.values()), metrics
+    dvc(work, "plots", "show", "-o", str(built["tmp"] / "plots"))
+    html = (built["tmp"] / "plots/index.html").read_text()
+    assert "results_smoke_fig1.png" in html and "results_smoke_fig1_clean.png" in html
+
+
+def _comparable(path: Path):
+    """A run file's content minus wall-clock times (which no two runs share)."""
+    if path.suffix == ".json":
+        def strip(x):
+            if isinstance(x, dict):
+                return {k: strip(v) for k, v in x.items() if "seconds" not in k}
+            return x
+        return strip(json.loads(path.read_text()))
+    if path.suffix == ".csv":
+        df = pd.read_csv(path)
+        return df.drop(columns=[c for c in df.columns if "seconds" in c]).astype(str).to_dict("list")
+    if path.name.startswith("model_"):
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        return {k: v.tolist() for k, v in ckpt["state_dict"].items()}, ckpt["epoch"]
+    return None
+
+
+@pytest.mark.slow
+def test_dvc_and_plain_snakemake_produce_the_same_run_results(built, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    copy_workflow(plain)
+    snakemake(plain, "--cores", "2", TARGET)
+    first = built["first"]  # the DVC build as first reproduced
+    rels = sorted(tree_hashes(first, "runs/smoke", "results/smoke", all_files=True))
+    assert rels == sorted(tree_hashes(plain, "runs/smoke", "results/smoke", all_files=True))
+    compared = 0
+    for rel in rels:
+        if rel.startswith(("runs/smoke/fig1/", "results/smoke/fig1/")):
+            want = _comparable(plain / rel)
+            if want is not None:
+                assert _comparable(first / rel) == want, rel
+                compared += 1
+    assert compared == 4 * 4 + 8 + 1  # per run: 2 models, history, summary; 8 evaluations; results.csv
+    # The checkpoints are even byte-identical (nothing in them records a time).
+    hf, hp = tree_hashes(first, "runs/smoke"), tree_hashes(plain, "runs/smoke")
+    models = [r for r in hf if Path(r).name.startswith("model_")]
+    assert len(models) == 8 and all(hf[r] == hp[r] for r in models)
+
+
+@pytest.mark.slow
+def test_push_pull_restores_outputs_and_touch_makes_snakemake_up_to_date(built):
+    tmp, work = built["tmp"], built["work"]
+    remote = tmp / "remote"
+    dvc(work, "remote", "add", "-d", "local", str(remote))
+    dvc(work, "push")
+    sh(work, "git", "add", "-A")
+    sh(work, "git", "commit", "-q", "-m", "results: smoke")
+    sh(work, "git", "push", "-q", "origin", "HEAD")
+    before = tree_hashes(work, *OUTPUTS)
+    assert before == built["snapshot"]
+
+    # Same clone: outputs and cache deleted, pulled back.
+    for p in ("runs", "results", ".dvc/cache", "data/cifar10.npz"):
+        shutil.rmtree(work / p) if (work / p).is_dir() else (work / p).unlink()
+    dvc(work, "pull", "--with-deps", STAGE)
+    assert tree_hashes(work, *OUTPUTS) == before
+
+    # A collaborator: fresh clone, no cache, no .snakemake metadata, no data source needed.
+    other = clone(built["origin"], tmp / "collaborator")
+    dvc(other, "pull", "--with-deps", STAGE)
+    assert tree_hashes(other, *OUTPUTS) == before
+    for wd in (work, other):
+        snakemake(wd, "--cores", "1", "--touch", TARGET)
+        assert planned(wd) == {}
+        assert "up to date" in out(dvc(wd, "status", STAGE))
+        assert tree_hashes(wd, *OUTPUTS) == before
+    # Re-rendering the figure needs no training: only the figure rule would run.
+    (other / TARGET).unlink()
+    assert planned(other) == {"plot_fig1": 1}
+    dvc(other, "checkout", STAGE)  # and DVC puts it back
+    assert tree_hashes(other, *OUTPUTS) == before
+
+
+@pytest.mark.slow
+def test_one_hyperparameter_reruns_only_its_method(built):
+    work = built["work"]
+    # The run folders as `fastadv train` left them after the first repro: the pull above
+    # brought back everything DVC versions, but not the resume state (state.pt).
+    for st in built["first"].glob("runs/smoke/**/state.pt"):
+        shutil.copy(st, work / st.relative_to(built["first"]))
+    params = work / "params.yaml"
+    assert GRADALIGN in params.read_text()
+    params.write_text(params.read_text().replace(GRADALIGN, GRADALIGN_CHANGED))
+    # Stage level: the scale stage reads `variants`; the data stage does not.
+    status = out(dvc(work, "status", "data", STAGE))
+    assert STAGE in status and "variants" in status and "data:" not in status, status
+
+    before = tree_hashes(work, "runs/smoke", "results/smoke")
+    logs = {p: p.stat().st_mtime_ns for p in (work / "logs/train_model/smoke/fig1").rglob("*.log")}
+    log = out(dvc(work, "repro", STAGE, merge=True))
+    assert "Running stage 'data'" not in log and f"Running stage '{STAGE}'" in log, log[-3000:]
+    # Job level: Snakemake inside the stage retrained and re-evaluated only the gradalign runs.
+    assert job_stats(log) == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "plot_fig1": 1}, log[-3000:]
+    for p, mtime in logs.items():
+        assert (p.stat().st_mtime_ns == mtime) == ("/fgsm/" in str(p)), p
+    now = tree_hashes(work, "runs/smoke", "results/smoke")
+    assert {p: h for p, h in now.items() if "/fgsm/" in p} == {p: h for p, h in before.items() if "/fgsm/" in p}
+    ga = "runs/smoke/fig1/gradalign/eps4/seed0/model_final.pt"
+    assert now[ga] != before[ga]
+    # Both tools agree that everything is up to date afterwards.
+    assert "Running stage" not in out(dvc(work, "repro", STAGE, merge=True))
+    assert planned(work) == {}
