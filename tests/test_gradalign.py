@@ -142,3 +142,74 @@ def test_gradalign_method_adds_lambda_times_penalty():
     want_reg = 0.2 * grad_align_penalty(model, x, y, 8 / 255, eta=eta)
     assert float(out.reg) == pytest.approx(float(want_reg), rel=1e-5)
     assert math.isfinite(float(out.loss))
+
+
+def small_resnet_batch(dtype, n=32, seed=0):
+    from fastadv.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("preact_resnet18", width=4, num_classes=10, in_shape=(3, 32, 32)).to(dtype).train()
+    x = torch.rand(n, 3, 32, 32, dtype=dtype)
+    y = torch.randint(0, 10, (n,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(3):  # leave the initialisation a little
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model, x, y
+
+
+@pytest.mark.parametrize("dtype,fd_step,min_cos", [(torch.float64, 1e-3, 0.9999), (torch.float32, 0.01, 0.999)])
+def test_fd_penalty_gradient_matches_exact_double_backprop(dtype, fd_step, min_cos):
+    """gradalign_fd's difference quotient (ReLU masks frozen) against the exact parameter gradient
+    of the penalty by double backprop, on a PreActResNet-18 in train mode (batch-norm statistics)."""
+    from fastadv.attacks.grad import input_grad
+    from fastadv.methods.gradalign_fd import penalty_fd_terms
+
+    model, x, y = small_resnet_batch(dtype)
+    params = list(model.parameters())
+    eps = 8 / 255
+    eta = torch.empty_like(x).uniform_(-eps, eps, generator=torch.Generator().manual_seed(1))
+    grad_x, _ = input_grad(model, x, y)
+    penalty = grad_align_penalty(model, x, y, eps, eta=eta, grad_x=grad_x)
+    exact = torch.cat([g.flatten() for g in torch.autograd.grad(penalty, params)])
+    value, h, grads_z, loss_h = penalty_fd_terms(model, x, y, eps, eta, grad_x, fd_step)
+    fd = torch.cat([((a - b) / h).flatten() for a, b in zip(torch.autograd.grad(loss_h, params), grads_z)])
+    assert float(value) == pytest.approx(float(penalty), rel=1e-6)
+    assert F.cosine_similarity(fd, exact, dim=0) >= min_cos
+    assert float(fd.norm() / exact.norm()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_fd_method_step_matches_exact_method_step():
+    """Whole training steps (loss.backward + after_backward) of gradalign_fd and gradalign give the
+    same parameter gradient; λ is large so the penalty's part dominates the comparison."""
+    from fastadv.methods import StepContext, build_method
+
+    grads = {}
+    for name in ("gradalign", "gradalign_fd"):
+        model, x, y = small_resnet_batch(torch.float32)
+        params = {"lambda": 20.0, "alpha": 1.25, **({"fd_step": 0.01} if name == "gradalign_fd" else {})}
+        m = build_method({"name": name, "eps": 8, name: params}, "cifar10")
+        out = m.step(model, x, y, StepContext(torch.Generator().manual_seed(5)))
+        model.zero_grad()
+        out.loss.backward()
+        m.after_backward()
+        grads[name] = (torch.cat([p.grad.flatten() for p in model.parameters()]), float(out.reg), float(out.loss))
+    (ge, re, le), (gf, rf, lf) = grads["gradalign"], grads["gradalign_fd"]
+    assert rf == pytest.approx(re, rel=1e-5) and lf == pytest.approx(le - re, rel=1e-5)  # fd's loss: CE only
+    assert F.cosine_similarity(gf, ge, dim=0) >= 0.999
+
+
+def test_fd_probe_forward_leaves_batchnorm_statistics_alone():
+    from fastadv.attacks.grad import input_grad
+    from fastadv.methods.gradalign_fd import penalty_fd_terms
+
+    model, x, y = small_resnet_batch(torch.float32)
+    eta = torch.empty_like(x).uniform_(-0.03, 0.03, generator=torch.Generator().manual_seed(1))
+    grad_x, _ = input_grad(model, x, y)
+    ref = {k: v.clone() for k, v in model.state_dict().items()}
+    penalty_fd_terms(model, x, y, 0.03, eta, grad_x, 0.01)
+    after = model.state_dict()
+    model.load_state_dict(ref)
+    model(x + eta)  # the one forward pass whose statistics should count
+    assert all(torch.equal(after[k], v) for k, v in model.state_dict().items())

@@ -20,16 +20,18 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        # Modules, not F.relu: gradalign_fd replays their activation masks through hooks.
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
         self.shortcut = None
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
 
     def forward(self, x):
-        out = F.relu(self.bn1(x))
+        out = self.relu1(self.bn1(x))
         # The shortcut takes x itself (not the activated x), as in the GradAlign code.
         shortcut = x if self.shortcut is None else self.shortcut(x)
         out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv2(self.relu2(self.bn2(out)))
         return out + shortcut
 
 
