@@ -14,7 +14,7 @@ from fastadv.train import Preempted, train
 from tests.conftest import PARAMS
 
 METHOD_SETS = {
-    "standard": [], "fgsm": [], "fgsm_rs": [], "gradalign": [],
+    "standard": [], "fgsm": [], "fgsm_rs": [], "gradalign": [], "gradalign_fd": [],
     "pgd": ["method.pgd.steps=2", "method.pgd.alpha=0.5"], "free": ["method.free.replay=2"],
 }
 

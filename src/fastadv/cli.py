@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt2 = sub.add_parser("bench-train", help="training-step speed of each method and its ratio to FGSM")
     _add_config_args(pt2)
-    pt2.add_argument("--methods", nargs="+", default=["fgsm", "fgsm_rs", "gradalign", "pgd", "free"])
+    pt2.add_argument("--methods", nargs="+", default=["fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "pgd", "free"])
     pt2.add_argument("--iterations", type=int, default=20)
     pt2.add_argument("--csv", default=None, help="append the measurements to this CSV")
     pt2.set_defaults(func=cmd_bench_train)

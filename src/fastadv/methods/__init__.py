@@ -7,6 +7,8 @@ from .fgsm import FGSM
 from .fgsm_rs import FGSMRS
 from .free import Free
 from .gradalign import GradAlign, default_lambda, grad_align_penalty
+from .gradalign_fd import GradAlignFD
+from .nfgsm import NFGSM
 from .pgd import PGD
 from .standard import Standard
 
@@ -15,6 +17,8 @@ REGISTRY = {
     "fgsm": FGSM,
     "fgsm_rs": FGSMRS,
     "gradalign": GradAlign,
+    "gradalign_fd": GradAlignFD,
+    "nfgsm": NFGSM,
     "pgd": PGD,
     "free": Free,
 }
