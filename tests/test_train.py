@@ -14,7 +14,8 @@ from fastadv.train import Preempted, train
 from tests.conftest import PARAMS
 
 METHOD_SETS = {
-    "standard": [], "fgsm": [], "fgsm_rs": [], "gradalign": [], "gradalign_fd": [],
+    "standard": [], "fgsm": [], "fgsm_rs": [], "gradalign": [], "gradalign_fd": [], "nfgsm": [], "elle": [],
+    "elle_a": ["method.elle_a.lambda=100"],
     "pgd": ["method.pgd.steps=2", "method.pgd.alpha=0.5"], "free": ["method.free.replay=2"],
 }
 
@@ -49,7 +50,7 @@ def final_weights(out):
     return torch.load(out / "model_final.pt", weights_only=True)["state_dict"]
 
 
-@pytest.mark.parametrize("method", ["fgsm_rs", "free", "gradalign"])
+@pytest.mark.parametrize("method", ["fgsm_rs", "free", "gradalign", "elle_a"])
 def test_resume_after_interruption_is_bit_exact(tmp_path, tiny_cfg, method):
     over = {"method": {"name": method, "free": {"replay": 2, "alpha": 1.0}}, "runtime": {"checkpoint_every": 2}}
     cfg = run_cfg(tiny_cfg, **over)

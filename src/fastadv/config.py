@@ -19,7 +19,7 @@ from .errors import FastAdvError
 
 DATASETS = ("cifar10", "svhn", "mnist")
 MODELS = ("preact_resnet18", "mnist_cnn", "one_layer_cnn")
-METHODS = ("standard", "fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "nfgsm", "pgd", "free")
+METHODS = ("standard", "fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "nfgsm", "elle", "elle_a", "pgd", "free")
 # Sections of params.yaml; `train`/`evaluate` hold run settings, the rest belong
 # to the workflow (scales of the study, experiments of the paper).
 TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources", "scales")
@@ -115,6 +115,9 @@ TRAIN_SCHEMA: dict = {
         "gradalign_fd": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True),
                          "fd_step": _float(min=0, max=1, min_exclusive=True)},
         "nfgsm": {"noise": _float(min=0), "alpha": _float(min=0, min_exclusive=True)},
+        "elle": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True)},
+        "elle_a": {"lambda": _float(min=0, optional=True), "lambda_max": _float(min=0),
+                   "decay": _float(min=0, max=1), "alpha": _float(min=0, min_exclusive=True)},
         "pgd": {"steps": _int(min=1), "alpha": _float(min=0, min_exclusive=True), "random_init": _BOOL},
         "free": {"replay": _int(min=1), "alpha": _float(min=0, min_exclusive=True)},
     },

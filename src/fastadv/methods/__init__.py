@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from ..errors import unknown_choice
 from .base import Method, StepContext, StepOutput
+from .elle import ELLE
+from .elle_a import ELLEA
 from .fgsm import FGSM
 from .fgsm_rs import FGSMRS
 from .free import Free
@@ -19,6 +21,8 @@ REGISTRY = {
     "gradalign": GradAlign,
     "gradalign_fd": GradAlignFD,
     "nfgsm": NFGSM,
+    "elle": ELLE,
+    "elle_a": ELLEA,
     "pgd": PGD,
     "free": Free,
 }
