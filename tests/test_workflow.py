@@ -131,3 +131,22 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     table = pd.read_csv(wf / "results/smoke/fig1/results.csv")
     assert len(table) == 2 * 2 * 2 and (table["train_status"] == "completed").all()
     assert dry_run_jobs(wf, "results/smoke/fig1.pdf") == {}
+
+
+@pytest.mark.slow
+def test_smoke_methods_comparison_figure_and_runtime_table(tmp_path):
+    if data_source() is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    wf = copy_workflow(tmp_path)
+    snakemake(wf, "--cores", "2", "results/smoke/methods_comparison.pdf", "results/smoke/methods_comparison_runtime.md")
+    methods = Study.load(PARAMS, "smoke").experiment("methods_comparison")["methods"]
+    assert {"gradalign_fd", "nfgsm", "elle", "elle_a"} <= set(methods)
+    runtime = pd.read_csv(wf / "results/smoke/methods_comparison_runtime.csv")
+    assert sorted(runtime["method_label"]) == sorted(methods) and (runtime["ratio_to_fgsm"] > 0).all()
+    table = pd.read_csv(wf / "results/smoke/methods_comparison/results.csv")
+    drawn = pd.read_csv(wf / "results/smoke/methods_comparison_data.csv")
+    got = drawn[(drawn["metric"] == "pgd_acc") & (drawn["source"] == "measured")]
+    want = table.groupby(["method_label", "eps"])["pgd_acc"].mean()
+    pd.testing.assert_series_equal(got.set_index(["method_label", "eps"])["mean"].sort_index(), want.sort_index(),
+                                   check_names=False)
+    assert (wf / "results/smoke/methods_comparison.pdf").read_bytes().startswith(b"%PDF")

@@ -15,8 +15,14 @@ EXPERIMENTS = list(STUDY_DOC["experiments"])
 HISTORY = "runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/history.csv"
 EVAL_RESULT = "results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json"
 
+# Figures drawn like Fig. 1 and runtime tables: output name -> experiment.
+ACCURACY_EXPERIMENTS = [e for e in ("fig1", "methods_comparison") if e in EXPERIMENTS]
+RUNTIME_TABLES = {"runtime": "fig1", "methods_comparison_runtime": "methods_comparison"}
+
 wildcard_constraints:
     scale="|".join(SCALES),
+    accuracy_experiment="|".join(ACCURACY_EXPERIMENTS),
+    runtime_table="|".join(RUNTIME_TABLES),
     experiment="|".join(EXPERIMENTS),
     kind="final|best",
     seed=r"\d+",
@@ -34,6 +40,10 @@ def eps_tag(eps):
 def default_targets():
     """The paper's figures and tables at paper scale."""
     return [f"results/paper/{name}" for name in ("fig1.pdf", "figA.pdf", "grad_alignment.pdf", "runtime.md", "autoattack.md")]
+
+
+def runtime_results(wildcards):
+    return f"results/{wildcards.scale}/{RUNTIME_TABLES[wildcards.runtime_table]}/results.csv"
 
 
 def dataset_file(wildcards):

@@ -1,18 +1,19 @@
 rule plot_fig1:
+    # Fig. 1 of the paper, and the same plot for the methods_comparison experiment.
     input:
-        table="results/{scale}/fig1/results.csv",
+        table="results/{scale}/{accuracy_experiment}/results.csv",
     output:
-        pdf=report("results/{scale}/fig1.pdf", caption="../report/fig1.rst", category="Figures"),
-        png="results/{scale}/fig1.png",
-        clean="results/{scale}/fig1_clean.pdf",
-        clean_png="results/{scale}/fig1_clean.png",
-        data="results/{scale}/fig1_data.csv",
+        pdf=report("results/{scale}/{accuracy_experiment}.pdf", caption="../report/fig1.rst", category="Figures"),
+        png="results/{scale}/{accuracy_experiment}.png",
+        clean="results/{scale}/{accuracy_experiment}_clean.pdf",
+        clean_png="results/{scale}/{accuracy_experiment}_clean.png",
+        data="results/{scale}/{accuracy_experiment}_data.csv",
     params:
         config=PARAMS,
     log:
-        "logs/plot_fig1/{scale}.log",
+        "logs/plot_fig1/{scale}/{accuracy_experiment}.log",
     benchmark:
-        "benchmarks/plot_fig1/{scale}.tsv"
+        "benchmarks/plot_fig1/{scale}/{accuracy_experiment}.tsv"
     conda:
         "../envs/fastadv.yaml"
     threads: 1
@@ -20,8 +21,8 @@ rule plot_fig1:
         mem_mb=1000,
         runtime=10,
     shell:
-        "fastadv figure fig1 --config {params.config} --scale {wildcards.scale} --experiment fig1"
-        " --results {input.table} --published --out {output.pdf} > {log} 2>&1"
+        "fastadv figure fig1 --config {params.config} --scale {wildcards.scale}"
+        " --experiment {wildcards.accuracy_experiment} --results {input.table} --published --out {output.pdf} > {log} 2>&1"
 
 
 rule plot_grad_alignment:
@@ -73,17 +74,19 @@ rule plot_figA:
 
 
 rule table_runtime:
+    # runtime.md: the fig1 runs; methods_comparison_runtime.md: that experiment's runs.
     input:
-        table="results/{scale}/fig1/results.csv",
+        table=runtime_results,
     output:
-        md=report("results/{scale}/runtime.md", caption="../report/runtime.rst", category="Tables"),
-        csv="results/{scale}/runtime.csv",
+        md=report("results/{scale}/{runtime_table}.md", caption="../report/runtime.rst", category="Tables"),
+        csv="results/{scale}/{runtime_table}.csv",
     params:
         config=PARAMS,
+        experiment=lambda wildcards: RUNTIME_TABLES[wildcards.runtime_table],
     log:
-        "logs/table_runtime/{scale}.log",
+        "logs/table_runtime/{scale}/{runtime_table}.log",
     benchmark:
-        "benchmarks/table_runtime/{scale}.tsv"
+        "benchmarks/table_runtime/{scale}/{runtime_table}.tsv"
     conda:
         "../envs/fastadv.yaml"
     threads: 1
@@ -91,7 +94,7 @@ rule table_runtime:
         mem_mb=1000,
         runtime=10,
     shell:
-        "fastadv figure runtime --config {params.config} --scale {wildcards.scale} --experiment fig1"
+        "fastadv figure runtime --config {params.config} --scale {wildcards.scale} --experiment {params.experiment}"
         " --results {input.table} --published --out {output.md} > {log} 2>&1"
 
 
