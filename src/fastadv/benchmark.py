@@ -111,7 +111,7 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
     print(f"training step, {rows[0]['model']}, batch {len(idx)}, {rows[0]['device']}, "
           f"{rows[0]['threads']} threads, torch {rows[0]['torch']}:")
     for r in rows:
-        print(f"  {r['method']:<10} {r['samples_per_s']:9.1f} samples/s  {r['seconds_per_epoch']:8.1f} s/epoch  "
+        print(f"  {r['method']:<13} {r['samples_per_s']:9.1f} samples/s  {r['seconds_per_epoch']:8.1f} s/epoch  "
               f"{r['ratio_to_fgsm']:.2f}x FGSM")
     if csv_out:
         from . import atomic
