@@ -101,3 +101,14 @@ def test_tables_carry_published_values(table):
     r = F.runtime_table(table, load_published(), "cifar10").set_index("method_label")
     assert r.loc["gradalign", "published_ratio_to_fgsm"] == pytest.approx(30.9 / 9.5)  # rebuttal: 3.25×
     assert r.loc["fgsm", "published_ratio_to_fgsm"] == 1.0
+
+
+def test_fig1_marks_diverged_runs(table, tmp_path):
+    table = table.assign(train_status="completed")
+    hit = (table.method_label == "gradalign") & (table.eps == 8.0) & (table.train_seed == 1)
+    table.loc[hit, "train_status"] = "diverged"
+    drawn = F.accuracy_vs_eps(table, "pgd_acc", tmp_path / "fig1.pdf", "quick", "PGD")
+    marked = drawn[drawn["diverged"] > 0]
+    assert sorted(zip(marked.model_kind, marked.method_label, marked.eps)) == [
+        ("best", "gradalign", 8.0), ("final", "gradalign", 8.0)]
+    assert (marked["diverged"] == 1).all() and (drawn["diverged"].sum() == 2)

@@ -119,6 +119,16 @@ def test_divergence_is_recorded_not_continued(tmp_path, tiny_cfg):
     assert list(hist["epoch"]) == [0]  # epochs before the divergence are kept
 
 
+def test_diverged_run_exits_3_unless_the_workflow_accepts_it(tmp_path, data_root):
+    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--set", f"data.root={data_root}",
+            "--set", "method.name=standard", "--set", "optim.lr_max=1e30", "--set", "optim.lr_schedule=constant",
+            "--set", "data.subset=64", "--set", "model.width=4", "--set", "optim.epochs=2", "--set", "optim.batch_size=32",
+            "--set", "runtime.threads=1"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 3
+    assert main(args + ["--diverged-ok", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["status"] == "diverged"
+
+
 def test_early_stopped_model_is_the_best_train_pgd_epoch(tmp_path, tiny_cfg):
     cfg = run_cfg(tiny_cfg, optim={"epochs": 3, "batch_size": 32})
     s = train(cfg, tmp_path)

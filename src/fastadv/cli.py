@@ -51,7 +51,7 @@ def cmd_train(args) -> int:
         return EXIT_PREEMPTED
     print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
           f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
-    return 0 if s["status"] == "completed" else 3
+    return 0 if s["status"] == "completed" or args.diverged_ok else 3
 
 
 def cmd_evaluate(args) -> int:
@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("train", help="train one model (resumes if OUT holds an interrupted run)")
     _add_config_args(pt)
     pt.add_argument("--out", required=True, help="run directory")
+    pt.add_argument("--diverged-ok", action="store_true",
+                    help="exit 0 for a run that diverged (its status stays in summary.json) instead of 3; "
+                         "the workflow sets it so one diverged run does not stop a study, figures mark it")
     pt.add_argument("--restart-if-changed", action="store_true",
                     help="an interrupted run in OUT made with another config is discarded and restarted "
                          "(default: refuse); a finished run is never overwritten")

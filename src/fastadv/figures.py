@@ -69,9 +69,13 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
     markers in the method's colour with their ±std. Returns every number drawn, ours with
     ``source`` "measured", the paper's with "published"."""
     plt = _plt()
-    agg = (df.groupby(["model_kind", "method_label", "eps"])[metric]
-           .agg(["mean", "std", "count"]).reset_index())
+    keys = ["model_kind", "method_label", "eps"]
+    agg = df.groupby(keys)[metric].agg(["mean", "std", "count"]).reset_index()
     agg["std"] = agg["std"].fillna(0.0)
+    # Runs that diverged (status in the tidy table) are drawn, and marked: their model is the
+    # last finite one, not a trained one.
+    status = df["train_status"] if "train_status" in df else pd.Series("completed", index=df.index)
+    agg["diverged"] = (status == "diverged").groupby([df[k] for k in keys]).sum().values
     kinds = [k for k in PANELS if k in set(agg["model_kind"])]
     drawn = [agg.assign(source="measured")]
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.4 * len(kinds), 2.6), sharey=True, squeeze=False)
@@ -83,13 +87,15 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
             ax.plot(d["eps"], factor * d["mean"], marker="o", ms=3, color=colour, label=name)
             ax.fill_between(d["eps"], factor * (d["mean"] - d["std"]), factor * (d["mean"] + d["std"]),
                             color=colour, alpha=0.2, lw=0)
+            bad = d[d["diverged"] > 0]
+            ax.scatter(bad["eps"], factor * bad["mean"], marker="x", s=30, color="black", zorder=4)
         if published is not None:
             ref = published_points(published, dataset, metric, kind, list(dict.fromkeys(df["method_label"])))
             for _, r in ref.iterrows():
                 ax.errorbar(r["eps"], r["mean"], yerr=0.0 if pd.isna(r["std"]) else r["std"], marker="s", ms=4,
                             mfc="none", color=style(r["method"])[1], alpha=0.45, capsize=2, lw=0.8)
             drawn.append(ref.rename(columns={"method": "method_label"}).assign(
-                model_kind=kind, mean=ref["mean"] / 100, std=ref["std"] / 100, count=ref["seeds"],
+                model_kind=kind, mean=ref["mean"] / 100, std=ref["std"] / 100, count=ref["seeds"], diverged=0,
                 source="published")[list(agg.columns) + ["source"]])
         ax.set_title(PANELS[kind])
         ax.set_xlabel("training ε (/255)")
@@ -97,6 +103,7 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
     axes[0][0].set_ylabel(title)
     axes[0][-1].legend(loc="best")
     note = "; open squares: published values (paper scale)" if len(drawn) > 1 and len(pd.concat(drawn[1:])) else ""
+    note += "; ×: a run diverged" if (agg["diverged"] > 0).any() else ""
     fig.suptitle(f"{scale} scale{note}", fontsize=7, x=0.99, ha="right")
     save_figure(fig, out_pdf)
     plt.close(fig)

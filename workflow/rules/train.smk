@@ -24,4 +24,4 @@ rule train_model:
     shell:
         "fastadv train --config {params.config} --scale {wildcards.scale} --experiment {wildcards.experiment}"
         " --variant {wildcards.variant} --eps {wildcards.eps} --seed {wildcards.seed}"
-        " --set runtime.threads={threads} --restart-if-changed --out {params.out} > {log} 2>&1"
+        " --set runtime.threads={threads} --restart-if-changed --diverged-ok --out {params.out} > {log} 2>&1"
