@@ -117,6 +117,8 @@ def test_divergence_is_recorded_not_continued(tmp_path, tiny_cfg):
     assert s["status"] == "diverged" and "non-finite" in s["reason"]
     hist = pd.read_csv(tmp_path / "history.csv")
     assert list(hist["epoch"]) == [0]  # epochs before the divergence are kept
+    final = torch.load(tmp_path / "model_final.pt", weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())  # last finite model
 
 
 def test_diverged_run_exits_3_unless_the_workflow_accepts_it(tmp_path, data_root):

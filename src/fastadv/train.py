@@ -195,6 +195,7 @@ def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None,
         print(f"resuming {out} at epoch {pos['epoch']} iteration {pos['it']}", file=sys.stderr)
     else:
         atomic.write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    last_finite = _cpu_state(model)  # the model as of the last finished epoch (or init / resume point)
 
     def save_state():
         atomic.save_torch(state_path, {
@@ -258,6 +259,8 @@ def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None,
                    "train_seconds": train_seconds}
             if epoch and not math.isfinite(row["train_loss"]):
                 status, reason = "diverged", f"non-finite training loss in epoch {epoch}"
+                # The final model of a diverged run is the last one with a finite epoch.
+                model.load_state_dict(last_finite)
                 break
             row.update(_monitor_row(model, cfg, method, test_mon, train_mon, epoch, device))
             history.append(row)
@@ -275,6 +278,7 @@ def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None,
             acc = {"loss": 0.0, "reg": 0.0, "correct": 0, "n": 0}
             _write_history(out, history)
             save_state()
+            last_finite = _cpu_state(model)
 
     _write_history(out, history)
     save_model(out / "model_final.pt", model, cfg, "final", len(history) - 1)
