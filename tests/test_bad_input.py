@@ -34,7 +34,7 @@ TRAIN_ROWS = [
     (["--set", "method.name=fgsmm"], "invalid train.method.name 'fgsmm'; valid: standard, fgsm"),
     (["--set", "model.name=vit"], "invalid train.model.name 'vit'; valid: preact_resnet18"),
     (["--scale", "huge"], "unknown scale 'huge'; valid: paper, quick, smoke"),
-    (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: fgsm, fgsm_rs, free"),
+    (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: elle, elle_a, fgsm, fgsm_rs, free"),
     (["--experiment", "fig9"], "unknown experiment 'fig9'; valid: autoattack, fig1, figA"),
     (["--set", "method.eps=0"], "train.method.eps=0.0 out of range"),
     (["--set", "method.eps=300"], "train.method.eps=300.0 out of range"),
