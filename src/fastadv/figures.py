@@ -102,7 +102,7 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(title)
     axes[0][-1].legend(loc="best")
-    note = "; open squares: published values (paper scale)" if len(drawn) > 1 and len(pd.concat(drawn[1:])) else ""
+    note = "; open squares: published values (paper scale)" if sum(len(d) for d in drawn[1:]) else ""
     note += "; ×: a run diverged" if (agg["diverged"] > 0).any() else ""
     fig.suptitle(f"{scale} scale{note}", fontsize=7, x=0.99, ha="right")
     save_figure(fig, out_pdf)

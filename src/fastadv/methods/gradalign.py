@@ -77,10 +77,14 @@ class GradAlign(Method):
         if not math.isfinite(self.lam):
             raise FastAdvError(f"GradAlign λ must be finite, got {self.lam!r}")
 
-    def step(self, model, x, y, ctx) -> StepOutput:
+    def fgsm_logits(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∇ₓℓ(x), logits at the FGSM point): the FGSM gradient doubles as the penalty's g1."""
         grad_x, _ = input_grad(model, x, y)
         alpha = self.params["alpha"] * self.eps * ctx.warmup
         delta = (alpha * grad_x.sign()).clamp(-self.eps, self.eps)
-        logits = model((x + delta).clamp(0, 1))
+        return grad_x, model((x + delta).clamp(0, 1))
+
+    def step(self, model, x, y, ctx) -> StepOutput:
+        grad_x, logits = self.fgsm_logits(model, x, y, ctx)
         reg = self.lam * grad_align_penalty(model, x, y, self.eps, grad_x=grad_x, gen=ctx.gen)
         return StepOutput(F.cross_entropy(logits, y) + reg, logits, reg.detach())

@@ -31,9 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks.fgsm import uniform_delta
-from ..attacks.grad import input_grad
 from .base import StepOutput
-from .gradalign import GradAlign, alignment_cosines
+from .gradalign import GradAlign, _unit_rows, alignment_cosines
 
 
 @contextmanager
@@ -77,10 +76,9 @@ def penalty_fd_terms(model, x, y, eps: float, eta: torch.Tensor, grad_x: torch.T
     cos, valid = alignment_cosines(grad_x.detach(), g2)
     n = valid.sum().clamp_min(1)
     penalty = torch.where(valid, 1.0 - cos, torch.zeros_like(cos)).sum() / n
-    g1f, g2f = grad_x.flatten(1), g2.flatten(1)
-    u1 = g1f / g1f.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    norm2 = g2f.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    w = -(u1 - cos[:, None] * g2f / norm2) / (n * norm2)
+    u1, u2 = _unit_rows(grad_x, valid), _unit_rows(g2, valid)
+    norm2 = g2.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-30)
+    w = -(u1 - cos[:, None] * u2) / (n * norm2)
     w = torch.where(valid[:, None], w, torch.zeros_like(w)).view_as(x)
     wmax = w.abs().max()
     h = (fd_step * eps / wmax).item() if wmax > 0 else 0.0
@@ -101,10 +99,7 @@ class GradAlignFD(GradAlign):
         self._pending = None
 
     def step(self, model, x, y, ctx) -> StepOutput:
-        grad_x, _ = input_grad(model, x, y)
-        alpha = self.params["alpha"] * self.eps * ctx.warmup
-        delta = (alpha * grad_x.sign()).clamp(-self.eps, self.eps)
-        logits = model((x + delta).clamp(0, 1))
+        grad_x, logits = self.fgsm_logits(model, x, y, ctx)
         eta = uniform_delta(x, self.eps, ctx.gen)
         penalty, h, grads_z, loss_h = penalty_fd_terms(model, x, y, self.eps, eta, grad_x, self.params["fd_step"])
         loss = F.cross_entropy(logits, y)
