@@ -30,11 +30,11 @@ def finished_run(tmp_path_factory, data_root):
 
 
 TRAIN_ROWS = [
-    (["--set", "data.dataset=imagenet"], "invalid train.data.dataset 'imagenet'; valid: cifar10, svhn, mnist"),
+    (["--set", "data.dataset=cifar100"], "invalid train.data.dataset 'cifar100'; valid: cifar10, svhn, mnist, imagenet"),
     (["--set", "method.name=fgsmm"], "invalid train.method.name 'fgsmm'; valid: standard, fgsm"),
     (["--set", "model.name=vit"], "invalid train.model.name 'vit'; valid: preact_resnet18"),
     (["--scale", "huge"], "unknown scale 'huge'; valid: paper, quick, smoke"),
-    (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: elle, elle_a, fgsm, fgsm_rs, free"),
+    (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: cure, elle, elle_a, fgsm, fgsm_rs, free"),
     (["--experiment", "fig9"], "unknown experiment 'fig9'; valid: autoattack, fig1, figA"),
     (["--set", "method.eps=0"], "train.method.eps=0.0 out of range"),
     (["--set", "method.eps=300"], "train.method.eps=300.0 out of range"),

@@ -119,8 +119,10 @@ def test_truncated_and_missing_files_give_clear_errors(tmp_path, source):
         data.prepare("mnist", str(tmp_path / "nope.npz"), tmp_path / "out")
     with pytest.raises(FastAdvError, match="prepared data .* not found"):
         data.load_arrays(tmp_path / "empty", "cifar10")
-    with pytest.raises(FastAdvError, match="unknown dataset 'imagenet'; valid: cifar10, mnist, svhn"):
-        data.info("imagenet")
+    with pytest.raises(FastAdvError, match="unknown dataset 'cifar100'; valid: cifar10, imagenet, mnist, svhn"):
+        data.info("cifar100")
+    with pytest.raises(FastAdvError, match="imagenet cannot be downloaded automatically"):
+        data.prepare("imagenet", "download", tmp_path / "out")
 
 
 def test_prepare_failure_keeps_previous_file(tmp_path, source):

@@ -213,3 +213,28 @@ def test_fd_probe_forward_leaves_batchnorm_statistics_alone():
     model.load_state_dict(ref)
     model(x + eta)  # the one forward pass whose statistics should count
     assert all(torch.equal(after[k], v) for k, v in model.state_dict().items())
+
+
+def test_fd_step_without_any_valid_example_adds_nothing():
+    """Input gradients all 0 (the model ignores its input): no penalty, h = 0, and the parameter
+    gradient is exactly FGSM's cross-entropy gradient (no NaN from 0/0, no host-side branch)."""
+    from fastadv.methods import StepContext, build_method
+
+    class Blind(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.tensor([0.3, -0.2, 0.1]))
+
+        def forward(self, x):
+            return (x.flatten(1)[:, :3] * 0.0) + self.bias
+
+    model = Blind()
+    x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
+    m = build_method({"name": "gradalign_fd", "eps": 8, "gradalign_fd": {"lambda": 2.0, "alpha": 1.25,
+                                                                           "fd_step": 0.01}}, "cifar10")
+    out = m.step(model, x, y, StepContext(torch.Generator().manual_seed(0)))
+    out.loss.backward()
+    m.after_backward()
+    (want,) = torch.autograd.grad(F.cross_entropy(Blind.forward(model, x), y), [model.bias])
+    assert float(out.reg) == 0.0
+    torch.testing.assert_close(model.bias.grad, want)

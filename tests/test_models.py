@@ -38,8 +38,27 @@ def test_normalisation_lives_inside_the_model():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(FastAdvError, match="unknown model 'resnet50'; valid: mnist_cnn, one_layer_cnn, preact_resnet18"):
-        build_model("resnet50", width=4, num_classes=10, in_shape=(3, 32, 32))
+    with pytest.raises(FastAdvError, match="unknown model 'vit'; valid: mnist_cnn, one_layer_cnn, preact_resnet18, resnet50"):
+        build_model("vit", width=4, num_classes=10, in_shape=(3, 32, 32))
+
+
+def test_resnet50_is_torchvisions_with_its_own_normalisation_and_init():
+    from torchvision.models import resnet50
+
+    from fastadv.train import _model
+
+    cfg = {"data": {"dataset": "imagenet"}, "model": {"name": "resnet50", "width": 64, "normalize": True},
+           "runtime": {"seed": 0}}
+    model = _model(cfg, "cpu")
+    ref = resnet50(weights=None)
+    assert [k.removeprefix("net.") for k in model.state_dict() if k.startswith("net.")] == list(ref.state_dict())
+    assert not any(m.inplace for m in model.modules() if isinstance(m, torch.nn.ReLU))
+    # torchvision's init is kept: its Linear default is U(±1/√fan_in), not our He-normal
+    assert model.net.fc.weight.abs().max() <= 1 / 2048 ** 0.5
+    x = torch.rand(2, 3, 64, 64)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    model.eval()
+    torch.testing.assert_close(model(x), model.net((x - mean[:, None, None]) / std[:, None, None]))
 
 
 @pytest.fixture

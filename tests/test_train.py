@@ -15,7 +15,7 @@ from tests.conftest import PARAMS
 
 METHOD_SETS = {
     "standard": [], "fgsm": [], "fgsm_rs": [], "gradalign": [], "gradalign_fd": [], "nfgsm": [], "elle": [],
-    "elle_a": ["method.elle_a.lambda=100"],
+    "elle_a": ["method.elle_a.lambda=100"], "cure": [], "llr": ["method.llr.steps=2"],
     "pgd": ["method.pgd.steps=2", "method.pgd.alpha=0.5"], "free": ["method.free.replay=2"],
 }
 

@@ -34,7 +34,8 @@ def cmd_prepare(args) -> int:
 
     source = args.source or os.environ.get("FASTADV_DATA_SOURCE") or "download"
     out = prepare(args.dataset, source, args.root)
-    print(f"prepared {args.dataset} from {source} -> {out} (hashes verified)")
+    checked = "layout checked" if out.suffix == ".json" else "hashes verified"
+    print(f"prepared {args.dataset} from {source} -> {out} ({checked})")
     return 0
 
 
@@ -167,10 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fastadv", description="Fast adversarial training and GradAlign, reproducibly.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    pp = sub.add_parser("prepare", help="verify a dataset source and write the canonical <root>/<dataset>.npz")
+    pp = sub.add_parser("prepare", help="verify a dataset source and write the canonical <root>/<dataset>.npz "
+                                        "(imagenet: the manifest <root>/imagenet.json of an ImageFolder tree)")
     pp.add_argument("--dataset", required=True, choices=DATASETS)
     pp.add_argument("--source", default=None,
-                    help="'download', a .npz, an official archive/file, or a folder holding one "
+                    help="'download', a .npz, an official archive/file, or a folder holding one; "
+                         "imagenet: a folder with train/<class>/ and val/<class>/ "
                          "(default: $FASTADV_DATA_SOURCE, else 'download')")
     pp.add_argument("--root", default="data", help="folder for prepared data (default: %(default)s)")
     pp.set_defaults(func=cmd_prepare)

@@ -17,9 +17,10 @@ import yaml
 
 from .errors import FastAdvError
 
-DATASETS = ("cifar10", "svhn", "mnist")
-MODELS = ("preact_resnet18", "mnist_cnn", "one_layer_cnn")
-METHODS = ("standard", "fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "nfgsm", "elle", "elle_a", "pgd", "free")
+DATASETS = ("cifar10", "svhn", "mnist", "imagenet")
+MODELS = ("preact_resnet18", "mnist_cnn", "one_layer_cnn", "resnet50")
+METHODS = ("standard", "fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "nfgsm", "elle", "elle_a", "cure", "llr",
+           "pgd", "free")
 # Sections of params.yaml; `train`/`evaluate` hold run settings, the rest belong
 # to the workflow (scales of the study, experiments of the paper).
 TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources", "scales")
@@ -118,6 +119,11 @@ TRAIN_SCHEMA: dict = {
         "elle": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True)},
         "elle_a": {"lambda": _float(min=0, optional=True), "lambda_max": _float(min=0),
                    "decay": _float(min=0, max=1), "alpha": _float(min=0, min_exclusive=True)},
+        "cure": {"lambda": _float(min=0), "step": _float(min=0, min_exclusive=True), "base": _choice("clean", "fgsm"),
+                 "alpha": _float(min=0, min_exclusive=True)},
+        "llr": {"lambda": _float(min=0), "mu": _float(min=0), "steps": _int(min=1),
+                "alpha": _float(min=0, min_exclusive=True), "base": _choice("clean", "fgsm"),
+                "fgsm_alpha": _float(min=0, min_exclusive=True)},
         "pgd": {"steps": _int(min=1), "alpha": _float(min=0, min_exclusive=True), "random_init": _BOOL},
         "free": {"replay": _int(min=1), "alpha": _float(min=0, min_exclusive=True)},
     },

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import atomic
+from . import atomic, image_folder
 from .errors import FastAdvError, unknown_choice
 
 # SHA-256 of each array's C-contiguous bytes (hashlib.sha256(a.tobytes())).
@@ -73,7 +73,11 @@ INFO = {
     "cifar10": DatasetInfo((3, 32, 32), 10, ("crop", "flip"), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "svhn": DatasetInfo((3, 32, 32), 10, ("crop",), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
     "mnist": DatasetInfo((1, 28, 28), 10, (), (0.1307,), (0.3081,)),
+    # ImageFolder tree (image_folder.py): random-resized crop + flip, the torchvision ImageNet statistics.
+    "imagenet": DatasetInfo((3, 224, 224), 1000, ("resized_crop", "flip"), (0.485, 0.456, 0.406),
+                            (0.229, 0.224, 0.225)),
 }
+FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
 
 
 def info(dataset: str) -> DatasetInfo:
@@ -261,7 +265,13 @@ def prepared_path(root: str | Path, dataset: str) -> Path:
 
 
 def prepare(dataset: str, source: str, root: str | Path) -> Path:
-    """Write the verified canonical ``<root>/<dataset>.npz`` from ``source`` (atomically)."""
+    """Write the verified canonical ``<root>/<dataset>.npz`` from ``source`` (atomically); for an
+    image-folder dataset, its manifest ``<root>/<dataset>.json`` (see image_folder.py)."""
+    if dataset in FOLDER_DATASETS:
+        if source == "download":
+            raise FastAdvError(f"{dataset} cannot be downloaded automatically (licence); "
+                               "pass --source with an ImageFolder directory (train/ and val/)")
+        return image_folder.prepare(source, root)
     arrays, origin = read_source(dataset, source, Path(root) / "raw")
     verify_arrays(dataset, arrays, origin)
     out = prepared_path(root, dataset)
@@ -274,8 +284,11 @@ def prepare(dataset: str, source: str, root: str | Path) -> Path:
     return out
 
 
-def load_arrays(root: str | Path, dataset: str) -> dict:
-    """The prepared arrays, re-verified (a corrupted prepared file is an error, not a silent result)."""
+def load_arrays(root: str | Path, dataset: str) -> dict | None:
+    """The prepared arrays, re-verified (a corrupted prepared file is an error, not a silent result);
+    None for an image-folder dataset (read per batch by :func:`load_split`)."""
+    if dataset in FOLDER_DATASETS:
+        return None
     path = prepared_path(root, dataset)
     if not path.is_file():
         raise FastAdvError(f"prepared data {str(path)!r} not found; run: fastadv prepare --dataset {dataset} --source ...")
@@ -346,7 +359,11 @@ class DeviceDataset:
 
 
 def load_split(root, dataset: str, split: str, device, subset=None, subset_mode="first", seed=0,
-               augment: bool = False, arrays: dict | None = None) -> DeviceDataset:
+               augment: bool = False, arrays: dict | None = None):
+    """A split as a :class:`DeviceDataset` (or, for an image-folder dataset, an
+    :class:`image_folder.FolderDataset` with the same interface)."""
+    if dataset in FOLDER_DATASETS:
+        return image_folder.load_split(root, split, device, subset, subset_mode, seed, augment)
     arrays = load_arrays(root, dataset) if arrays is None else arrays
     x, y = to_tensor(arrays[f"x_{split}"]), torch.from_numpy(arrays[f"y_{split}"].astype(np.int64))
     idx = subset_indices(len(y), subset, subset_mode, seed)

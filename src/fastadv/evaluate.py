@@ -144,7 +144,7 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: dict, eps255: fl
 
     seconds = {}
     t = time.perf_counter()
-    clean_full = accuracy(model, *test.head(len(test)), cfg["batch_size"]) if cfg["full_clean"] else None
+    clean_full = split_accuracy(model, test, cfg["batch_size"]) if cfg["full_clean"] else None
     clean = accuracy(model, x, y, cfg["batch_size"])
     seconds["clean"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -172,6 +172,16 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: dict, eps255: fl
     atomic.write_json(out_path, result)
     state.remove()
     return result
+
+
+def split_accuracy(model, split, batch_size: int) -> float:
+    """Clean accuracy on a whole split, loaded batch by batch (an image-folder split does not fit in memory)."""
+    correct = 0
+    for i in range(0, len(split), batch_size):
+        x, y = split.batch(torch.arange(i, min(i + batch_size, len(split)), device=split.device))
+        with torch.no_grad():
+            correct += int((model(x).argmax(1) == y).sum())
+    return correct / len(split)
 
 
 def method_label(method_cfg: dict) -> str:

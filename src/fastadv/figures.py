@@ -20,6 +20,8 @@ METHOD_STYLE = {
     "nfgsm": ("N-FGSM", "#e377c2"),
     "elle": ("ELLE", "#bcbd22"),
     "elle_a": ("ELLE-A", "#dbdb8d"),
+    "cure": ("CURE", "#17becf"),
+    "llr": ("LLR", "#9edae5"),
     "pgd2": ("PGD-2", "#1f77b4"),
     "pgd10": ("PGD-10", "#9467bd"),
     "free_m8": ("Free AT (m=8)", "#8c564b"),
@@ -28,7 +30,7 @@ PANELS = {"final": "final model", "best": "early-stopped model"}
 
 
 def style(label: str) -> tuple[str, str]:
-    return METHOD_STYLE.get(label, (label, "#17becf"))
+    return METHOD_STYLE.get(label, (label, "#000000"))
 
 
 def _plt():

@@ -83,7 +83,8 @@ def _model(cfg, device):
     torch.manual_seed(derived_seed(cfg["runtime"]["seed"], "init"))
     model = build_model(cfg["model"]["name"], width=cfg["model"]["width"], num_classes=d.num_classes,
                         in_shape=d.shape, mean=d.mean if norm else None, std=d.std if norm else None)
-    model.apply(init_weights)
+    if not getattr(model, "own_init", False):  # ResNet-50 keeps torchvision's init (Wong et al.)
+        model.apply(init_weights)
     return model.to(device)
 
 

@@ -4,6 +4,8 @@ import os
 
 from snakemake.utils import validate
 
+from fastadv.config import DATASETS
+from fastadv.data import FOLDER_DATASETS
 from fastadv.study import Study, validate_study
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -16,7 +18,7 @@ HISTORY = "runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/history.csv"
 EVAL_RESULT = "results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json"
 
 # Figures drawn like Fig. 1 and runtime tables: output name -> experiment.
-ACCURACY_EXPERIMENTS = [e for e in ("fig1", "methods_comparison") if e in EXPERIMENTS]
+ACCURACY_EXPERIMENTS = [e for e in ("fig1", "methods_comparison", "imagenet") if e in EXPERIMENTS]
 RUNTIME_TABLES = {"runtime": "fig1", "methods_comparison_runtime": "methods_comparison"}
 
 wildcard_constraints:
@@ -47,7 +49,9 @@ def runtime_results(wildcards):
 
 
 def dataset_file(wildcards):
-    return f"data/{study(wildcards.scale).experiment(wildcards.experiment)['dataset']}.npz"
+    """The prepared data a run reads: a verified .npz, or an image folder's manifest (.json)."""
+    dataset = study(wildcards.scale).experiment(wildcards.experiment)["dataset"]
+    return f"data/{dataset}.json" if dataset in FOLDER_DATASETS else f"data/{dataset}.npz"
 
 
 def run_config(wildcards):

@@ -1,6 +1,8 @@
 rule prepare_data:
     output:
         npz="data/{dataset}.npz",
+    wildcard_constraints:
+        dataset="|".join(d for d in DATASETS if d not in FOLDER_DATASETS),
     log:
         "logs/prepare_data/{dataset}.log",
     benchmark:
@@ -13,4 +15,24 @@ rule prepare_data:
         runtime=30,
     shell:
         # Source: $FASTADV_DATA_SOURCE (a .npz, an official file, a folder) or torchvision download.
+        "fastadv prepare --dataset {wildcards.dataset} --root data > {log} 2>&1"
+
+
+rule prepare_image_folder:
+    output:
+        manifest="data/{dataset}.json",
+    wildcard_constraints:
+        dataset="|".join(FOLDER_DATASETS),
+    log:
+        "logs/prepare_image_folder/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_image_folder/{dataset}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        # Source: $FASTADV_DATA_SOURCE, an ImageFolder tree (train/, val/) or a folder holding imagenet/.
         "fastadv prepare --dataset {wildcards.dataset} --root data > {log} 2>&1"

@@ -11,6 +11,11 @@ def uniform_delta(x: torch.Tensor, eps: float, gen: torch.Generator | None = Non
     return torch.empty_like(x).uniform_(-eps, eps, generator=gen)
 
 
+def fgsm_point(x: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float) -> torch.Tensor:
+    """The zero-init FGSM input for a gradient already computed at x: x + Π_ε(α·sign(grad)), in [0,1]."""
+    return (x + (alpha * grad.detach().sign()).clamp(-eps, eps)).clamp(0, 1)
+
+
 def fgsm_attack(model, x, y, eps: float, alpha: float | None = None, random_init: bool = False,
                 gen: torch.Generator | None = None, return_grad: bool = False):
     """One signed-gradient step: δ = Π_[-ε,ε](δ₀ + α·sign(∇ₓℓ(x+δ₀))), then x+δ clipped to [0,1].

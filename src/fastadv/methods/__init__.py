@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import unknown_choice
 from .base import Method, StepContext, StepOutput
+from .cure import CURE
 from .elle import ELLE
 from .elle_a import ELLEA
 from .fgsm import FGSM
@@ -10,6 +11,7 @@ from .fgsm_rs import FGSMRS
 from .free import Free
 from .gradalign import GradAlign, default_lambda, grad_align_penalty
 from .gradalign_fd import GradAlignFD
+from .llr import LLR
 from .nfgsm import NFGSM
 from .pgd import PGD
 from .standard import Standard
@@ -23,6 +25,8 @@ REGISTRY = {
     "nfgsm": NFGSM,
     "elle": ELLE,
     "elle_a": ELLEA,
+    "cure": CURE,
+    "llr": LLR,
     "pgd": PGD,
     "free": Free,
 }

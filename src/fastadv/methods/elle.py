@@ -2,10 +2,12 @@
 overfitting", ICLR 2024): single-step AT plus λ times the local linearity error
 
     LLE = mean_i ( ℓ(x_c) − [(1−a)·ℓ(x_a) + a·ℓ(x_b)] )²,
-    x_a, x_b ~ x + U[−ε, ε]^d (clipped to [0,1]),  a ~ U[0,1] per example,  x_c = (1−a)·x_a + a·x_b,
+    x_a, x_b ~ x + U[−ε, ε]^d,  a ~ U[0,1] per example,  x_c = (1−a)·x_a + a·x_b,
 
 computed from one forward pass over the concatenated batch (x_a; x_b; x_c): no double backprop.
-A loss that is linear in the input along every segment in the ε-ball has LLE = 0.
+A loss that is linear in the input along every segment in the ε-ball has LLE = 0. As in the
+official code (LIONS-EPFL/ELLE), x_a and x_b are not clipped to [0,1] (the penalty probes the
+loss surface, like GradAlign's x + η); the base attack is FGSM from zero with step α = ε.
 """
 from __future__ import annotations
 
@@ -14,19 +16,16 @@ import torch.nn.functional as F
 
 from ..attacks import fgsm_attack
 from ..attacks.fgsm import uniform_delta
+from ..attacks.grad import per_example_ce
 from .base import Method, StepOutput
-
-
-def per_example_ce(logits, y):
-    return F.cross_entropy(logits, y, reduction="none")
 
 
 def local_linearity_error(model, x, y, eps: float, gen: torch.Generator | None = None,
                           loss_fn=per_example_ce) -> torch.Tensor:
     """Per-example squared local linearity error of ``loss_fn(model(·), y)`` on one random
     triplet each (differentiable; the batch mean is ELLE's penalty)."""
-    xa = (x + uniform_delta(x, eps, gen)).clamp(0, 1)
-    xb = (x + uniform_delta(x, eps, gen)).clamp(0, 1)
+    xa = x + uniform_delta(x, eps, gen)
+    xb = x + uniform_delta(x, eps, gen)
     a = torch.rand(x.shape[0], device=x.device, dtype=x.dtype, generator=gen)
     a_img = a.view(-1, *([1] * (x.dim() - 1)))
     xc = (1 - a_img) * xa + a_img * xb

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..attacks.fgsm import uniform_delta
+from ..attacks.fgsm import fgsm_point, uniform_delta
 from ..attacks.grad import input_grad
 from ..errors import FastAdvError
 from .base import Method, StepOutput
@@ -80,9 +80,7 @@ class GradAlign(Method):
     def fgsm_logits(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor]:
         """(∇ₓℓ(x), logits at the FGSM point): the FGSM gradient doubles as the penalty's g1."""
         grad_x, _ = input_grad(model, x, y)
-        alpha = self.params["alpha"] * self.eps * ctx.warmup
-        delta = (alpha * grad_x.sign()).clamp(-self.eps, self.eps)
-        return grad_x, model((x + delta).clamp(0, 1))
+        return grad_x, model(fgsm_point(x, grad_x, self.eps, self.params["alpha"] * self.eps * ctx.warmup))
 
     def step(self, model, x, y, ctx) -> StepOutput:
         grad_x, logits = self.fgsm_logits(model, x, y, ctx)

@@ -65,7 +65,7 @@ def probe_forward(model: nn.Module, masks: dict | None = None):
 
 
 def penalty_fd_terms(model, x, y, eps: float, eta: torch.Tensor, grad_x: torch.Tensor, fd_step: float):
-    """(penalty value P, h, ∇θL(z) as a list per parameter, L(z + h·w) with its graph).
+    """(penalty value P, h (0-d tensor), ∇θL(z) as a list per parameter, L(z + h·w) with its graph).
 
     ∇θ P ≈ (∇θ L(z + h·w) − ∇θ L(z)) / h; see the module docstring."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -80,10 +80,10 @@ def penalty_fd_terms(model, x, y, eps: float, eta: torch.Tensor, grad_x: torch.T
     norm2 = g2.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-30)
     w = -(u1 - cos[:, None] * u2) / (n * norm2)
     w = torch.where(valid[:, None], w, torch.zeros_like(w)).view_as(x)
+    # h stays a device tensor (no host sync). w = 0 (no valid example) gives h = 0, a probe at z
+    # itself, and a zero coefficient in the caller.
     wmax = w.abs().max()
-    h = (fd_step * eps / wmax).item() if wmax > 0 else 0.0
-    if h == 0.0:
-        return penalty.detach(), 0.0, grads_z, None
+    h = torch.where(wmax > 0, fd_step * eps / wmax.clamp_min(1e-30), torch.zeros_like(wmax))
     with probe_forward(model, masks):
         loss_h = F.cross_entropy(model(z.detach() + h * w), y)
     return penalty.detach(), h, grads_z, loss_h
@@ -102,12 +102,10 @@ class GradAlignFD(GradAlign):
         grad_x, logits = self.fgsm_logits(model, x, y, ctx)
         eta = uniform_delta(x, self.eps, ctx.gen)
         penalty, h, grads_z, loss_h = penalty_fd_terms(model, x, y, self.eps, eta, grad_x, self.params["fd_step"])
-        loss = F.cross_entropy(logits, y)
-        if loss_h is not None:
-            coef = self.lam / h
-            # Value 0, gradient coef·∇θL(z + h·w); after_backward subtracts coef·∇θL(z).
-            loss = loss + coef * (loss_h - loss_h.detach())
-            self._pending = (coef, grads_z, [p for p in model.parameters() if p.requires_grad])
+        coef = torch.where(h > 0, self.lam / h.clamp_min(1e-30), torch.zeros_like(h))
+        # Value 0, gradient coef·∇θL(z + h·w); after_backward subtracts coef·∇θL(z).
+        loss = F.cross_entropy(logits, y) + coef * (loss_h - loss_h.detach())
+        self._pending = (coef, grads_z, [p for p in model.parameters() if p.requires_grad])
         return StepOutput(loss, logits, self.lam * penalty)
 
     def after_backward(self) -> None:
