@@ -112,6 +112,6 @@ def test_step_loss_is_the_base_loss_plus_the_weighted_penalty(name, base):
     (g,) = torch.autograd.grad(F.cross_entropy(model(xg), y, reduction="sum"), xg)
     x_base = (x + eps * g.sign()).clamp(0, 1) if base == "fgsm" else x
     torch.testing.assert_close(out.logits, model(x_base))
-    assert float(out.loss.detach()) == pytest.approx(float(F.cross_entropy(model(x_base), y) + want_reg), rel=1e-5)
+    assert float(out.loss.detach()) == pytest.approx(float(F.cross_entropy(model(x_base), y).detach() + want_reg), rel=1e-5)
     out.loss.backward()  # differentiable end to end (the penalty through double backprop)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
