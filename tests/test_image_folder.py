@@ -41,9 +41,11 @@ def test_prepare_lists_every_image_with_imagefolder_labels(tree, tmp_path):
     for split, n in (("train", 4), ("val", 2)):
         files = man["splits"][split]
         assert len(files) == 3 * n
-        for rel, label, size in files:
+        for rel, label, size, width, height in files:
             assert rel.split("/")[1] == sorted(CLASSES)[label]
             assert (tree / rel).stat().st_size == size
+            with Image.open(tree / rel) as im:
+                assert im.size == (width, height)
     # a fixed order that mixes classes (not the folder order)
     labels = [f[1] for f in man["splits"]["train"]]
     assert labels != sorted(labels)

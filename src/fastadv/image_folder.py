@@ -5,9 +5,11 @@ ICLR 2020: ResNet-50, 224 px). ImageNet cannot be downloaded without an account,
 source is a local folder. ``fastadv prepare --dataset imagenet --source DIR`` checks the layout
 (train and val hold the same class folders, at most 1,000 classes, every image readable as far as
 its header) and writes ``<root>/imagenet.json`` atomically: the source folder, the classes (sorted,
-label = index, as ImageFolder) and each split's files with their byte sizes. Loading checks that
-the split's first and last files are still there with the same sizes (a cheap staleness check; a
-full re-check is `prepare` again), so a moved or replaced folder is an error, not other data.
+label = index, as ImageFolder) and each split's files with their byte and pixel sizes (the pixel
+size comes from the header read of the check and spares drawing a training crop a second file
+open). Loading checks that the split's first and last files are still there with the same byte
+sizes (a cheap staleness check; a full re-check is `prepare` again), so a moved or replaced
+folder is an error, not other data.
 
 Files are listed in the order of SHA-256 of their relative paths: a fixed, layout-independent
 pseudo-random order, so ``subset: N`` (mode first) and "the first N test images" mix classes
@@ -30,7 +32,7 @@ import torch
 from . import atomic
 from .errors import FastAdvError
 
-MANIFEST_FORMAT = "fastadv-imagefolder-1"
+MANIFEST_FORMAT = "fastadv-imagefolder-2"  # files: [path, label, bytes, width, height]
 SPLITS = {"train": "train", "test": "val"}
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 MAX_CLASSES = 1000
@@ -72,10 +74,10 @@ def scan(source: str | Path) -> dict:
                     rel = p.relative_to(source).as_posix()
                     try:
                         with Image.open(p) as im:
-                            im.size  # header only: cheap, catches non-images
+                            width, height = im.size  # header only: cheap, catches non-images
                     except (UnidentifiedImageError, OSError) as e:
                         raise FastAdvError(f"{p}: not a readable image ({type(e).__name__})") from None
-                    files.append([rel, label, p.stat().st_size])
+                    files.append([rel, label, p.stat().st_size, width, height])
         if not files:
             raise FastAdvError(f"{source / folder}: no images ({', '.join(EXTENSIONS)})")
         files.sort(key=lambda f: hashlib.sha256(f[0].encode()).hexdigest())
@@ -153,15 +155,13 @@ class FolderDataset:
 
     def batch(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Float [0,1] batch for indices ``idx``; random crop + flip when ``gen`` is given and
-        augmentation is on (all random draws happen here, in order, so results are reproducible)."""
-        from PIL import Image
-
+        augmentation is on (all random draws happen here, in order, so results are reproducible;
+        the crop uses the pixel size recorded in the manifest)."""
         ids = [int(i) for i in idx]
         plans = []
         for i in ids:
             if gen is not None and self.augment:
-                with Image.open(self.source / self.files[i][0]) as im:
-                    box = _crop_box(*im.size, gen)
+                box = _crop_box(*self.files[i][3:5], gen)
                 plans.append((i, box, bool(torch.rand(1, generator=gen) < 0.5)))
             else:
                 plans.append((i, None, False))
@@ -181,7 +181,7 @@ def load_split(root, split: str, device, subset=None, subset_mode="first", seed=
     man = load_manifest(root)
     source = Path(man["source"])
     files = man["splits"][SPLITS[split]]
-    for rel, _, size in (files[0], files[-1]):  # cheap staleness check; `prepare` again after changes
+    for rel, _, size, *_ in (files[0], files[-1]):  # cheap staleness check; `prepare` again after changes
         p = source / rel
         if not p.is_file() or p.stat().st_size != size:
             raise FastAdvError(f"{p}: missing or changed since `fastadv prepare` (manifest {manifest_path(root)})")

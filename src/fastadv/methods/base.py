@@ -57,12 +57,12 @@ def ce_step(model, x_train, y) -> StepOutput:
 
 
 def regularised_step(model, x, y, base: str, fgsm_alpha: float, eps: float, penalty) -> StepOutput:
-    """Base loss + a penalty built from the clean forward: ``penalty(logits_x, loss_x, grad_x)``
-    gets the (differentiable) clean logits, per-example losses and input gradient. ``base``:
+    """Base loss + a penalty built from the clean forward: ``penalty(loss_x, grad_x)`` gets the
+    (differentiable) clean per-example losses and input gradient. ``base``:
     ``clean`` = mean ℓ(x); ``fgsm`` = ℓ at the zero-init FGSM point of step ``fgsm_alpha`` (absolute),
     whose gradient is the same ∇ₓℓ(x), so nothing is computed twice (CURE, LLR)."""
     logits, loss_x, grad_x = loss_and_input_grad(model, x, y)
-    reg = penalty(logits, loss_x, grad_x)
+    reg = penalty(loss_x, grad_x)
     if base == "fgsm":
         logits = model(fgsm_point(x, grad_x, eps, fgsm_alpha))
         loss = F.cross_entropy(logits, y)

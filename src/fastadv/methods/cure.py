@@ -44,5 +44,5 @@ class CURE(Method):
         p = self.params
         return regularised_step(
             model, x, y, p["base"], p["alpha"] * self.eps * ctx.warmup, self.eps,
-            lambda logits, loss_x, grad_x: p["lambda"] * curvature_penalty(
+            lambda loss_x, grad_x: p["lambda"] * curvature_penalty(
                 model, x, y, p["step"] * self.eps, grad_x=grad_x).mean())

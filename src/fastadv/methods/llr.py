@@ -62,6 +62,6 @@ class LLR(Method):
         p = self.params
         return regularised_step(
             model, x, y, p["base"], p["fgsm_alpha"] * self.eps * ctx.warmup, self.eps,
-            lambda logits, loss_x, grad_x: llr_penalty(
+            lambda loss_x, grad_x: llr_penalty(
                 model, x, y, self.eps, p["steps"], p["alpha"] * self.eps, p["lambda"], p["mu"], ctx.gen,
                 grad_x=grad_x, loss_x=loss_x).mean())
