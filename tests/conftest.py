@@ -2,29 +2,14 @@
 $FASTADV_DATA_SOURCE); tests that need it are skipped, with the reason shown, where absent."""
 from __future__ import annotations
 
-import copy
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from fastadv.config import deep_merge, read_params, resolve_train_config
+from fastadv.config import deep_merge, resolve_train_config
 from fastadv.data import prepare
-
-REPO = Path(__file__).resolve().parents[1]
-PARAMS = REPO / "params.yaml"
-
-
-def data_source() -> Path | None:
-    for cand in (os.environ.get("FASTADV_DATA_SOURCE"), REPO.parent / "shared" / "data"):
-        if cand and Path(cand).is_dir() and (Path(cand) / "cifar10.npz").is_file():
-            return Path(cand)
-    return None
-
-
-needs_data = pytest.mark.skipif(data_source() is None,
-                                reason="offline CIFAR-10 copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+from tests.helpers import PARAMS, data_source
 
 
 @pytest.fixture(scope="session")
@@ -61,11 +46,3 @@ def tiny_cfg(data_root) -> dict:
 def _one_thread():
     torch.set_num_threads(1)
     yield
-
-
-def toy_model(seed: int = 0, in_dim: int = 12, hidden: int = 16, classes: int = 3, dtype=torch.float64):
-    """A small smooth (tanh) MLP on images of shape (3, 2, 2): second derivatives are non-zero."""
-    torch.manual_seed(seed)
-    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_dim, hidden), torch.nn.Tanh(),
-                            torch.nn.Linear(hidden, classes))
-    return m.to(dtype)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from fastadv import pgd_attack
 from fastadv.attacks import fgsm_attack, pgd_perturbation
 from fastadv.monitor import accuracy, pgd_accuracy
-from tests.conftest import toy_model
+from tests.helpers import toy_model
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from fastadv.cli import main
 from fastadv.figures import require_runs
 from fastadv.errors import FastAdvError
 from fastadv.train import train
-from tests.conftest import PARAMS
+from tests.helpers import PARAMS
 
 
 def snapshot(folder):

@@ -1,5 +1,6 @@
 """Benchmark commands run and report consistent numbers (no timing assertions: those are for humans)."""
 import pandas as pd
+import pytest
 
 from fastadv.benchmark import bench_eval, bench_train
 from fastadv.checkpoint import save_model
@@ -9,7 +10,8 @@ from fastadv.models import build_model
 def test_bench_train_reports_ratio_to_fgsm(tiny_cfg, tmp_path, capsys):
     rows = bench_train(tiny_cfg, ["fgsm", "gradalign"], iterations=2, warmup=1, csv_out=str(tmp_path / "b.csv"))
     assert [r["method"] for r in rows] == ["fgsm", "gradalign"] and rows[0]["ratio_to_fgsm"] == 1.0
-    assert rows[1]["ratio_to_fgsm"] > 1.0  # GradAlign does strictly more work than FGSM
+    # The ratio is the one of the reported times (whatever they are on a loaded machine).
+    assert rows[1]["ratio_to_fgsm"] == pytest.approx(rows[1]["seconds_per_iteration"] / rows[0]["seconds_per_iteration"])
     assert len(pd.read_csv(tmp_path / "b.csv")) == 2 and "x FGSM" in capsys.readouterr().out
 
 

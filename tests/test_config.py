@@ -3,7 +3,7 @@ import pytest
 
 from fastadv.config import parse_set, resolve_train_config
 from fastadv.errors import FastAdvError
-from tests.conftest import PARAMS
+from tests.helpers import PARAMS
 
 
 def test_params_yaml_resolves_and_scales_apply():

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from fastadv.methods import StepContext, build_method
 from fastadv.methods.cure import curvature_penalty
 from fastadv.methods.llr import find_delta_ll, linearity_gap, llr_penalty
-from tests.conftest import toy_model
+from tests.helpers import toy_model
 
 A = torch.tensor([0.5, 1.0, 2.0, 3.0] * 3, dtype=torch.float64)  # curvatures of the quadratic loss
 

@@ -26,8 +26,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import PARAMS, REPO, data_source
-from tests.test_workflow import copy_workflow, snakemake
+from tests.helpers import PARAMS, REPO, data_source, copy_workflow, snakemake
 
 BIN = str(Path(sys.executable).parent)
 DVC = f"{BIN}/dvc"

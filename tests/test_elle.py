@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from fastadv.methods import StepContext, build_method
 from fastadv.methods.elle import local_linearity_error
 from fastadv.methods.elle_a import AdaptiveLambda
-from tests.conftest import toy_model
+from tests.helpers import toy_model
 
 
 def linear_loss(logits, y):

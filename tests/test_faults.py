@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import PARAMS
+from tests.helpers import PARAMS
 
 EXIT_PREEMPTED = 75
 

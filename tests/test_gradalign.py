@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from fastadv import grad_align_penalty, gradient_alignment
 from fastadv.methods import default_lambda
 from fastadv.errors import FastAdvError
-from tests.conftest import toy_model
+from tests.helpers import toy_model
 
 # λ values passed by the official scripts (sh/exps_diff_eps_{cifar10,svhn}.sh), ε = 1, 2, …
 OFFICIAL_CIFAR10 = [0.027, 0.036, 0.047, 0.063, 0.084, 0.112, 0.150, 0.200, 0.267, 0.356, 0.474, 0.632,

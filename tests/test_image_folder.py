@@ -12,7 +12,7 @@ from fastadv.cli import main
 from fastadv.data import load_split
 from fastadv.errors import FastAdvError
 from fastadv.image_folder import CROP_RATIO, CROP_SCALE, _crop_box, prepare
-from tests.conftest import PARAMS
+from tests.helpers import PARAMS
 
 CLASSES = ["n02", "n01", "n03"]  # deliberately unsorted: labels follow the sorted names
 

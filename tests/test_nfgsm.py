@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from fastadv.methods import StepContext, build_method
-from tests.conftest import toy_model
+from tests.helpers import toy_model
 
 
 def captured_inputs(model):

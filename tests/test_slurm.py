@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, data_source
-from tests.test_workflow import copy_workflow
+from tests.helpers import REPO, data_source, copy_workflow
 
 BIN = str(Path(sys.executable).parent)
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"

@@ -11,7 +11,7 @@ from fastadv.config import deep_merge
 from fastadv.errors import FastAdvError
 from fastadv.monitor import flag_co
 from fastadv.train import Preempted, train
-from tests.conftest import PARAMS
+from tests.helpers import PARAMS
 
 METHOD_SETS = {
     "standard": [], "fgsm": [], "fgsm_rs": [], "gradalign": [], "gradalign_fd": [], "nfgsm": [], "elle": [],

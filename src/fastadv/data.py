@@ -21,7 +21,6 @@ import hashlib
 import io
 import pickle
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path

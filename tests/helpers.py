@@ -1,0 +1,79 @@
+"""Helpers shared by the tests (fixtures live in conftest.py; test modules import from here only)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = REPO / "params.yaml"
+BIN = str(Path(sys.executable).parent)
+
+
+def data_source() -> Path | None:
+    """The offline dataset copies (``$FASTADV_DATA_SOURCE`` or ``../shared/data``), None where absent."""
+    for cand in (os.environ.get("FASTADV_DATA_SOURCE"), REPO.parent / "shared" / "data"):
+        if cand and Path(cand).is_dir() and (Path(cand) / "cifar10.npz").is_file():
+            return Path(cand)
+    return None
+
+
+def toy_model(seed: int = 0, in_dim: int = 12, hidden: int = 16, classes: int = 3, dtype=torch.float64):
+    """A small smooth (tanh) MLP on images of shape (3, 2, 2): second derivatives are non-zero."""
+    torch.manual_seed(seed)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_dim, hidden), torch.nn.Tanh(),
+                            torch.nn.Linear(hidden, classes))
+    return m.to(dtype)
+
+
+# The separable task: class 0 images are grey level DARK ± NOISE per pixel, class 1 BRIGHT ± NOISE
+# (of 255). Any model that fits the training set separates them; an L∞ ball of radius
+# SEPARABLE_FLIP_EPS/255 around an image holds images of the other class (every pixel shifted by the
+# gap), so an attack at that radius has something to find.
+SEPARABLE_DARK, SEPARABLE_BRIGHT, SEPARABLE_NOISE = 100, 156, 4
+SEPARABLE_FLIP_EPS = SEPARABLE_BRIGHT - SEPARABLE_DARK
+
+
+def write_separable_dataset(root: str | Path, n_train: int = 512, n_test: int = 128, seed: int = 0,
+                            dataset: str = "svhn") -> Path:
+    """Write ``<root>/<dataset>.npz`` holding the separable two-class task in the layout of a
+    32×32 RGB dataset whose arrays are checked structurally only (SVHN), so the training,
+    evaluation and workflow code paths run unchanged without the real datasets."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = rng.integers(0, 2, n)
+        level = np.where(y == 1, SEPARABLE_BRIGHT, SEPARABLE_DARK)
+        x = level[:, None, None, None] + rng.integers(-SEPARABLE_NOISE, SEPARABLE_NOISE + 1, (n, 32, 32, 3))
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(np.uint8), y.astype(np.uint8)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    np.savez(root / f"{dataset}.npz", **arrays)
+    return root / f"{dataset}.npz"
+
+
+def copy_workflow(dst: Path) -> Path:
+    """The workflow files (Snakefile, params.yaml, workflow/) in ``dst``, to run Snakemake there."""
+    for name in ("Snakefile", "params.yaml"):
+        shutil.copy(REPO / name, dst / name)
+    shutil.copytree(REPO / "workflow", dst / "workflow")
+    return dst
+
+
+def snakemake(cwd, *args, check=True, env=None):
+    """Run this venv's Snakemake in ``cwd`` with ``fastadv`` on PATH, the offline data as source and
+    ``env`` added to the environment."""
+    full = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    src = data_source()
+    if src is not None:
+        full["FASTADV_DATA_SOURCE"] = str(src)
+    full.update(env or {})
+    r = subprocess.run([f"{BIN}/snakemake", *args], cwd=cwd, env=full, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
