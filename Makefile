@@ -27,17 +27,17 @@ SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
 
 # Quick-scale CPU demo: the paper's Fig. 1 at a scale a 2-core CPU can train.
 demo: setup
-	$(SNAKEMAKE) results/quick/fig1.pdf results/quick/fig1_curves_eps16.pdf
+	$(SNAKEMAKE) results/fig1.pdf results/fig1_curves_eps16.pdf --config scale=quick
 
 # Whole pipeline on a tiny scale (minutes): data -> training -> evaluation -> figure.
 smoke: setup
 	$(SNAKEMAKE) results/smoke/fig1.pdf results/smoke/fig1_curves_eps16.pdf results/smoke/figA.pdf results/smoke/grad_alignment.pdf results/smoke/runtime.md results/smoke/autoattack.md
 
-# Trained checkpoints, metrics and figures of a scale from the DVC remote, no retraining;
-# --touch then records them as up to date for Snakemake (its timestamps, in DAG order).
-SCALE ?= smoke
+# Trained checkpoints, metrics and figures of the configured scale (params.yaml `scale:`) from the
+# DVC remote, no retraining; --touch then records them as up to date for Snakemake (in DAG order).
+SCALE := $(shell sed -n 's/^scale: *\([A-Za-z0-9_-]*\).*/\1/p' params.yaml)
 pull: setup
-	$(BIN)/dvc pull --with-deps figures@$(SCALE)
+	$(BIN)/dvc pull --with-deps figures
 	$(SNAKEMAKE) --touch results/$(SCALE)/fig1.pdf
 
 clean:

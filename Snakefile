@@ -15,6 +15,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 
 
+onstart:
+    refuse_gpu_scale_on_cpu()
+
+
 rule all:
     input:
         default_targets(),

@@ -1,7 +1,12 @@
 """Config: every key typed, unknown keys and bad values rejected with the valid choices."""
-import pytest
+import json
 
-from fastadv.config import parse_set, resolve_train_config
+import pytest
+import yaml
+
+from fastadv.cli import main
+from fastadv.config import deep_merge, parse_set, resolve_train_config
+from fastadv.study import Study
 from fastadv.errors import FastAdvError
 from tests.helpers import PARAMS
 
@@ -51,3 +56,47 @@ def test_set_values_are_yaml_never_code():
     assert parse_set("method.gradalign.lambda=null") == {"method": {"gradalign": {"lambda": None}}}
     assert parse_set("train.optim.lr_max=3e-1") == {"optim": {"lr_max": 0.3}}
     assert parse_set("data.root=__import__('os')") == {"data": {"root": "__import__('os')"}}
+
+
+def test_resolved_config_is_used_as_it_is_and_excludes_other_sources(capsys):
+    """What the workflow passes (`--resolved`) is the config the command uses and shows; --set still applies."""
+    cfg = Study.load(PARAMS, "smoke").train_config("fig1", "gradalign", 16.0, 3)
+    assert main(["config", "--resolved", json.dumps(cfg), "--set", "optim.epochs=5"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == deep_merge(cfg, {"optim": {"epochs": 5}})
+    assert main(["config", "--resolved", json.dumps(cfg), "--scale", "quick"]) == 2
+    assert "--resolved is the whole config; drop --scale" in capsys.readouterr().err
+    assert main(["config", "--resolved", "{not json"]) == 2
+    assert "--resolved is not valid JSON" in capsys.readouterr().err
+    assert main(["config", "--resolved", json.dumps(deep_merge(cfg, {"optim": {"epochs": 0}}))]) == 2
+    assert "train.optim.epochs=0 out of range" in capsys.readouterr().err
+
+
+def test_top_level_scale_is_every_command_default(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS.read_text().replace("\nscale: paper ", "\nscale: smoke "))
+    assert Study.load(params).scale == "smoke"
+    assert main(["config", "--config", str(params)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["optim"]["epochs"] == 2  # the smoke scale's
+    assert main(["config", "--config", str(params), "--scale", "paper"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["optim"]["epochs"] == 30
+    params.write_text(PARAMS.read_text().replace("\nscale: paper ", "\nscale: huge "))
+    with pytest.raises(FastAdvError, match="unknown scale \\(top-level key scale\\) 'huge'; valid: paper, quick, smoke"):
+        Study.load(params)
+
+
+def test_gpu_scale_guard_estimates_and_exemptions():
+    from fastadv.guard import CPU_SECONDS_PER_PASS, cpu_refusal
+
+    studies = {s: Study.load(PARAMS, s) for s in ("paper", "smoke")}
+    job = ("train_model", {"scale": "paper", "experiment": "fig1", "variant": "fgsm", "eps": "8", "seed": "0"})
+    evaluation = ("evaluate_model", {**job[1], "kind": "final"})
+    msg = cpu_refusal([job, evaluation], studies.get, cuda=False, allow_cpu=False)
+    # FGSM at paper scale: 30 epochs × ⌈50000/128⌉ = 391 iterations × 2 passes; PGD-50-10 on 1000 points.
+    train_h, eval_h = 30 * 391 * 2 * CPU_SECONDS_PER_PASS / 3600, 1000 * 501 * CPU_SECONDS_PER_PASS / 128 / 3600
+    assert "1 training(s) and 1 evaluation(s) at scale paper" in msg
+    assert f"roughly {train_h:,.0f} h of training and up to {eval_h:,.0f} h of evaluation" in msg
+    assert cpu_refusal([job], studies.get, cuda=True, allow_cpu=False) is None
+    assert cpu_refusal([job], studies.get, cuda=False, allow_cpu=True) is None
+    smoke = ("train_model", {**job[1], "scale": "smoke"})
+    assert cpu_refusal([smoke], studies.get, cuda=False, allow_cpu=False) is None  # a CPU scale (gpu: 0)
+    assert cpu_refusal([evaluation], studies.get, cuda=False, allow_cpu=False) is None  # nothing to train

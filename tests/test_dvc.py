@@ -31,7 +31,8 @@ from tests.helpers import PARAMS, REPO, data_source, copy_workflow, snakemake
 BIN = str(Path(sys.executable).parent)
 DVC = f"{BIN}/dvc"
 TARGET = "results/smoke/fig1.pdf"
-STAGE = "figures@smoke"
+STAGE = "figures"
+SCALE_LINE = "scale: paper "  # params.yaml's top-level scale; the test project builds smoke
 # What a DVC project needs from this tree. src/ too: it is a stage dependency (the code that
 # runs is the installed fastadv, i.e. this tree's src/ - the same files).
 PROJECT_FILES = ["Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config",
@@ -104,6 +105,9 @@ def make_project(dst: Path) -> Path:
     for name in PROJECT_FILES:
         (dst / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, dst / name)
+    params = (REPO / "params.yaml").read_text()
+    assert SCALE_LINE in params
+    (dst / "params.yaml").write_text(params.replace(SCALE_LINE, "scale: smoke "))
     for name in PROJECT_DIRS:
         shutil.copytree(REPO / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dst
@@ -147,26 +151,30 @@ def dvc_yaml() -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())
 
 
-def test_one_stage_per_scale_calling_the_snakemake_target(tmp_path):
+def test_one_stage_for_the_configured_scale_calling_the_snakemake_target(tmp_path):
     project = make_project(tmp_path / "p")
     sh(project, "git", "init", "-q")
-    stages = dvc(project, "stage", "list", "--name-only").stdout.split()
-    scales = yaml.safe_load(PARAMS.read_text())["scales"]
-    assert sorted(stages) == sorted(["data"] + [f"figures@{s}" for s in scales])
-    figures = dvc_yaml()["stages"]["figures"]["do"]
-    assert figures["cmd"] == "snakemake --cores all results/${key}/fig1.pdf"
+    stages = dvc(project, "stage", "list").stdout
+    assert sorted(line.split()[0] for line in stages.splitlines()) == ["data", "figures"]
+    assert "runs/smoke, results/smoke" in stages and "paper" not in stages, stages
+    figures = dvc_yaml()["stages"]["figures"]
+    assert figures["cmd"] == "snakemake --cores all results/${scale}/fig1.pdf"
     outs = {k: v for o in figures["outs"] for k, v in o.items()}
-    assert outs == {"runs/${key}": {"persist": True}, "results/${key}": {"persist": True}}
+    assert outs == {"runs/${scale}": {"persist": True}, "results/${scale}": {"persist": True}}
     assert {"Snakefile", "workflow", "src/fastadv", "data/cifar10.npz"} <= set(figures["deps"])
+    # A bare `dvc repro` reproduces the configured scale only (the dry run needs the data file to exist).
+    (project / "data/cifar10.npz").write_bytes(b"placeholder")
+    dry = out(dvc(project, "repro", "--dry", merge=True))
+    assert "snakemake --cores all results/smoke/fig1.pdf" in dry and "results/paper" not in dry, dry
 
 
 def test_params_are_keys_of_params_yaml_and_no_value_is_repeated():
     params = yaml.safe_load(PARAMS.read_text())
     doc = dvc_yaml()
     for scale in params["scales"]:
-        for key in doc["stages"]["figures"]["do"]["params"]:
+        for key in doc["stages"]["figures"]["params"]:
             node = params
-            for part in key.replace("${key}", scale).split("."):
+            for part in key.replace("${scale}", scale).split("."):
                 assert isinstance(node, dict) and part in node, f"{key} is not a key of params.yaml"
                 node = node[part]
 
@@ -208,7 +216,7 @@ def test_bytecode_does_not_change_the_source_dependency(tmp_path):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """A fresh clone after one `dvc repro figures@smoke`, with a copy of its outputs."""
+    """A fresh clone (params.yaml `scale: smoke`) after one `dvc repro figures`, with a copy of its outputs."""
     if data_source() is None:
         pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
     tmp = tmp_path_factory.mktemp("dvc")

@@ -1,9 +1,12 @@
 """The Snakemake workflow: schema in sync, lint clean, DAG shape, smoke pipeline end to end."""
+import json
+
 import pandas as pd
 import pytest
+import torch
 import yaml
 
-from fastadv.study import Study, json_schema
+from fastadv.study import Study, json_schema, typed_overrides
 from tests.helpers import PARAMS, REPO, copy_workflow, data_source, snakemake
 
 
@@ -41,6 +44,49 @@ def dry_run_jobs(wf, *targets) -> dict:
         elif in_table and len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def test_unscaled_targets_build_the_configured_scale(tmp_path):
+    wf = copy_workflow(tmp_path)
+    assert Study.load(PARAMS).scale == "paper"
+    jobs = dry_run_jobs(wf, "results/fig1.pdf")
+    assert jobs["select_default_scale"] == 1 and jobs["train_model"] == 480 and jobs["plot_fig1"] == 1
+    r = snakemake(wf, "-n", "--cores", "2", "results/fig1.pdf", "--config", "scale=smoke")
+    assert "input: results/smoke/fig1.pdf" in r.stdout
+    assert dry_run_jobs(wf, "results/fig1.pdf", "--config", "scale=smoke") == {
+        "prepare_data": 1, "train_model": 4, "evaluate_model": 8, "collect_results": 1, "plot_fig1": 1,
+        "select_default_scale": 1}
+    # Every figure and table has its unscaled target.
+    for name in ("figA.pdf", "grad_alignment.pdf", "fig1_curves_eps16.pdf", "runtime.md", "autoattack.md",
+                 "methods_comparison.pdf", "methods_comparison_runtime.md", "imagenet.pdf"):
+        assert dry_run_jobs(wf, f"results/{name}")["select_default_scale"] == 1, name
+    # A bare `snakemake` builds the paper's figures and tables at the configured scale.
+    r = snakemake(wf, "-n", "--cores", "2", "--config", "scale=smoke")
+    assert "input: results/smoke/figA.pdf" in r.stdout and "results/paper" not in r.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the guard stops GPU-scale runs on machines without CUDA")
+def test_gpu_scale_on_a_cpu_machine_stops_before_the_first_job(tmp_path):
+    wf = copy_workflow(tmp_path)
+    r = snakemake(wf, "--cores", "all", "results/fig1.pdf", check=False)
+    text = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "refusing to start 480 training(s) and 960 evaluation(s) at scale paper" in text, text[-3000:]
+    assert "snakemake --cores 2 --config scale=quick results/fig1.pdf" in text and "allow_cpu=true" in text
+    assert not any((wf / d).exists() for d in ("data", "runs", "results", "logs")), "a job ran"
+
+
+def test_config_strings_get_the_types_of_params_yaml():
+    """Snakemake hands nested --config values over as strings; the workflow types them by the schema."""
+    got = typed_overrides({
+        "scale": "quick", "allow_cpu": True,
+        "variants": {"fgsm": {"method": {"name": "fgsm", "fgsm": {"alpha": "1.0"}}}},
+        "train": {"data": {"subset": "null", "dataset": "svhn"}, "optim": {"lr_max": "3e-1", "epochs": "3"}},
+        "experiments": {"fig1": {"eps": ["4", "16"], "seeds": ["0"], "description": "16"}}})
+    assert got["variants"]["fgsm"]["method"] == {"name": "fgsm", "fgsm": {"alpha": 1.0}}
+    assert got["train"] == {"data": {"subset": None, "dataset": "svhn"}, "optim": {"lr_max": 0.3, "epochs": 3}}
+    assert got["experiments"]["fig1"] == {"eps": [4, 16], "seeds": [0], "description": "16"}
+    assert got["scale"] == "quick" and got["allow_cpu"] is True
 
 
 def test_paper_fig1_dag_has_every_run_and_evaluation(tmp_path):
@@ -115,6 +161,21 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     table = pd.read_csv(wf / "results/smoke/fig1/results.csv")
     assert len(table) == 2 * 2 * 2 and (table["train_status"] == "completed").all()
     assert dry_run_jobs(wf, "results/smoke/fig1.pdf") == {}
+    # A --config override is what the rerun jobs compute: only FGSM's runs rerun, and they record
+    # (config.yaml, summary.json, the model files) the overriding value.
+    override = ["--config", "variants={fgsm: {method: {name: fgsm, fgsm: {alpha: 1.0}}}}"]
+    ga_now = {p: p.read_bytes() for p in ga_before}
+    assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {
+        "train_model": 2, "evaluate_model": 4, "collect_results": 1, "plot_fig1": 1}
+    snakemake(wf, "--cores", "2", "results/smoke/fig1.pdf", *override)
+    fgsm_runs = sorted(runs.glob("fgsm/*/seed0"))
+    assert len(fgsm_runs) == 2
+    for run in fgsm_runs:
+        assert yaml.safe_load((run / "config.yaml").read_text())["method"]["fgsm"]["alpha"] == 1.0
+        assert json.loads((run / "summary.json").read_text())["config"]["method"]["fgsm"]["alpha"] == 1.0
+        assert torch.load(run / "model_final.pt", weights_only=True)["config"]["method"]["fgsm"]["alpha"] == 1.0
+    assert {p: p.read_bytes() for p in ga_before} == ga_now
+    assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {}
 
 
 @pytest.mark.slow

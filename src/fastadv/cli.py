@@ -6,6 +6,7 @@ Every error that is the user's to fix is printed as one line
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,9 +17,13 @@ DEFAULT_CONFIG = "params.yaml"
 
 
 def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None:
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="params file (default: %(default)s)")
-    p.add_argument("--scale", default=None, help="apply the overrides of scales.<SCALE> in the params file")
+    p.add_argument("--config", default=None, help=f"params file (default: {DEFAULT_CONFIG})")
+    p.add_argument("--scale", default=None,
+                   help="apply the overrides of scales.<SCALE> in the params file (default: its top-level scale)")
     p.add_argument("--experiment", default=None, help="apply the settings of experiments.<EXPERIMENT>")
+    p.add_argument("--resolved", default=None, metavar="JSON",
+                   help=f"the whole resolved {section} config as JSON, used as it is (the workflow passes the config "
+                        "it planned the job with); no params file is read; --set still applies")
     if section == "train":
         p.add_argument("--variant", default=None, help="method variant label from the params file's variants")
         p.add_argument("--eps", type=float, default=None, help="ε in units of 1/255 (= --set method.eps=…)")
@@ -27,6 +32,40 @@ def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None
                    help=f"override one {section} key (repeatable), e.g. " + (
                        "--set method.name=gradalign --set method.eps=16" if section == "train"
                        else "--set n_points=500 --set autoattack=true"))
+
+
+def _study(args):
+    from .study import Study
+
+    return Study.load(args.config or DEFAULT_CONFIG, args.scale)
+
+
+def _resolved_json(args) -> dict:
+    """The ``--resolved`` config; it replaces every other source, so naming one as well is an error."""
+    given = [f"--{k}" for k in ("config", "scale", "experiment", "variant", "eps", "seed")
+             if getattr(args, k, None) is not None]
+    if given:
+        raise FastAdvError(f"--resolved is the whole config; drop {', '.join(given)}")
+    try:
+        doc = json.loads(args.resolved)
+    except json.JSONDecodeError as e:
+        raise FastAdvError(f"--resolved is not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise FastAdvError(f"--resolved must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _config(args, section: str) -> dict:
+    """The run's ``train``/``evaluate`` config: ``--resolved`` as it is, else the params file
+    resolved for --scale/--experiment (and --variant/--eps/--seed), then ``--set``."""
+    from .study import apply_sets
+
+    if args.resolved is not None:
+        return apply_sets(_resolved_json(args), section, args.sets)
+    study = _study(args)
+    if section == "train":
+        return study.train_config(args.experiment, args.variant, args.eps, args.seed, args.sets)
+    return study.eval_config(args.experiment, args.sets)
 
 
 def cmd_prepare(args) -> int:
@@ -40,11 +79,9 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .study import Study
     from .train import EXIT_PREEMPTED, Preempted, train
 
-    cfg = Study.load(args.config, args.scale).train_config(args.experiment, args.variant, args.eps, args.seed,
-                                                          args.sets)
+    cfg = _config(args, "train")
     try:
         s = train(cfg, args.out, restart_if_changed=args.restart_if_changed)
     except Preempted as e:
@@ -57,9 +94,8 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate
-    from .study import Study
 
-    cfg = Study.load(args.config, args.scale).eval_config(args.experiment, args.sets)
+    cfg = _config(args, "evaluate")
     r = evaluate(args.model, args.out, cfg, eps255=args.eps, data_root=args.data_root)
     aa = f", AutoAttack {r['autoattack']['acc']:.3f}" if r["autoattack"] else ""
     print(f"{args.model}: clean {r['clean_acc']:.3f}, {r['pgd']['protocol']} {r['pgd']['acc']:.3f}{aa} "
@@ -82,11 +118,16 @@ def cmd_figure(args) -> int:
     from . import atomic
     from . import figures as F
     from .reference import load_published
-    from .study import Study
+    from .study import validate_experiment_scalars
 
-    study = Study.load(args.config, args.scale)
-    exp = study.experiment(args.experiment)
-    scale = args.scale or "paper"
+    if args.resolved is not None:
+        doc = _resolved_json(args)
+        scale, exp = doc.get("scale"), validate_experiment_scalars(doc.get("experiment"), "--resolved experiment")
+        if not isinstance(scale, str):
+            raise FastAdvError("--resolved of a figure needs {\"scale\": NAME, \"experiment\": {...}}")
+    else:
+        study = _study(args)
+        scale, exp = study.scale, study.experiment(args.experiment or "fig1")
     out = Path(args.out)
     if args.name == "figA":
         if not args.histories:
@@ -125,6 +166,17 @@ def cmd_figure(args) -> int:
     return 0
 
 
+def cmd_copy(args) -> int:
+    from . import atomic
+
+    src = Path(args.src)
+    if not src.is_file():
+        raise FastAdvError(f"file {str(src)!r} not found")
+    atomic.write_bytes(args.dst, src.read_bytes())
+    print(f"{src} -> {args.dst}")
+    return 0
+
+
 def cmd_bench_eval(args) -> int:
     from .benchmark import bench_eval
 
@@ -144,9 +196,8 @@ def cmd_schema(args) -> int:
 
 def cmd_bench_train(args) -> int:
     from .benchmark import bench_train
-    from .study import Study
 
-    cfg = Study.load(args.config, args.scale).train_config(sets=args.sets)
+    cfg = _config(args, "train")
     bench_train(cfg, args.methods, iterations=args.iterations, csv_out=args.csv)
     return 0
 
@@ -154,10 +205,7 @@ def cmd_bench_train(args) -> int:
 def cmd_show_config(args) -> int:
     import yaml
 
-    from .study import Study
-
-    cfg = Study.load(args.config, args.scale).train_config(args.experiment, args.variant, args.eps, args.seed,
-                                                          args.sets)
+    cfg = _config(args, "train")
     print(yaml.safe_dump(cfg, sort_keys=False), end="")
     return 0
 
@@ -208,13 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--histories", nargs="*", default=[], help="history.csv files (figA: one per method)")
     pf.add_argument("--eps", type=float, default=None, help="ε the histories were trained at (figA title)")
     pf.add_argument("--out", required=True, help="PDF (figures) or .md (tables); PNG/CSV/data beside it")
-    pf.add_argument("--config", default=DEFAULT_CONFIG)
-    pf.add_argument("--scale", default=None)
-    pf.add_argument("--experiment", default="fig1")
+    pf.add_argument("--config", default=None, help=f"params file (default: {DEFAULT_CONFIG})")
+    pf.add_argument("--scale", default=None, help="scale of the runs (default: the params file's top-level scale)")
+    pf.add_argument("--experiment", default=None, help="experiment whose runs the figure needs (default: fig1)")
+    pf.add_argument("--resolved", default=None, metavar="JSON",
+                    help='{"scale": NAME, "experiment": {...}} as the workflow resolved them; no params file is read')
     pf.add_argument("--published", action="store_true",
                     help="also show the paper's published values (src/fastadv/published_values.yaml): "
                          "faded open squares on fig1, published_* columns in the runtime/autoattack tables")
     pf.set_defaults(func=cmd_figure)
+
+    pcp = sub.add_parser("copy", help="copy a file atomically (the workflow's unscaled targets results/<name>)")
+    pcp.add_argument("src")
+    pcp.add_argument("dst")
+    pcp.set_defaults(func=cmd_copy)
 
     pb = sub.add_parser("bench-eval", help="time PGD-50-10 with and without skipping broken points (ratio)")
     pb.add_argument("--model", required=True)

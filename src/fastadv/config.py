@@ -18,12 +18,15 @@ import yaml
 from .errors import FastAdvError
 
 DATASETS = ("cifar10", "svhn", "mnist", "imagenet")
+FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
 MODELS = ("preact_resnet18", "mnist_cnn", "one_layer_cnn", "resnet50")
 METHODS = ("standard", "fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "nfgsm", "elle", "elle_a", "cure", "llr",
            "pgd", "free")
 # Sections of params.yaml; `train`/`evaluate` hold run settings, the rest belong
 # to the workflow (scales of the study, experiments of the paper).
 TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources", "scales")
+# Top-level settings of the workflow: the scale the unscaled targets build, the CPU override.
+TOP_LEVEL_SCALARS = ("scale", "allow_cpu")
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,21 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def parse_scalar(raw: str):
+    """A command-line value as YAML (``2`` an int, ``null`` None, ``true`` a bool, ``3e-1`` a float);
+    nothing is ever evaluated as code."""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):  # YAML 1.1 reads 3e-1 as a string; users mean the number
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def parse_set(assignment: str, section: str = "train") -> dict:
     """Turn ``method.pgd.steps=2`` into ``{"method": {"pgd": {"steps": 2}}}``.
 
@@ -227,15 +245,7 @@ def parse_set(assignment: str, section: str = "train") -> dict:
     key = key.strip()
     if key.startswith(section + "."):
         key = key[len(section) + 1:]
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str):  # YAML 1.1 reads 3e-1 as a string; users mean the number
-        try:
-            value = float(value)
-        except ValueError:
-            pass
+    value = parse_scalar(raw)
     node: dict = {}
     cur = node
     parts = key.split(".")
@@ -256,9 +266,10 @@ def read_params(path: str | Path) -> dict:
         raise FastAdvError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise FastAdvError(f"config file {str(path)!r} must hold a mapping of sections")
-    unknown = [k for k in doc if k not in TOP_LEVEL_SECTIONS]
+    valid = TOP_LEVEL_SECTIONS + TOP_LEVEL_SCALARS
+    unknown = [k for k in doc if k not in valid]
     if unknown:
-        raise FastAdvError(f"unknown config section {unknown[0]!r} in {path}; valid: {', '.join(TOP_LEVEL_SECTIONS)}")
+        raise FastAdvError(f"unknown config section {unknown[0]!r} in {path}; valid: {', '.join(valid)}")
     for section in SCHEMAS:
         if section not in doc:
             raise FastAdvError(f"config file {str(path)!r} has no {section!r} section")

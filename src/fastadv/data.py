@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import atomic, image_folder
+from .config import FOLDER_DATASETS
 from .errors import FastAdvError, unknown_choice
 
 # SHA-256 of each array's C-contiguous bytes (hashlib.sha256(a.tobytes())).
@@ -76,7 +77,6 @@ INFO = {
     "imagenet": DatasetInfo((3, 224, 224), 1000, ("resized_crop", "flip"), (0.485, 0.456, 0.406),
                             (0.229, 0.224, 0.225)),
 }
-FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
 
 
 def info(dataset: str) -> DatasetInfo:
@@ -355,6 +355,16 @@ class DeviceDataset:
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` examples, unaugmented (fixed monitoring / evaluation points)."""
         return self.batch(torch.arange(min(n, len(self)), device=self.device))
+
+
+def load_cifar10(n: int | None = None, split: str = "test", root: str | Path = "data",
+                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` (None: all) images of a CIFAR-10 split as float NCHW in [0,1] and int64 labels,
+    from the prepared, hash-verified ``<root>/cifar10.npz`` (``fastadv prepare --dataset cifar10``)."""
+    if split not in ("train", "test"):
+        raise unknown_choice("split", split, ("train", "test"))
+    data = load_split(root, "cifar10", split, device)
+    return data.head(len(data) if n is None else n)
 
 
 def load_split(root, dataset: str, split: str, device, subset=None, subset_mode="first", seed=0,

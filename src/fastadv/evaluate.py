@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,19 +66,39 @@ class _State:
         self.path.unlink(missing_ok=True)
 
 
-def _pgd_robust(model, x, y, eps, protocol, batch_size, seed, state: _State, device) -> torch.Tensor:
+def _pgd_robust(model, x, y, eps, protocol, batch_size, seed, device, done: dict | None = None,
+                checkpoint=lambda: None) -> torch.Tensor:
+    """Per-point robustness flags under ``protocol``; batches already in ``done`` (batch index →
+    flags) are kept, and ``checkpoint`` is called after each new batch (resumable evaluation)."""
     steps, restarts, alpha = PROTOCOLS[protocol]
+    done = {} if done is None else done
     flags = []
     for b, i in enumerate(range(0, len(y), batch_size)):
-        if b not in state.data["pgd"]:
+        if b not in done:
             xs, ys = x[i:i + batch_size], y[i:i + batch_size]
             x_adv = pgd_attack(model, xs, ys, eps, alpha(eps), steps, restarts, random_init=True,
                                gen=generator(device, seed, "pgd", b))
             with torch.no_grad():
-                state.data["pgd"][b] = (model(x_adv).argmax(1) == ys).cpu()
-            state.save()
-        flags.append(state.data["pgd"][b])
+                done[b] = (model(x_adv).argmax(1) == ys).cpu()
+            checkpoint()
+        flags.append(done[b])
     return torch.cat(flags)
+
+
+def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: str = "pgd50_10",
+                    batch_size: int = 1024, seed: int = 0) -> float:
+    """Robust accuracy of ``model`` on in-memory points (NCHW in [0,1]) under PGD-50-10, the paper's
+    protocol (Andriushchenko & Flammarion 2020: 50 steps, 10 restarts, α = ε/4, random start; a point
+    is robust only if no restart breaks it), or another of :data:`PROTOCOLS`; ``eps`` absolute.
+
+    The random starts are those of ``fastadv evaluate`` for the same seed and batch size, so on the
+    same points this equals its result's ``pgd.acc``. Evaluate in eval mode, as the paper does."""
+    if protocol not in PROTOCOLS:
+        raise FastAdvError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if model.training:
+        warnings.warn("robust_accuracy: the model is in train mode (batch-norm batch statistics); "
+                      "the paper evaluates in eval mode: call model.eval() first", stacklevel=2)
+    return _fraction(_pgd_robust(model, x, y, eps, protocol, batch_size, seed, x.device))
 
 
 def _autoattack(model, x, y, eps, seed, batch_size, state: _State, device) -> dict:
@@ -148,7 +169,8 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: dict, eps255: fl
     clean = accuracy(model, x, y, cfg["batch_size"])
     seconds["clean"] = time.perf_counter() - t
     t = time.perf_counter()
-    robust = _pgd_robust(model, x, y, eps, cfg["protocol"], cfg["batch_size"], cfg["seed"], state, device)
+    robust = _pgd_robust(model, x, y, eps, cfg["protocol"], cfg["batch_size"], cfg["seed"], device,
+                         state.data["pgd"], state.save)
     seconds["pgd"] = time.perf_counter() - t
     steps, restarts, alpha = PROTOCOLS[cfg["protocol"]]
     aa = None

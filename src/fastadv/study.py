@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import (DATASETS, ListSpec, Spec, _BOOL, _STR, _choice, _float, _int, deep_merge, parse_set,
-                     read_params, validate_section)
+from .config import (DATASETS, ListSpec, Spec, _BOOL, _STR, _choice, _float, _int, deep_merge, parse_scalar,
+                     parse_set, read_params, validate_section)
 from .errors import FastAdvError, unknown_choice
 
 MODEL_KINDS = ("final", "best")
@@ -41,6 +41,23 @@ def _check_keys(d, allowed, where):
     for k in d:
         if k not in allowed:
             raise FastAdvError(f"unknown config key {where}.{k!r}; valid: {', '.join(allowed)}")
+
+
+def validate_experiment_scalars(exp, where: str) -> dict:
+    """The scalar part of a resolved experiment (dataset, methods, ε grid, seeds, model kinds …)."""
+    _check_keys(exp, tuple(EXPERIMENT_SCALARS) + EXPERIMENT_SECTIONS, where)
+    missing = [k for k in EXPERIMENT_SCALARS if k not in exp]
+    if missing:
+        raise FastAdvError(f"missing config key(s) in {where}: {', '.join(missing)}")
+    return {**exp, **{k: spec.check(f"{where}.{k}", exp[k]) for k, spec in EXPERIMENT_SCALARS.items()}}
+
+
+def apply_sets(cfg: dict, section: str, sets: list[str] = ()) -> dict:
+    """A whole ``train``/``evaluate`` config with ``--set key=value`` overrides applied, validated."""
+    cfg = validate_section(cfg, section)
+    for s in sets:
+        cfg = deep_merge(cfg, validate_section(parse_set(s, section), section, partial=True))
+    return validate_section(cfg, section)
 
 
 def _validate_experiment(exp: dict, where: str, variants: dict, partial: bool) -> dict:
@@ -86,26 +103,35 @@ def validate_study(doc: dict) -> dict:
             "experiments": {k: _validate_experiment(v or {}, f"scales.{name}.experiments.{k}", variants, True)
                             for k, v in (sc.get("experiments") or {}).items()},
         }
+    scale = doc.get("scale", "paper")
+    if scale != "paper" and scale not in scales:
+        raise unknown_choice("scale (top-level key scale)", scale, {"paper", *scales})
+    allow_cpu = _BOOL.check("allow_cpu", doc.get("allow_cpu", False))
     return {"train": train, "evaluate": evaluate, "resources": resources, "variants": variants,
-            "experiments": experiments, "scales": scales}
+            "experiments": experiments, "scales": scales, "scale": scale, "allow_cpu": allow_cpu}
 
 
 @dataclass
 class Study:
+    """A validated params document at one scale (``None``: the document's own ``scale:`` key)."""
+
     doc: dict
     scale: str | None = None
 
+    def __post_init__(self):
+        if self.scale is None:
+            self.scale = self.doc["scale"]
+        if self.scale != "paper" and self.scale not in self.doc["scales"]:
+            raise unknown_choice("scale", self.scale, self.doc["scales"])
+
     @classmethod
     def load(cls, path, scale: str | None = None) -> "Study":
-        doc = validate_study(read_params(path))
-        if scale is not None and scale not in doc["scales"]:
-            raise unknown_choice("scale", scale, doc["scales"])
-        return cls(doc, scale)
+        return cls(validate_study(read_params(path)), scale)
 
     @property
     def _scale(self) -> dict:
         empty = {"train": {}, "evaluate": {}, "resources": {}, "variants": {}, "experiments": {}}
-        return self.doc["scales"][self.scale] if self.scale else empty
+        return self.doc["scales"].get(self.scale, empty)  # `paper` may be left out: no overrides
 
     def experiment(self, name: str) -> dict:
         if name not in self.doc["experiments"]:
@@ -216,5 +242,35 @@ def json_schema() -> dict:
             "resources": section(RESOURCES_SCHEMA, True), "variants": variants,
             "experiments": {"type": ["object", "null"], "additionalProperties": experiment},
             "scales": {"type": ["object", "null"], "additionalProperties": scale},
+            "scale": {"type": "string"},
+            "allow_cpu": {"type": "boolean"},
         },
     }
+
+
+def _accepts_string(schema: dict) -> bool:
+    if not schema or "anyOf" in schema and any(_accepts_string(s) for s in schema["anyOf"]):
+        return True
+    if "enum" in schema:
+        return any(isinstance(v, str) for v in schema["enum"])
+    types = schema.get("type", [])
+    return "string" in ([types] if isinstance(types, str) else types)
+
+
+def typed_overrides(value, schema: dict | None = None):
+    """Snakemake's ``--config`` values with the types params.yaml would give them.
+
+    Snakemake reads a nested ``--config`` value (``'variants={fgsm: {method: {fgsm: {alpha: 1.0}}}}'``)
+    with YAML's BaseLoader, so every leaf arrives as a string. A string where the schema expects
+    no string is read again as a YAML scalar (``1.0`` → 1.0, ``null`` → None); anything else is
+    left for validation to judge."""
+    schema = json_schema() if schema is None else schema
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: typed_overrides(v, props.get(k, extra if isinstance(extra, dict) else {}))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed_overrides(v, schema.get("items", {})) for v in value]
+    if isinstance(value, str) and not _accepts_string(schema):
+        return parse_scalar(value)
+    return value

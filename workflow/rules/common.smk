@@ -1,18 +1,19 @@
 # Config validation and small input functions. The science is in src/fastadv.
 import json
-import os
 
-from snakemake.utils import validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config, validate
 
-from fastadv.config import DATASETS
-from fastadv.data import FOLDER_DATASETS
-from fastadv.study import Study, validate_study
+from fastadv.config import DATASETS, FOLDER_DATASETS
+from fastadv.study import Study, typed_overrides, validate_study
 
+# Nested --config values arrive as strings (Snakemake reads them with YAML's BaseLoader): give them
+# the types params.yaml would, then validate the whole config once.
+update_config(config, typed_overrides(dict(workflow.config_settings.config)))
 validate(config, schema="../schemas/config.schema.yaml")
-# The CLI reads the same file (so --configfile overrides reach it); Snakemake's --config does not.
-PARAMS = workflow.configfiles[-1] if workflow.configfiles else "params.yaml"
 STUDY_DOC = validate_study(config)
-SCALES = list(STUDY_DOC["scales"]) or ["paper"]
+SCALE = STUDY_DOC["scale"]  # the scale the unscaled targets results/<name> build
+SCALES = sorted({*STUDY_DOC["scales"], "paper"})
 EXPERIMENTS = list(STUDY_DOC["experiments"])
 HISTORY = "runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/history.csv"
 EVAL_RESULT = "results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json"
@@ -32,7 +33,7 @@ wildcard_constraints:
 
 
 def study(scale):
-    return Study(STUDY_DOC, None if scale == "paper" and "paper" not in STUDY_DOC["scales"] else scale)
+    return Study(STUDY_DOC, scale)
 
 
 def eps_tag(eps):
@@ -40,8 +41,12 @@ def eps_tag(eps):
 
 
 def default_targets():
-    """The paper's figures and tables at paper scale."""
-    return [f"results/paper/{name}" for name in ("fig1.pdf", "figA.pdf", "grad_alignment.pdf", "runtime.md", "autoattack.md")]
+    """The paper's figures and tables, at the configured scale."""
+    return [f"results/{name}" for name in ("fig1.pdf", "figA.pdf", "grad_alignment.pdf", "runtime.md", "autoattack.md")]
+
+
+def scaled_result(wildcards):
+    return f"results/{SCALE}/{wildcards.name}"
 
 
 def runtime_results(wildcards):
@@ -55,7 +60,9 @@ def dataset_file(wildcards):
 
 
 def run_config(wildcards):
-    """Resolved train config of a run: a params value, so changing a hyperparameter reruns exactly its runs."""
+    """Resolved train config of a run, passed whole to `fastadv train --resolved`: the job runs exactly
+    the config Snakemake planned it with, and changing a hyperparameter reruns exactly its runs.
+    Threads are the rule's (--set), so they are left out and do not trigger reruns."""
     cfg = study(wildcards.scale).train_config(
         wildcards.experiment, wildcards.variant, float(wildcards.eps), int(wildcards.seed)
     )
@@ -64,7 +71,20 @@ def run_config(wildcards):
 
 
 def eval_config(wildcards):
-    return json.dumps(study(wildcards.scale).eval_config(wildcards.experiment), sort_keys=True)
+    cfg = study(wildcards.scale).eval_config(wildcards.experiment)
+    cfg.pop("threads")
+    return json.dumps(cfg, sort_keys=True)
+
+
+def experiment_config(experiment=None):
+    """Input function: the resolved experiment a figure or table is drawn for, with its scale."""
+
+    def resolved(wildcards):
+        name = experiment or getattr(wildcards, "accuracy_experiment", None) or RUNTIME_TABLES[wildcards.runtime_table]
+        return json.dumps({"scale": wildcards.scale, "experiment": study(wildcards.scale).experiment(name)},
+                          sort_keys=True)
+
+    return resolved
 
 
 def resource(name):
@@ -109,3 +129,18 @@ def histories_of(experiment):
         ]
 
     return histories
+
+
+def refuse_gpu_scale_on_cpu():
+    """Stop before the first job when the run would train at a GPU scale without CUDA (fastadv.guard).
+    Not under a cluster executor: its jobs run on other nodes."""
+    if not workflow.local_exec:
+        return
+    import torch
+
+    from fastadv.guard import cpu_refusal
+
+    jobs = [(job.rule.name, dict(job.wildcards_dict)) for job in workflow.dag.needrun_jobs()]
+    message = cpu_refusal(jobs, study, torch.cuda.is_available(), STUDY_DOC["allow_cpu"])
+    if message:
+        raise WorkflowError(message)

@@ -6,7 +6,6 @@ rule evaluate_model:
         result="results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json",
     params:
         resolved=eval_config,
-        config=PARAMS,
     log:
         "logs/evaluate_model/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/{kind}.log",
     benchmark:
@@ -19,8 +18,8 @@ rule evaluate_model:
         runtime=resource("eval_runtime"),
         gpu=resource("gpu"),
     shell:
-        "fastadv evaluate --config {params.config} --scale {wildcards.scale} --experiment {wildcards.experiment}"
-        " --model {input.model} --out {output.result} --set threads={threads} > {log} 2>&1"
+        "fastadv evaluate --resolved {params.resolved:q} --model {input.model} --out {output.result}"
+        " --set threads={threads} > {log} 2>&1"
 
 
 rule collect_results:

@@ -9,7 +9,7 @@ rule plot_fig1:
         clean_png="results/{scale}/{accuracy_experiment}_clean.png",
         data="results/{scale}/{accuracy_experiment}_data.csv",
     params:
-        config=PARAMS,
+        resolved=experiment_config(),
     log:
         "logs/plot_fig1/{scale}/{accuracy_experiment}.log",
     benchmark:
@@ -21,8 +21,8 @@ rule plot_fig1:
         mem_mb=1000,
         runtime=10,
     shell:
-        "fastadv figure fig1 --config {params.config} --scale {wildcards.scale}"
-        " --experiment {wildcards.accuracy_experiment} --results {input.table} --published --out {output.pdf} > {log} 2>&1"
+        "fastadv figure fig1 --resolved {params.resolved:q} --results {input.table} --published"
+        " --out {output.pdf} > {log} 2>&1"
 
 
 rule plot_grad_alignment:
@@ -33,7 +33,7 @@ rule plot_grad_alignment:
         png="results/{scale}/grad_alignment.png",
         data="results/{scale}/grad_alignment_data.csv",
     params:
-        config=PARAMS,
+        resolved=experiment_config("fig1"),
     log:
         "logs/plot_grad_alignment/{scale}.log",
     benchmark:
@@ -45,8 +45,8 @@ rule plot_grad_alignment:
         mem_mb=1000,
         runtime=10,
     shell:
-        "fastadv figure grad_alignment --config {params.config} --scale {wildcards.scale} --experiment fig1"
-        " --results {input.table} --out {output.pdf} > {log} 2>&1"
+        "fastadv figure grad_alignment --resolved {params.resolved:q} --results {input.table}"
+        " --out {output.pdf} > {log} 2>&1"
 
 
 rule plot_figA:
@@ -57,7 +57,7 @@ rule plot_figA:
         png="results/{scale}/figA.png",
         data="results/{scale}/figA_data.csv",
     params:
-        config=PARAMS,
+        resolved=experiment_config("figA"),
     log:
         "logs/plot_figA/{scale}.log",
     benchmark:
@@ -69,8 +69,8 @@ rule plot_figA:
         mem_mb=1000,
         runtime=10,
     shell:
-        "fastadv figure figA --config {params.config} --scale {wildcards.scale} --experiment figA"
-        " --histories {input.histories} --out {output.pdf} > {log} 2>&1"
+        "fastadv figure figA --resolved {params.resolved:q} --histories {input.histories}"
+        " --out {output.pdf} > {log} 2>&1"
 
 
 rule table_runtime:
@@ -81,8 +81,7 @@ rule table_runtime:
         md=report("results/{scale}/{runtime_table}.md", caption="../report/runtime.rst", category="Tables"),
         csv="results/{scale}/{runtime_table}.csv",
     params:
-        config=PARAMS,
-        experiment=lambda wildcards: RUNTIME_TABLES[wildcards.runtime_table],
+        resolved=experiment_config(),
     log:
         "logs/table_runtime/{scale}/{runtime_table}.log",
     benchmark:
@@ -94,8 +93,8 @@ rule table_runtime:
         mem_mb=1000,
         runtime=10,
     shell:
-        "fastadv figure runtime --config {params.config} --scale {wildcards.scale} --experiment {params.experiment}"
-        " --results {input.table} --published --out {output.md} > {log} 2>&1"
+        "fastadv figure runtime --resolved {params.resolved:q} --results {input.table} --published"
+        " --out {output.md} > {log} 2>&1"
 
 
 rule table_autoattack:
@@ -106,7 +105,7 @@ rule table_autoattack:
         csv="results/{scale}/autoattack.csv",
         tex="results/{scale}/autoattack.tex",
     params:
-        config=PARAMS,
+        resolved=experiment_config("autoattack"),
     log:
         "logs/table_autoattack/{scale}.log",
     benchmark:
@@ -118,8 +117,8 @@ rule table_autoattack:
         mem_mb=1000,
         runtime=10,
     shell:
-        "fastadv figure autoattack --config {params.config} --scale {wildcards.scale} --experiment autoattack"
-        " --results {input.table} --published --out {output.md} > {log} 2>&1"
+        "fastadv figure autoattack --resolved {params.resolved:q} --results {input.table} --published"
+        " --out {output.md} > {log} 2>&1"
 
 
 rule plot_learning_curves:
@@ -130,7 +129,7 @@ rule plot_learning_curves:
         png="results/{scale}/fig1_curves_eps{eps}.png",
         data="results/{scale}/fig1_curves_eps{eps}_data.csv",
     params:
-        config=PARAMS,
+        resolved=experiment_config("fig1"),
     log:
         "logs/plot_learning_curves/{scale}/eps{eps}.log",
     benchmark:
@@ -142,5 +141,30 @@ rule plot_learning_curves:
         mem_mb=1000,
         runtime=10,
     shell:
-        "fastadv figure figA --config {params.config} --scale {wildcards.scale} --experiment fig1"
-        " --eps {wildcards.eps} --histories {input.histories} --out {output.pdf} > {log} 2>&1"
+        "fastadv figure figA --resolved {params.resolved:q} --eps {wildcards.eps} --histories {input.histories}"
+        " --out {output.pdf} > {log} 2>&1"
+
+
+rule select_default_scale:
+    # results/<name> is results/<scale>/<name> of the configured scale (params.yaml `scale`, or
+    # --config scale=...): the unscaled targets of the paper's figures and tables. A copy, rebuilt
+    # when the scale (hence the input) changes.
+    input:
+        scaled=scaled_result,
+    output:
+        unscaled="results/{name}",
+    wildcard_constraints:
+        name=r"[^/]+\.(pdf|png|md|csv|tex)",
+    log:
+        "logs/select_default_scale/{name}.log",
+    benchmark:
+        "benchmarks/select_default_scale/{name}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "fastadv copy {input.scaled} {output.unscaled} > {log} 2>&1"

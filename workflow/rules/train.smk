@@ -8,7 +8,6 @@ rule train_model:
         summary="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/summary.json",
     params:
         resolved=run_config,
-        config=PARAMS,
         out=lambda wildcards, output: os.path.dirname(output.final),
     log:
         "logs/train_model/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}.log",
@@ -22,6 +21,5 @@ rule train_model:
         runtime=resource("train_runtime"),
         gpu=resource("gpu"),
     shell:
-        "fastadv train --config {params.config} --scale {wildcards.scale} --experiment {wildcards.experiment}"
-        " --variant {wildcards.variant} --eps {wildcards.eps} --seed {wildcards.seed}"
-        " --set runtime.threads={threads} --restart-if-changed --diverged-ok --out {params.out} > {log} 2>&1"
+        "fastadv train --resolved {params.resolved:q} --set runtime.threads={threads}"
+        " --restart-if-changed --diverged-ok --out {params.out} > {log} 2>&1"

@@ -32,3 +32,21 @@ def fgsm_attack(model, x, y, eps: float, alpha: float | None = None, random_init
     delta = (delta0 + alpha * grad.sign()).clamp(-eps, eps)
     x_adv = (x + delta).clamp(0, 1).detach()
     return (x_adv, grad) if return_grad else x_adv
+
+
+class FGSM:
+    """FGSM as an attack object (Goodfellow et al., ICLR 2015), e.g. ``x_adv = FGSM(model, eps=8/255)(x, y)``.
+
+    Zero start and step α = ε by default (the paper's FGSM); ``random_init=True`` with α = 1.25ε is
+    FGSM-RS (Wong et al., ICLR 2020). ``eps``/``alpha`` absolute; inputs NCHW in [0,1]; the model's
+    train/eval mode is left as the caller set it.
+    """
+
+    def __init__(self, model, eps: float, alpha: float | None = None, random_init: bool = False, seed: int = 0):
+        if not 0 < eps <= 0.5:
+            raise ValueError(f"eps {eps!r} out of range; valid: (0, 0.5] (absolute, inputs in [0,1]; 8/255 ≈ 0.031)")
+        self.model, self.eps, self.alpha, self.random_init, self.seed = model, eps, alpha, random_init, seed
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        return fgsm_attack(self.model, x, y, self.eps, self.alpha, self.random_init, gen)

@@ -64,3 +64,26 @@ def pgd_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float
         best_loss[idx] = loss[take]
         broken[todo] = prev_broken | wrong
     return best
+
+
+class PGD:
+    """L∞ PGD with random restarts as an attack object (Madry et al., ICLR 2018), e.g.
+    ``x_adv = PGD(model, eps=8/255)(x, y)``.
+
+    Defaults are the evaluation protocol of Andriushchenko & Flammarion (NeurIPS 2020): 50 steps,
+    10 restarts, α = ε/4, uniform random start. ``eps`` and ``alpha`` are absolute ([0,1] pixels);
+    inputs are NCHW in [0,1]. The model's train/eval mode is left as the caller set it. Random starts
+    come from a generator seeded with ``seed``, so two calls give the same result.
+    """
+
+    def __init__(self, model, eps: float, alpha: float | None = None, steps: int = 50, restarts: int = 10,
+                 random_init: bool = True, seed: int = 0):
+        if not 0 < eps <= 0.5:
+            raise ValueError(f"eps {eps!r} out of range; valid: (0, 0.5] (absolute, inputs in [0,1]; 8/255 ≈ 0.031)")
+        self.model, self.eps, self.steps, self.restarts = model, eps, steps, restarts
+        self.alpha = eps / 4 if alpha is None else alpha
+        self.random_init, self.seed = random_init, seed
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        return pgd_attack(self.model, x, y, self.eps, self.alpha, self.steps, self.restarts, self.random_init, gen=gen)
