@@ -1,0 +1,76 @@
+"""The public Python API: attack objects, robust accuracy on tensors, the README's example."""
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fastadv
+from fastadv import evaluate as ev
+from fastadv.attacks import fgsm_attack, pgd_attack
+from fastadv.checkpoint import save_model
+from fastadv.config import deep_merge, resolve_config
+from fastadv.data import load_split, prepare
+from fastadv.models import build_model
+from fastadv.train import train
+from tests.helpers import PARAMS, REPO, SEPARABLE_FLIP_EPS, data_source, toy_model, write_separable_dataset
+
+
+def test_attack_objects_are_the_attack_functions_with_seeded_starts():
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 3, 2, 2, dtype=torch.float64), torch.randint(0, 3, (16,))
+    model = toy_model()
+    got = fastadv.PGD(model, eps=0.1, steps=5, restarts=3, seed=4)(x, y)
+    want = pgd_attack(model, x, y, 0.1, 0.025, 5, 3, gen=torch.Generator().manual_seed(4))  # α = ε/4
+    assert torch.equal(got, want) and torch.equal(got, fastadv.PGD(model, eps=0.1, steps=5, restarts=3, seed=4)(x, y))
+    rs = fastadv.FGSM(model, eps=0.1, alpha=0.125, random_init=True, seed=2)(x, y)
+    assert torch.equal(rs, fgsm_attack(model, x, y, 0.1, 0.125, True, torch.Generator().manual_seed(2)))
+    assert torch.equal(fastadv.FGSM(model, eps=0.1)(x, y), fgsm_attack(model, x, y, 0.1))
+    with pytest.raises(ValueError, match="eps 8 out of range; valid: \\(0, 0.5\\]"):
+        fastadv.PGD(model, eps=8)
+
+
+def test_robust_accuracy_on_tensors_equals_the_evaluation_command(tmp_path):
+    root = tmp_path / "data"
+    write_separable_dataset(root)
+    cfg = deep_merge(resolve_config(PARAMS, "train", "smoke"), {
+        "data": {"root": str(root), "dataset": "svhn", "subset": None}, "method": {"name": "standard"},
+        "optim": {"epochs": 3}, "runtime": {"threads": 1, "progress": "never"}})
+    train(cfg, tmp_path / "run")  # separable task: clean accuracy near 1, so the attack has points to break
+    eval_cfg = deep_merge(resolve_config(PARAMS, "evaluate", "smoke"), {"n_points": 24, "batch_size": 8})
+    eps255 = SEPARABLE_FLIP_EPS / 2  # the decision boundary lies within reach of some points, not all
+    res = ev.evaluate(tmp_path / "run/model_final.pt", tmp_path / "r.json", eval_cfg, eps255=eps255)
+    x, y = load_split(root, "svhn", "test", "cpu").head(24)
+    model = fastadv.load_model(tmp_path / "run/model_final.pt")
+    got = fastadv.robust_accuracy(model, x, y, eps255 / 255, batch_size=8, seed=eval_cfg["seed"])
+    assert got == res["pgd"]["acc"] and res["clean_acc"] > 0
+    with pytest.warns(UserWarning, match="train mode"):
+        fastadv.robust_accuracy(model.train(), x[:2], y[:2], 0.01)
+    with pytest.raises(fastadv.FastAdvError, match="unknown protocol 'pgd7'; valid: pgd50_10, wong_pgd50_10"):
+        fastadv.robust_accuracy(model, x, y, 0.01, protocol="pgd7")
+
+
+def test_the_workflow_side_of_the_package_imports_without_torch():
+    code = "import sys, fastadv.study, fastadv.guard, fastadv.config; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    with pytest.raises(AttributeError, match="public API: FGSM, FastAdvError, PGD"):
+        fastadv.nonsense
+
+
+def test_readme_python_example_runs(tmp_path):
+    """The README's example, run as written in a folder laid out as after `make demo`
+    (prepared CIFAR-10; an untrained quick-scale model file where the demo writes its model)."""
+    src = data_source()
+    if src is None:
+        pytest.skip("offline CIFAR-10 copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    prepare("cifar10", str(src), tmp_path / "data")
+    cfg = resolve_config(PARAMS, "train", "quick")
+    model = build_model("preact_resnet18", width=cfg["model"]["width"], num_classes=10, in_shape=(3, 32, 32))
+    save_model(tmp_path / "runs/quick/fig1/gradalign/eps16/seed0/model_final.pt", model, cfg, "final", 10)
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    assert len(blocks) == 1
+    r = subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(1)\n" + blocks[0]],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "PGD-50-10 accuracy:" in r.stdout and "gradient alignment:" in r.stdout
