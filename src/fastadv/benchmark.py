@@ -69,7 +69,7 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
 
     from .data import load_split
     from .methods import StepContext, build_method
-    from .train import _model, _optimizer
+    from .train import make_model, make_optimizer, train_step
 
     set_threads(cfg["runtime"]["threads"])
     device = select_device(cfg["runtime"]["device"])
@@ -78,12 +78,13 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
                            cfg["runtime"]["seed"], augment=d["augment"])
     bs = o["batch_size"]
     idx = torch.arange(min(bs, len(train_set)), device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg["runtime"]["precision"] == "bf16")
     rows = []
     for name in methods:
         run = copy.deepcopy(cfg)
         run["method"]["name"] = name
-        model, method = _model(run, device), build_method(run["method"], d["dataset"])
-        opt = _optimizer(run, model)
+        model, method = make_model(run, device), build_method(run["method"], d["dataset"])
+        opt = make_optimizer(run, model)
         model.train()
         gen = torch.Generator(device=device).manual_seed(0)
         x, y = train_set.batch(idx, gen)
@@ -92,11 +93,7 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t = time.perf_counter()
-            res = method.step(model, x, y, StepContext(gen))
-            opt.zero_grad(set_to_none=True)
-            res.loss.backward()
-            method.after_backward()
-            opt.step()
+            train_step(model, opt, method, x, y, StepContext(gen), o["lr_max"], autocast)
         if device.type == "cuda":
             torch.cuda.synchronize()
         per_it = (time.perf_counter() - t) / iterations

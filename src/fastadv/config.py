@@ -139,8 +139,10 @@ TRAIN_SCHEMA: dict = {
         "momentum": _float(min=0, max=1),
         "weight_decay": _float(min=0),
         "warmup_epochs": _float(min=0),
+        "drop_last": _BOOL,
     },
     "monitor": {
+        "every_iterations": _int(min=0),
         "test_points": _int(min=1),
         "train_points": _int(min=1),
         "pgd_steps": _int(min=1),

@@ -2,12 +2,16 @@
 
 Outputs in ``out_dir`` (each written atomically):
   config.yaml        resolved config of the run
-  state.pt           resumable training state (model, optimizer, method state, position,
+  state.pt           resumable training state (model, optimizer, method state, progress,
                      history, early-stopping best, RNG) — refreshed every epoch and every
                      ``runtime.checkpoint_every`` iterations
-  history.csv        one row per epoch (0 = at initialisation)
-  model_final.pt     weights after the last epoch
-  model_best.pt      early-stopped weights: best PGD accuracy on fixed training points
+  history.csv        one row per evaluation of the monitoring statistics: at initialisation,
+                     then every ``monitor.every_iterations`` iterations (the official code's
+                     ``eval_iter_freq``) and after the last one, or at every epoch end when 0
+  snapshots.npz      small per-epoch snapshots of the model (the single-layer CNN's filters)
+  model_final.pt     weights after the last iteration
+  model_best.pt      early-stopped weights: best PGD accuracy on fixed training points,
+                     chosen at every evaluation (the official code does the same)
   summary.json       written last: status (completed | diverged), best/CO epochs, seconds, hardware
 
 Rerunning the same command resumes from ``state.pt``; a completed run is not redone.
@@ -22,8 +26,10 @@ import math
 import signal
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -77,7 +83,8 @@ class _SignalFlag:
             signal.signal(s, h)
 
 
-def _model(cfg, device):
+def make_model(cfg: dict, device) -> torch.nn.Module:
+    """The run's model, initialised from the run's seed (He init of the GradAlign code)."""
     d = info(cfg["data"]["dataset"])
     norm = cfg["model"]["normalize"]
     torch.manual_seed(derived_seed(cfg["runtime"]["seed"], "init"))
@@ -88,7 +95,7 @@ def _model(cfg, device):
     return model.to(device)
 
 
-def _optimizer(cfg, model):
+def make_optimizer(cfg: dict, model) -> torch.optim.Optimizer:
     o = cfg["optim"]
     if o["name"] == "sgd":
         return torch.optim.SGD(model.parameters(), lr=o["lr_max"], momentum=o["momentum"],
@@ -96,33 +103,246 @@ def _optimizer(cfg, model):
     return torch.optim.Adam(model.parameters(), lr=o["lr_max"], weight_decay=o["weight_decay"])
 
 
-def _monitor_row(model, cfg, method, test_mon, train_mon, epoch, device) -> dict:
-    """Eval-mode statistics on the fixed monitoring points (the paper's n_eval_every_k_iter)."""
-    m = cfg["monitor"]
-    eps = method.eps
-    gen = generator(device, cfg["runtime"]["seed"], epoch, "monitor")
-    was_training = model.training
-    model.eval()
-    xt, yt = test_mon
-    xr, yr = train_mon
-    bs = m["batch_size"]
-    row = {
-        "test_clean_acc": monitor.accuracy(model, xt, yt, bs),
-        "test_fgsm_acc": monitor.fgsm_accuracy(model, xt, yt, eps, bs),
-        "test_pgd_acc": monitor.pgd_accuracy(model, xt, yt, eps, eps / 4, m["pgd_steps"], gen=gen, batch_size=bs),
-        "grad_alignment": monitor.gradient_alignment(model, xt, yt, eps, gen=gen, batch_size=bs),
-        "train_pgd_acc": monitor.pgd_accuracy(model, xr, yr, eps, eps / 4, m["pgd_steps"], gen=gen, batch_size=bs),
-    }
-    model.train(was_training)
-    return row
-
-
-def _write_history(out: Path, rows: list[dict]) -> None:
-    atomic.write_text(out / "history.csv", pd.DataFrame(rows).to_csv(index=False))
+def train_step(model, opt, method, x, y, ctx: StepContext, lr: float, autocast) -> "StepOutput":  # noqa: F821
+    """One optimisation step of ``method`` on a batch (training and ``bench-train`` share it)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    with autocast:
+        res = method.step(model, x, y, ctx)
+    opt.zero_grad(set_to_none=True)
+    res.loss.backward()
+    method.after_backward()
+    opt.step()
+    return res
 
 
 def _cpu_state(model) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+RUNNING = ("loss", "reg", "correct", "n", "delta_norm", "n_delta", "grad_norm", "n_grad")
+
+
+@dataclass
+class TrainProgress:
+    """Everything a resumed run needs besides model, optimizer and method state."""
+
+    epoch: int = 0        # the epoch in progress (0: statistics at initialisation only)
+    it: int = 0           # iterations done in it
+    global_step: int = 0  # iterations done in all
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"acc": -1.0, "epoch": 0, "iteration": 0, "state": None})
+    running: dict = field(default_factory=lambda: dict.fromkeys(RUNNING, 0.0))  # since the last evaluation
+    snapshots: list = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    def state_dict(self) -> dict:
+        d = asdict(self)
+        d["running"] = {k: float(v) for k, v in self.running.items()}  # one host sync, at save time only
+        return d
+
+    def accumulate(self, res, x, y) -> None:
+        """Running sums of the training statistics, kept as tensors (no host sync inside a step)."""
+        r, n = self.running, len(y)
+        r["loss"] = r["loss"] + res.loss.detach() * n
+        r["reg"] = r["reg"] + (res.reg * n if res.reg is not None else 0.0)
+        r["correct"] = r["correct"] + (res.logits.argmax(1) == y).sum()
+        r["n"] += n
+        if res.inputs is not None:  # ‖δ‖₂ of the training input after projection (official avg_delta_l2)
+            r["delta_norm"] = r["delta_norm"] + (res.inputs.detach() - x).flatten(1).norm(dim=1).sum()
+            r["n_delta"] += n
+        if res.input_grad is not None:  # ‖∇ₓℓᵢ‖₂ the attack used (official grad_norm_x, per example)
+            r["grad_norm"] = r["grad_norm"] + (res.input_grad.detach() * n).flatten(1).norm(dim=1).sum()
+            r["n_grad"] += n
+
+    def training_row(self) -> dict:
+        r = self.running
+        mean = (lambda k, n: float(r[k]) / r[n] if r[n] else float("nan"))
+        return {"train_loss": mean("loss", "n"), "train_reg": mean("reg", "n"), "train_acc": mean("correct", "n"),
+                "train_delta_norm": mean("delta_norm", "n_delta"), "train_grad_norm": mean("grad_norm", "n_grad")}
+
+
+class Run:
+    """Setup of one run: device, data, model, optimiser, method, schedule, and its progress."""
+
+    def __init__(self, cfg: dict, out: Path):
+        self.cfg, self.out = cfg, out
+        rt, o, d = cfg["runtime"], cfg["optim"], cfg["data"]
+        set_threads(rt["threads"])
+        self.device = select_device(rt["device"])
+        if rt["precision"] == "bf16" and self.device.type != "cuda":
+            raise FastAdvError("runtime.precision 'bf16' needs a CUDA device; valid on CPU: fp32")
+        self.seed = rt["seed"]
+        arrays = load_arrays(d["root"], d["dataset"])
+        self.train_set = load_split(d["root"], d["dataset"], "train", self.device, d["subset"], d["subset_mode"],
+                                    self.seed, augment=d["augment"], arrays=arrays)
+        self.test_mon = load_split(d["root"], d["dataset"], "test", self.device,
+                                   arrays=arrays).head(cfg["monitor"]["test_points"])
+        self.train_mon = self.train_set.head(cfg["monitor"]["train_points"])
+        self.model = make_model(cfg, self.device)
+        self.opt = make_optimizer(cfg, self.model)
+        self.method = build_method(cfg["method"], d["dataset"])
+        n, bs = len(self.train_set), o["batch_size"]
+        if o["drop_last"] and n < bs:
+            raise FastAdvError(f"optim.drop_last with {n} training images < batch_size {bs} leaves no batch")
+        self.iters_per_epoch = n // bs if o["drop_last"] else math.ceil(n / bs)
+        self.total_iters = o["epochs"] * self.iters_per_epoch
+        self.warmup_iters = int(round(o["warmup_epochs"] * self.iters_per_epoch))
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=rt["precision"] == "bf16")
+        self.progress = TrainProgress()
+        self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
+
+    # -- resume -------------------------------------------------------------------------------------
+    def save_state(self) -> None:
+        m = self.method.state_dict()
+        atomic.save_torch(self.out / "state.pt", {
+            "format": STATE_FORMAT, "config": self.cfg, "model": _cpu_state(self.model),
+            "optimizer": self.opt.state_dict(), "method": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in m.items()},
+            "progress": self.progress.state_dict(), "rng_cpu": torch.get_rng_state()})
+
+    def load_state(self, st: dict) -> None:
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.method.load_state_dict({k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in st["method"].items()})
+        self.progress = TrainProgress(**st["progress"])
+        torch.set_rng_state(st["rng_cpu"])
+        self.last_finite = _cpu_state(self.model)
+
+    # -- training -----------------------------------------------------------------------------------
+    def batches(self, epoch: int, start: int):
+        """(iteration, x, y) of ``epoch`` from iteration ``start`` on: a seeded permutation per epoch,
+        augmentation drawn per batch; Free AT replays each batch ``method.replay`` times."""
+        bs = self.cfg["optim"]["batch_size"]
+        perm = torch.randperm(len(self.train_set), generator=generator(torch.device("cpu"), self.seed, epoch, "perm"))
+        perm = perm.to(self.device)
+        for it in range(start, self.iters_per_epoch):
+            b = it // self.method.replay
+            x, y = self.train_set.batch(perm[b * bs:(b + 1) * bs], generator(self.device, self.seed, epoch, b, "augment"))
+            yield it, x, y
+
+    def evaluation_due(self) -> bool:
+        """Evaluate every ``monitor.every_iterations`` iterations and after the last one; with 0, at epoch ends."""
+        p, every = self.progress, self.cfg["monitor"]["every_iterations"]
+        if every == 0:
+            return p.it == self.iters_per_epoch
+        return p.global_step % every == 0 or p.global_step == self.total_iters
+
+    def train_epoch(self, sig: _SignalFlag, stop_after: int | None, show: bool) -> bool:
+        """Iterations of the epoch in progress; returns False when the run diverged."""
+        p, o = self.progress, self.cfg["optim"]
+        self.model.train()
+        t0 = time.perf_counter()
+        bar = tqdm(self.batches(p.epoch, p.it), disable=not show, leave=False, desc=f"epoch {p.epoch}",
+                   total=self.iters_per_epoch, initial=p.it)
+        for it, x, y in bar:
+            ctx = StepContext(generator(self.device, self.seed, p.global_step, "step"),
+                              warmup_factor(p.global_step, self.warmup_iters))
+            lr = learning_rate(o["lr_schedule"], (p.global_step + 1) / self.total_iters, o["lr_max"])
+            res = train_step(self.model, self.opt, self.method, x, y, ctx, lr, self.autocast)
+            p.accumulate(res, x, y)
+            p.it, p.global_step = it + 1, p.global_step + 1
+            if self.evaluation_due():
+                p.train_seconds += time.perf_counter() - t0
+                if not self.end_of_evaluation():
+                    return False
+                self.model.train()
+                t0 = time.perf_counter()
+            stop = sig.signum is not None or (stop_after is not None and p.global_step >= stop_after)
+            every = self.cfg["runtime"]["checkpoint_every"]
+            if stop or (every and p.global_step % every == 0 and p.it < self.iters_per_epoch):
+                p.train_seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self.save_state()
+                if stop:
+                    raise Preempted(f"stopped at epoch {p.epoch} iteration {p.it}; state saved")
+        p.train_seconds += time.perf_counter() - t0
+        return True
+
+    def end_of_evaluation(self) -> bool:
+        """Statistics on the fixed points (eval mode), CO flags, early-stopping choice, history row.
+        Returns False (the run diverged) when the training loss since the last row is not finite."""
+        p, m = self.progress, self.cfg["monitor"]
+        row = {"epoch": p.epoch, "iteration": p.global_step, "epochs": p.global_step / self.iters_per_epoch,
+               "lr": learning_rate(self.cfg["optim"]["lr_schedule"], p.global_step / self.total_iters,
+                                   self.cfg["optim"]["lr_max"]),
+               **p.training_row(), "train_seconds": p.train_seconds}
+        if p.global_step and not math.isfinite(row["train_loss"]):
+            return False
+        at_epoch_end = p.it in (0, self.iters_per_epoch)
+        gen = generator(self.device, self.seed, p.epoch, "monitor", *(() if at_epoch_end else (p.global_step,)))
+        eps = self.method.eps
+        self.model.eval()
+        stats = monitor.statistics(self.model, *self.test_mon, eps, m["pgd_steps"], gen, m["batch_size"])
+        row.update({f"test_{k}" if k != "grad_alignment" else k: v for k, v in stats.items()})
+        row["train_pgd_acc"] = monitor.pgd_accuracy(self.model, *self.train_mon, eps, eps / 4, m["pgd_steps"],
+                                                    gen=gen, batch_size=m["batch_size"])
+        row.update(getattr(self.model, "diagnostics", dict)())
+        p.history.append(row)
+        flags = monitor.flag_co([r["test_pgd_acc"] for r in p.history], [r["test_fgsm_acc"] for r in p.history],
+                                m["co_pgd_ratio"], m["co_min_gap"])
+        for r, f in zip(p.history, flags):
+            r["co"] = bool(f)
+        if row["train_pgd_acc"] > p.best["acc"]:
+            p.best = {"acc": row["train_pgd_acc"], "epoch": p.epoch, "iteration": p.global_step,
+                      "state": _cpu_state(self.model)}
+        p.running = dict.fromkeys(RUNNING, 0.0)
+        self.last_finite = _cpu_state(self.model)
+        atomic.write_text(self.out / "history.csv", pd.DataFrame(p.history).to_csv(index=False))
+        print(f"epoch {p.epoch:3d} it {p.global_step:6d} lr {row['lr']:.4f} loss {row['train_loss']:.4f} "
+              f"acc {row['train_acc']:.3f} | test clean {row['test_clean_acc']:.3f} fgsm {row['test_fgsm_acc']:.3f} "
+              f"pgd {row['test_pgd_acc']:.3f} align {row['grad_alignment']:.3f}{' CO' if row['co'] else ''} | "
+              f"{p.train_seconds:.1f}s", flush=True)
+        return True
+
+    def end_of_epoch(self) -> None:
+        """Snapshot (small, per epoch) and resumable state; the next epoch starts."""
+        p = self.progress
+        snap = getattr(self.model, "snapshot", None)
+        if snap is not None:
+            p.snapshots.append({"epoch": torch.tensor(p.epoch), **snap()})
+            arrays = {k: np.stack([s[k].numpy() for s in p.snapshots]) for k in p.snapshots[0]}
+            atomic.write_with(self.out / "snapshots.npz", lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+        p.epoch, p.it = p.epoch + 1, 0
+        self.save_state()
+
+    def finalize(self, status: str, reason: str | None) -> dict:
+        p = self.progress
+        save_model(self.out / "model_final.pt", self.model, self.cfg, "final", p.history[-1]["epoch"])
+        best_model = make_model(self.cfg, torch.device("cpu"))
+        best_model.load_state_dict(p.best["state"] if p.best["state"] is not None else _cpu_state(self.model))
+        save_model(self.out / "model_best.pt", best_model, self.cfg, "best", p.best["epoch"])
+        co = [r for r in p.history if r["co"]]
+        epochs_done = p.history[-1]["epoch"]
+        summary = {
+            "status": status, "reason": reason, "config": self.cfg, "epochs_done": epochs_done,
+            "iterations_per_epoch": self.iters_per_epoch, "iterations_done": p.history[-1]["iteration"],
+            "best_epoch": p.best["epoch"], "best_iteration": p.best["iteration"], "best_train_pgd_acc": p.best["acc"],
+            "co_epoch": co[0]["epoch"] if co else None, "co_iteration": co[0]["iteration"] if co else None,
+            "train_seconds": p.train_seconds, "seconds_per_epoch": p.train_seconds / max(epochs_done, 1),
+            "final": {k: p.history[-1][k] for k in ("test_clean_acc", "test_fgsm_acc", "test_pgd_acc", "grad_alignment")},
+            "hardware": hardware_stamp(self.device),
+        }
+        atomic.write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def _resume_or_start(run: Run, restart_if_changed: bool) -> None:
+    state_path = run.out / "state.pt"
+    st = load_weights_only(state_path, STATE_FORMAT) if state_path.is_file() else None
+    if st is not None:
+        diff = config_diff(_comparable(st["config"]), _comparable(run.cfg))
+        if diff and not restart_if_changed:
+            raise FastAdvError(f"{state_path} was made with a different config ({'; '.join(diff[:3])}); "
+                               "use another output directory, delete it, or pass --restart-if-changed")
+        if diff:
+            print(f"discarding {state_path}: made with a different config ({'; '.join(diff[:3])})", file=sys.stderr)
+            state_path.unlink()
+            st = None
+    if st is not None:
+        run.load_state(st)
+        print(f"resuming {run.out} at epoch {run.progress.epoch} iteration {run.progress.it}", file=sys.stderr)
+    else:
+        atomic.write_text(run.out / "config.yaml", yaml.safe_dump(run.cfg, sort_keys=False))
 
 
 def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None,
@@ -137,163 +357,29 @@ def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary_path, state_path = out / "summary.json", out / "state.pt"
-    if summary_path.is_file():
-        done = json.loads(summary_path.read_text())
+    if (out / "summary.json").is_file():
+        done = json.loads((out / "summary.json").read_text())
         diff = config_diff(_comparable(done["config"]), _comparable(cfg))
         if not diff:
             return done
         raise FastAdvError(f"{out} holds a finished run with a different config ({'; '.join(diff[:3])}); "
                            "use another output directory")
-
-    rt, o = cfg["runtime"], cfg["optim"]
-    set_threads(rt["threads"])
-    device = select_device(rt["device"])
-    if rt["precision"] == "bf16" and device.type != "cuda":
-        raise FastAdvError("runtime.precision 'bf16' needs a CUDA device; valid on CPU: fp32")
-    dataset, seed = cfg["data"]["dataset"], rt["seed"]
-
-    arrays = load_arrays(cfg["data"]["root"], dataset)
-    d = cfg["data"]
-    train_set = load_split(d["root"], dataset, "train", device, d["subset"], d["subset_mode"], seed,
-                           augment=d["augment"], arrays=arrays)
-    test_mon = load_split(d["root"], dataset, "test", device, arrays=arrays).head(cfg["monitor"]["test_points"])
-    train_mon = train_set.head(cfg["monitor"]["train_points"])
-    del arrays
-
-    model = _model(cfg, device)
-    opt = _optimizer(cfg, model)
-    method = build_method(cfg["method"], dataset)
-    n, bs = len(train_set), o["batch_size"]
-    iters_per_epoch = math.ceil(n / bs)
-    total_iters = o["epochs"] * iters_per_epoch
-    warmup_iters = int(round(o["warmup_epochs"] * iters_per_epoch))
-
-    # Position and accumulated results; overwritten by a saved state when resuming.
-    pos = {"epoch": 0, "it": 0, "global_step": 0}
-    history: list[dict] = []
-    best = {"acc": -1.0, "epoch": 0, "state": None}
-    acc = {"loss": 0.0, "reg": 0.0, "correct": 0, "n": 0}
-    train_seconds = 0.0
-    st = load_weights_only(state_path, STATE_FORMAT) if state_path.is_file() else None
-    if st is not None:
-        diff = config_diff(_comparable(st["config"]), _comparable(cfg))
-        if diff and not restart_if_changed:
-            raise FastAdvError(f"{state_path} was made with a different config ({'; '.join(diff[:3])}); "
-                               "use another output directory, delete it, or pass --restart-if-changed")
-        if diff:
-            print(f"discarding {state_path}: made with a different config ({'; '.join(diff[:3])})",
-                  file=sys.stderr)
-            state_path.unlink()
-            st = None
-    if st is not None:
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        method.load_state_dict({k: (v.to(device) if torch.is_tensor(v) else v) for k, v in st["method"].items()})
-        pos, history, best, acc = st["pos"], st["history"], st["best"], st["acc"]
-        train_seconds = st["train_seconds"]
-        torch.set_rng_state(st["rng_cpu"])
-        print(f"resuming {out} at epoch {pos['epoch']} iteration {pos['it']}", file=sys.stderr)
-    else:
-        atomic.write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    last_finite = _cpu_state(model)  # the model as of the last finished epoch (or init / resume point)
-
-    def save_state():
-        atomic.save_torch(state_path, {
-            "format": STATE_FORMAT, "config": cfg, "model": _cpu_state(model), "optimizer": opt.state_dict(),
-            "method": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in method.state_dict().items()},
-            "pos": pos, "history": history, "best": best, "acc": acc, "train_seconds": train_seconds,
-            "rng_cpu": torch.get_rng_state(),
-        })
-
-    show = {"auto": sys.stderr.isatty(), "always": True, "never": False}[rt["progress"]]
+    run = Run(cfg, out)
+    _resume_or_start(run, restart_if_changed)
+    p = run.progress
+    show = {"auto": sys.stderr.isatty(), "always": True, "never": False}[cfg["runtime"]["progress"]]
+    stop_after = None if max_iterations is None else p.global_step + max_iterations
     status, reason = "completed", None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=rt["precision"] == "bf16")
-    calls = 0
     with _SignalFlag() as sig:
-        epochs = tqdm(range(pos["epoch"], o["epochs"] + 1), disable=not show, desc="epochs", initial=pos["epoch"],
-                      total=o["epochs"] + 1)
-        for epoch in epochs:
-            if epoch > 0:  # epoch 0: statistics at initialisation only
-                perm = torch.randperm(n, generator=generator(torch.device("cpu"), seed, epoch, "perm")).to(device)
-                model.train()
-                t0 = time.perf_counter()
-                bar = tqdm(range(pos["it"], iters_per_epoch), disable=not show, leave=False, desc=f"epoch {epoch}")
-                for it in bar:
-                    b = it // method.replay  # Free AT: each fresh batch is replayed m times
-                    idx = perm[b * bs:(b + 1) * bs]
-                    x, y = train_set.batch(idx, generator(device, seed, epoch, b, "augment"))
-                    ctx = StepContext(generator(device, seed, pos["global_step"], "step"),
-                                      warmup_factor(pos["global_step"], warmup_iters))
-                    lr = learning_rate(o["lr_schedule"], (pos["global_step"] + 1) / total_iters, o["lr_max"])
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                    with autocast:
-                        res = method.step(model, x, y, ctx)
-                    opt.zero_grad(set_to_none=True)
-                    res.loss.backward()
-                    method.after_backward()
-                    opt.step()
-                    # Accumulate as tensors: no host sync inside the step.
-                    acc["loss"] = acc["loss"] + res.loss.detach() * len(y)
-                    acc["reg"] = acc["reg"] + (res.reg * len(y) if res.reg is not None else 0.0)
-                    acc["correct"] = acc["correct"] + (res.logits.argmax(1) == y).sum()
-                    acc["n"] += len(y)
-                    pos["it"], pos["global_step"] = it + 1, pos["global_step"] + 1
-                    calls += 1
-                    every = rt["checkpoint_every"]
-                    stop = sig.signum is not None or (max_iterations is not None and calls >= max_iterations)
-                    if stop or (every and pos["global_step"] % every == 0 and pos["it"] < iters_per_epoch):
-                        train_seconds += time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        acc = {k: (float(v) if torch.is_tensor(v) else v) for k, v in acc.items()}
-                        save_state()
-                        if stop:
-                            raise Preempted(f"stopped at epoch {epoch} iteration {pos['it']}; state saved")
-                train_seconds += time.perf_counter() - t0
-            n_seen = max(acc["n"], 1)
-            row = {"epoch": epoch, "iteration": pos["global_step"],
-                   "lr": learning_rate(o["lr_schedule"], pos["global_step"] / total_iters, o["lr_max"]),
-                   "train_loss": float(acc["loss"]) / n_seen if epoch else float("nan"),
-                   "train_reg": float(acc["reg"]) / n_seen if epoch else float("nan"),
-                   "train_acc": float(acc["correct"]) / n_seen if epoch else float("nan"),
-                   "train_seconds": train_seconds}
-            if epoch and not math.isfinite(row["train_loss"]):
+        if p.epoch == 0:  # statistics at initialisation
+            run.model.eval()
+            run.end_of_evaluation()
+            run.end_of_epoch()
+        for epoch in tqdm(range(p.epoch, cfg["optim"]["epochs"] + 1), disable=not show, desc="epochs",
+                          initial=p.epoch, total=cfg["optim"]["epochs"] + 1):
+            if not run.train_epoch(sig, stop_after, show):
                 status, reason = "diverged", f"non-finite training loss in epoch {epoch}"
-                # The final model of a diverged run is the last one with a finite epoch.
-                model.load_state_dict(last_finite)
+                run.model.load_state_dict(run.last_finite)  # the final model is the last finite one
                 break
-            row.update(_monitor_row(model, cfg, method, test_mon, train_mon, epoch, device))
-            history.append(row)
-            flags = monitor.flag_co([r["test_pgd_acc"] for r in history], [r["test_fgsm_acc"] for r in history],
-                                    cfg["monitor"]["co_pgd_ratio"], cfg["monitor"]["co_min_gap"])
-            for r, f in zip(history, flags):
-                r["co"] = bool(f)
-            if row["train_pgd_acc"] > best["acc"]:
-                best = {"acc": row["train_pgd_acc"], "epoch": epoch, "state": _cpu_state(model)}
-            print(f"epoch {epoch:3d} lr {row['lr']:.4f} loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
-                  f"test clean {row['test_clean_acc']:.3f} fgsm {row['test_fgsm_acc']:.3f} "
-                  f"pgd {row['test_pgd_acc']:.3f} align {row['grad_alignment']:.3f}"
-                  f"{' CO' if history[-1]['co'] else ''} | {train_seconds:.1f}s", flush=True)
-            pos = {"epoch": epoch + 1, "it": 0, "global_step": pos["global_step"]}
-            acc = {"loss": 0.0, "reg": 0.0, "correct": 0, "n": 0}
-            _write_history(out, history)
-            save_state()
-            last_finite = _cpu_state(model)
-
-    _write_history(out, history)
-    save_model(out / "model_final.pt", model, cfg, "final", len(history) - 1)
-    best_model = _model(cfg, torch.device("cpu"))
-    best_model.load_state_dict(best["state"] if best["state"] is not None else _cpu_state(model))
-    save_model(out / "model_best.pt", best_model, cfg, "best", best["epoch"])
-    co_epochs = [r["epoch"] for r in history if r["co"]]
-    summary = {
-        "status": status, "reason": reason, "config": cfg, "epochs_done": len(history) - 1,
-        "best_epoch": best["epoch"], "best_train_pgd_acc": best["acc"],
-        "co_epoch": co_epochs[0] if co_epochs else None, "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / max(len(history) - 1, 1),
-        "final": {k: history[-1][k] for k in ("test_clean_acc", "test_fgsm_acc", "test_pgd_acc", "grad_alignment")},
-        "hardware": hardware_stamp(device),
-    }
-    atomic.write_json(summary_path, summary)
-    return summary
+            run.end_of_epoch()
+    return run.finalize(status, reason)

@@ -23,6 +23,8 @@ class StepOutput:
     loss: torch.Tensor     # what is backpropagated
     logits: torch.Tensor   # on the training inputs actually used (for train accuracy)
     reg: torch.Tensor | None = None  # regulariser part of the loss (already weighted), if any
+    inputs: torch.Tensor | None = None  # the training inputs x + δ (for the mean ‖δ‖₂ statistic)
+    input_grad: torch.Tensor | None = None  # ∇ₓ of the batch-mean loss the attack used, if any
 
 
 class Method:
@@ -51,9 +53,9 @@ class Method:
         pass
 
 
-def ce_step(model, x_train, y) -> StepOutput:
+def ce_step(model, x_train, y, input_grad: torch.Tensor | None = None) -> StepOutput:
     logits = model(x_train)
-    return StepOutput(F.cross_entropy(logits, y), logits)
+    return StepOutput(F.cross_entropy(logits, y), logits, inputs=x_train, input_grad=input_grad)
 
 
 def regularised_step(model, x, y, base: str, fgsm_alpha: float, eps: float, penalty) -> StepOutput:
@@ -63,9 +65,11 @@ def regularised_step(model, x, y, base: str, fgsm_alpha: float, eps: float, pena
     whose gradient is the same ∇ₓℓ(x), so nothing is computed twice (CURE, LLR)."""
     logits, loss_x, grad_x = loss_and_input_grad(model, x, y)
     reg = penalty(loss_x, grad_x)
+    inputs = x
     if base == "fgsm":
-        logits = model(fgsm_point(x, grad_x, eps, fgsm_alpha))
+        inputs = fgsm_point(x, grad_x, eps, fgsm_alpha)
+        logits = model(inputs)
         loss = F.cross_entropy(logits, y)
     else:
         loss = loss_x.mean()
-    return StepOutput(loss + reg, logits, reg.detach())
+    return StepOutput(loss + reg, logits, reg.detach(), inputs, grad_x.detach() / len(y))

@@ -53,8 +53,9 @@ class ELLE(Method):
         return self.lam
 
     def step(self, model, x, y, ctx) -> StepOutput:
-        x_adv = fgsm_attack(model, x, y, self.eps, alpha=self.params["alpha"] * self.eps * ctx.warmup, gen=ctx.gen)
+        x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=self.params["alpha"] * self.eps * ctx.warmup,
+                                  gen=ctx.gen, return_grad=True)
         lle = local_linearity_error(model, x, y, self.eps, ctx.gen).mean()
         logits = model(x_adv)
         reg = self.weight(lle.detach()) * lle
-        return StepOutput(F.cross_entropy(logits, y) + reg, logits, reg.detach())
+        return StepOutput(F.cross_entropy(logits, y) + reg, logits, reg.detach(), x_adv, grad)

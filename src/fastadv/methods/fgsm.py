@@ -12,5 +12,6 @@ class FGSM(Method):
 
     def step(self, model, x, y, ctx) -> StepOutput:
         alpha = self.params["alpha"] * self.eps * ctx.warmup
-        x_adv = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=False, gen=ctx.gen)
-        return ce_step(model, x_adv, y)
+        x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=False, gen=ctx.gen,
+                                  return_grad=True)
+        return ce_step(model, x_adv, y, grad)

@@ -11,5 +11,6 @@ class FGSMRS(Method):
 
     def step(self, model, x, y, ctx) -> StepOutput:
         alpha = self.params["alpha"] * self.eps * ctx.warmup
-        x_adv = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=True, gen=ctx.gen)
-        return ce_step(model, x_adv, y)
+        x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=True, gen=ctx.gen,
+                                  return_grad=True)
+        return ce_step(model, x_adv, y, grad)

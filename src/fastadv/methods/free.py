@@ -30,9 +30,10 @@ class Free(Method):
         if self.delta is None or len(self.delta) < n or self.delta.shape[1:] != x.shape[1:]:
             self.delta = torch.zeros_like(x)
         delta = self.delta[:n].clone().requires_grad_(True)
-        logits = model((x + delta).clamp(0, 1))
+        inputs = (x + delta).clamp(0, 1)
+        logits = model(inputs)
         self._pending = (x, delta, ctx.warmup)
-        return StepOutput(F.cross_entropy(logits, y), logits)
+        return StepOutput(F.cross_entropy(logits, y), logits, inputs=inputs)
 
     def after_backward(self) -> None:
         x, delta, warmup = self._pending

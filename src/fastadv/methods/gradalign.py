@@ -77,12 +77,13 @@ class GradAlign(Method):
         if not math.isfinite(self.lam):
             raise FastAdvError(f"GradAlign λ must be finite, got {self.lam!r}")
 
-    def fgsm_logits(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor]:
-        """(∇ₓℓ(x), logits at the FGSM point): the FGSM gradient doubles as the penalty's g1."""
+    def fgsm_logits(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(∇ₓℓ(x), the FGSM point, logits there): the FGSM gradient doubles as the penalty's g1."""
         grad_x, _ = input_grad(model, x, y)
-        return grad_x, model(fgsm_point(x, grad_x, self.eps, self.params["alpha"] * self.eps * ctx.warmup))
+        x_fgsm = fgsm_point(x, grad_x, self.eps, self.params["alpha"] * self.eps * ctx.warmup)
+        return grad_x, x_fgsm, model(x_fgsm)
 
     def step(self, model, x, y, ctx) -> StepOutput:
-        grad_x, logits = self.fgsm_logits(model, x, y, ctx)
+        grad_x, x_fgsm, logits = self.fgsm_logits(model, x, y, ctx)
         reg = self.lam * grad_align_penalty(model, x, y, self.eps, grad_x=grad_x, gen=ctx.gen)
-        return StepOutput(F.cross_entropy(logits, y) + reg, logits, reg.detach())
+        return StepOutput(F.cross_entropy(logits, y) + reg, logits, reg.detach(), x_fgsm, grad_x)

@@ -99,14 +99,14 @@ class GradAlignFD(GradAlign):
         self._pending = None
 
     def step(self, model, x, y, ctx) -> StepOutput:
-        grad_x, logits = self.fgsm_logits(model, x, y, ctx)
+        grad_x, x_fgsm, logits = self.fgsm_logits(model, x, y, ctx)
         eta = uniform_delta(x, self.eps, ctx.gen)
         penalty, h, grads_z, loss_h = penalty_fd_terms(model, x, y, self.eps, eta, grad_x, self.params["fd_step"])
         coef = torch.where(h > 0, self.lam / h.clamp_min(1e-30), torch.zeros_like(h))
         # Value 0, gradient coef·∇θL(z + h·w); after_backward subtracts coef·∇θL(z).
         loss = F.cross_entropy(logits, y) + coef * (loss_h - loss_h.detach())
         self._pending = (coef, grads_z, [p for p in model.parameters() if p.requires_grad])
-        return StepOutput(loss, logits, self.lam * penalty)
+        return StepOutput(loss, logits, self.lam * penalty, x_fgsm, grad_x)
 
     def after_backward(self) -> None:
         if self._pending is None:

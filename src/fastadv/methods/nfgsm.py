@@ -18,4 +18,4 @@ class NFGSM(Method):
         eta = (x + eta).clamp(0, 1) - x
         grad, _ = input_grad(model, x, y, eta)
         x_adv = (x + eta + self.params["alpha"] * self.eps * ctx.warmup * grad.sign()).clamp(0, 1).detach()
-        return ce_step(model, x_adv, y)
+        return ce_step(model, x_adv, y, grad)

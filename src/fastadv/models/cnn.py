@@ -43,3 +43,27 @@ class OneLayerCNN(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self.net[1]
+
+    def pre_activations(self, x):
+        """The filters' feature maps before the ReLU, conv(x) + b (the maps of the paper's Fig. 7)."""
+        return self.conv(self.net[0](x))
+
+    def diagnostics(self) -> dict:
+        """ℓ2 norm of each filter w_k (all input channels) and of its outgoing weights, the block of the
+        linear layer that reads channel k (the paper's Fig. 6); k = 1 … width."""
+        w = self.conv.weight.detach()
+        lin = self.net[4].weight.detach()
+        u = lin.view(lin.shape[0], w.shape[0], -1)  # Flatten is channel-major: feature = k·H·W + …
+        out = {}
+        for k in range(w.shape[0]):
+            out[f"filter_norm_{k + 1}"] = float(w[k].norm())
+            out[f"outgoing_norm_{k + 1}"] = float(u[:, k].norm())
+        return out
+
+    def snapshot(self) -> dict:
+        """The filters (weights and biases): small enough to keep at every epoch end."""
+        return {"conv_weight": self.conv.weight.detach().cpu().clone(), "conv_bias": self.conv.bias.detach().cpu().clone()}
