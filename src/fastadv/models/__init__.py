@@ -1,7 +1,6 @@
 """Model registry. Every model takes NCHW inputs in [0,1] and holds its own normalisation."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ..errors import unknown_choice
