@@ -69,6 +69,12 @@ def test_resolved_config_is_used_as_it_is_and_excludes_other_sources(capsys):
     assert "--resolved is not valid JSON" in capsys.readouterr().err
     assert main(["config", "--resolved", json.dumps(deep_merge(cfg, {"optim": {"epochs": 0}}))]) == 2
     assert "train.optim.epochs=0 out of range" in capsys.readouterr().err
+    # The workflow leaves out the threads (they are the rule's) and passes them with --set.
+    del cfg["runtime"]["threads"]
+    assert main(["config", "--resolved", json.dumps(cfg), "--set", "runtime.threads=2"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["runtime"]["threads"] == 2
+    assert main(["config", "--resolved", json.dumps(cfg)]) == 2
+    assert "missing config key(s) in train.runtime: threads" in capsys.readouterr().err
 
 
 def test_top_level_scale_is_every_command_default(tmp_path, capsys):
@@ -100,3 +106,7 @@ def test_gpu_scale_guard_estimates_and_exemptions():
     smoke = ("train_model", {**job[1], "scale": "smoke"})
     assert cpu_refusal([smoke], studies.get, cuda=False, allow_cpu=False) is None  # a CPU scale (gpu: 0)
     assert cpu_refusal([evaluation], studies.get, cuda=False, allow_cpu=False) is None  # nothing to train
+    # An experiment sized for CPUs (the single-layer CNN) asks for no GPU even at the paper scale.
+    assert studies["paper"].resources("cnn4")["gpu"] == 0 and studies["paper"].resources("fig1")["gpu"] == 1
+    cnn = ("train_model", {"scale": "paper", "experiment": "cnn4", "variant": "fgsm", "eps": "10", "seed": "0"})
+    assert cpu_refusal([cnn], studies.get, cuda=False, allow_cpu=False) is None

@@ -178,6 +178,44 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {}
 
 
+def test_section3_targets_plan_the_paper_runs(tmp_path):
+    wf = copy_workflow(tmp_path)
+    jobs = dry_run_jobs(wf, "results/paper/cnn4.md", "results/paper/cnn4_fig5.pdf", "results/paper/cnn4_fig6.pdf",
+                        "results/paper/cnn4_fig7.pdf", "results/paper/cnn4_fig11.pdf", "results/paper/lemma2.md")
+    assert jobs == {"prepare_data": 1, "train_model": 4 * 5, "evaluate_model": 4 * 5 * 2, "collect_results": 1,
+                    "table_cnn4": 1, "plot_cnn_filters": 3, "plot_training_metrics": 1, "check_lemma2": 1}
+    assert dry_run_jobs(wf, "results/paper/fig4.pdf") == {"prepare_data": 1, "train_model": 3,
+                                                         "plot_training_metrics": 1}
+    cfg = Study.load(PARAMS).train_config("cnn4", "gradalign", 10.0, 0)
+    assert cfg["model"] == {"name": "one_layer_cnn", "width": 4, "normalize": False}
+    assert cfg["optim"]["name"] == "adam" and cfg["optim"]["lr_max"] == 0.003 and cfg["optim"]["drop_last"]
+    assert cfg["monitor"]["every_iterations"] == 50 and cfg["method"]["gradalign"]["lambda"] is None
+
+
+@pytest.mark.slow
+def test_smoke_section3_figures_tables_and_lemma2(tmp_path):
+    if data_source() is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    wf = copy_workflow(tmp_path)
+    targets = [f"results/smoke/{n}" for n in ("cnn4.md", "cnn4_fig5.pdf", "cnn4_fig6.pdf", "cnn4_fig7.pdf",
+                                               "cnn4_fig11.pdf", "fig4.pdf")]
+    snakemake(wf, "--cores", "2", *targets)
+    for t in targets[1:]:
+        assert (wf / t).read_bytes().startswith(b"%PDF"), t
+    # Fig. 11 draws exactly the histories' numbers.
+    drawn = pd.read_csv(wf / "results/smoke/cnn4_fig11_data.csv")
+    for label in ("fgsm", "gradalign"):
+        h = pd.read_csv(wf / f"runs/smoke/cnn4/{label}/eps10/seed0/history.csv")
+        got = drawn[(drawn["method_label"] == label) & (drawn["metric"] == "test_pgd_acc")]["value"].to_numpy()
+        assert list(got) == list(100 * h["test_pgd_acc"])
+    assert set(pd.read_csv(wf / "results/smoke/fig4_data.csv")["method_label"]) == {"standard", "fgsm", "pgd10"}
+    table = pd.read_csv(wf / "results/smoke/cnn4.csv")
+    assert sorted(table["method_label"]) == ["fgsm", "fgsm_rs", "gradalign", "standard"]
+    results = pd.read_csv(wf / "results/smoke/cnn4/results.csv")
+    final = results[results["model_kind"] == "final"].set_index("method_label")["pgd_acc"]
+    assert list(table.set_index("method_label").loc[final.index, "pgd_final"]) == list(100 * final)
+
+
 @pytest.mark.slow
 def test_smoke_methods_comparison_figure_and_runtime_table(tmp_path):
     if data_source() is None:

@@ -113,11 +113,7 @@ def cmd_collect(args) -> int:
 
 
 def cmd_figure(args) -> int:
-    import pandas as pd
-
-    from . import atomic
-    from . import figures as F
-    from .reference import load_published
+    from .render import FIGURES, FigureJob
     from .study import validate_experiment_scalars
 
     if args.resolved is not None:
@@ -128,41 +124,26 @@ def cmd_figure(args) -> int:
     else:
         study = _study(args)
         scale, exp = study.scale, study.experiment(args.experiment or "fig1")
+    FIGURES[args.name](FigureJob(args.name, scale, exp, Path(args.out), args.results, args.histories, args.eps,
+                                 args.published, args.data_root))
+    print(f"{args.name}: {args.out}")
+    return 0
+
+
+def cmd_lemma2(args) -> int:
+    from . import atomic
+    from .figures import write_table
+    from .lemma2 import lemma2_figure, lemma2_table
+
     out = Path(args.out)
-    if args.name == "figA":
-        if not args.histories:
-            raise FastAdvError("figure figA needs --histories (history.csv of each run)")
-        hist = {Path(p).parents[2].name: pd.read_csv(p) for p in args.histories}  # …/{variant}/eps{e}/seed{s}/
-        drawn = F.learning_curves(hist, out, scale, args.eps if args.eps is not None else exp["eps"][0])
-        atomic.write_text(out.with_name(out.stem + "_data.csv"), drawn.to_csv(index=False))
-        print(f"figA: {out}")
-        return 0
-    if not args.results:
-        raise FastAdvError(f"figure {args.name} needs --results (tidy results CSV)")
-    df = pd.read_csv(args.results)
-    F.require_runs(df, exp["methods"], exp["eps"], exp["seeds"], exp["models"])
-    hw = f"{df['device'].iloc[0]}, torch {df['torch'].iloc[0]}, {scale} scale"
-    ref = load_published() if args.published else None
-    if args.name == "fig1":
-        drawn = F.accuracy_vs_eps(df, "pgd_acc", out, scale, "PGD-50-10 accuracy (%)", published=ref,
-                                  dataset=exp["dataset"])
-        clean = F.accuracy_vs_eps(df, "clean_acc", out.with_name(out.stem + "_clean.pdf"), scale,
-                                  "clean accuracy (%)", published=ref, dataset=exp["dataset"])
-        data = pd.concat([drawn.assign(metric="pgd_acc"), clean.assign(metric="clean_acc")])
-        atomic.write_text(out.with_name(out.stem + "_data.csv"), data.to_csv(index=False))
-    elif args.name == "grad_alignment":
-        drawn = F.accuracy_vs_eps(df[df["model_kind"] == "final"], "final_grad_alignment", out, scale,
-                                  "gradient alignment (final)", factor=1.0)
-        atomic.write_text(out.with_name(out.stem + "_data.csv"), drawn.to_csv(index=False))
-    elif args.name == "runtime":
-        F.write_table(F.runtime_table(df, ref, exp["dataset"]), out, f"Training time per run and ratio to FGSM ({hw}).")
-    elif args.name == "autoattack":
-        if df["autoattack_acc"].isna().any():
-            raise FastAdvError(f"{args.results} has runs without AutoAttack; set autoattack: true in the experiment")
-        eps = exp["eps"][0]
-        F.write_table(F.accuracy_table(df, eps, ref, exp["dataset"]), out,
-                      f"Accuracy (%) at eps = {eps:g}/255, mean ± std over seeds, final models ({hw}).", latex=True)
-    print(f"{args.name}: {out}")
+    given = {k: getattr(args, k) for k in ("samples", "images", "inits") if getattr(args, k) is not None}
+    table = lemma2_table(seed=args.seed, **given)
+    lemma2_figure(table, out.with_suffix(".pdf"))
+    write_table(table, out, "Lemma 2: gradient alignment of single-layer CNNs at initialisation (measured, mean ± "
+                "standard error over images and initialisations) against the lemma's lower bound (Monte Carlo).")
+    atomic.write_text(out.with_name(out.stem + "_data.csv"), table.to_csv(index=False))
+    below = table[table["margin_in_se"] < -3]
+    print(f"lemma2: {out}; measured below the bound by more than 3 standard errors: {len(below)} of {len(table)}")
     return 0
 
 
@@ -251,9 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_collect)
 
     pf = sub.add_parser("figure", help="render a figure of the paper from a results table")
-    pf.add_argument("name", choices=["fig1", "figA", "grad_alignment", "runtime", "autoattack"])
+    pf.add_argument("name", choices=["fig1", "figA", "grad_alignment", "runtime", "autoattack", "metrics",
+                                     "filter_weights", "filter_norms", "feature_maps", "cnn_table"])
     pf.add_argument("--results", default=None, help="tidy results CSV (fastadv collect)")
-    pf.add_argument("--histories", nargs="*", default=[], help="history.csv files (figA: one per method)")
+    pf.add_argument("--histories", nargs="*", default=[],
+                    help="history.csv files (figA, metrics: one per method; filter_*/feature_maps: the run's; "
+                         "cnn_table: every run)")
+    pf.add_argument("--data-root", default=None, help="prepared data (feature_maps; default: the run's data.root)")
     pf.add_argument("--eps", type=float, default=None, help="ε the histories were trained at (figA title)")
     pf.add_argument("--out", required=True, help="PDF (figures) or .md (tables); PNG/CSV/data beside it")
     pf.add_argument("--config", default=None, help=f"params file (default: {DEFAULT_CONFIG})")
@@ -286,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     pt2.add_argument("--iterations", type=int, default=20)
     pt2.add_argument("--csv", default=None, help="append the measurements to this CSV")
     pt2.set_defaults(func=cmd_bench_train)
+
+    p2 = sub.add_parser("lemma2", help="Lemma 2 of the paper checked numerically: table, CSV and figure")
+    p2.add_argument("--out", required=True, help="Markdown table; .csv and .pdf/.png beside it")
+    p2.add_argument("--samples", type=int, default=None, help="Monte-Carlo (w, z) pairs for the bound (400,000)")
+    p2.add_argument("--images", type=int, default=None, help="random images per model (64)")
+    p2.add_argument("--inits", type=int, default=None, help="freshly initialised models per (eps, filters) (4)")
+    p2.add_argument("--seed", type=int, default=0)
+    p2.set_defaults(func=cmd_lemma2)
 
     ps = sub.add_parser("schema", help="print the JSON schema of params.yaml (as YAML)")
     ps.set_defaults(func=cmd_schema)

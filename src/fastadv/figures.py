@@ -188,3 +188,41 @@ def write_table(table: pd.DataFrame, out_md, caption: str, latex: bool = False) 
     atomic.write_text(out_md, md)
     if latex:
         atomic.write_text(out_md.with_suffix(".tex"), shown.to_latex(index=False, caption=caption))
+
+
+def training_metrics(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps: float) -> pd.DataFrame:
+    """The paper's Figs. 4 and 11: per method, on the fixed test points and at every evaluation,
+    (a) FGSM (solid) and PGD (dashed) accuracy, (b) FGSM and PGD loss, (c) cos(∇ℓ(x), ∇ℓ(x+η))
+    (solid) and cos(δ_FGSM, δ_PGD) (dashed); × marks evaluations flagged as catastrophic overfitting.
+    ``histories``: method label → history.csv. Returns every number drawn (long form)."""
+    plt = _plt()
+    panels = [("accuracy (%)", "test_fgsm_acc", "test_pgd_acc", 100.0),
+              ("loss", "test_fgsm_loss", "test_pgd_loss", 1.0),
+              ("cosine", "grad_alignment", "test_cos_fgsm_pgd", 1.0)]
+    fig, axes = plt.subplots(1, 3, figsize=(10.2, 2.6))
+    drawn = []
+    for label, h in histories.items():
+        name, colour = style(label)
+        co = h["co"].astype(bool)
+        for ax, (ylabel, solid, dashed, factor) in zip(axes, panels):
+            for col, ls in ((solid, "-"), (dashed, "--")):
+                ax.plot(h["epochs"], factor * h[col], ls=ls, color=colour, lw=1,
+                        label=f"{name}: {COLUMN_NAMES[col]}")
+                drawn.append(pd.DataFrame({"method_label": label, "epochs": h["epochs"], "metric": col,
+                                           "value": factor * h[col], "co": co}))
+            ax.scatter(h.loc[co, "epochs"], factor * h.loc[co, solid], marker="x", color=colour, s=14, zorder=3)
+            ax.set_ylabel(ylabel)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="best", fontsize=5)
+    axes[2].legend(loc="best", fontsize=5)
+    fig.suptitle(f"ε = {eps:g}/255, test points, {scale} scale (× = catastrophic overfitting)", fontsize=7,
+                 x=0.99, ha="right")
+    save_figure(fig, out_pdf)
+    plt.close(fig)
+    return pd.concat(drawn, ignore_index=True)
+
+
+COLUMN_NAMES = {"test_fgsm_acc": "FGSM", "test_pgd_acc": "PGD", "test_fgsm_loss": "FGSM", "test_pgd_loss": "PGD",
+                "grad_alignment": "cos(∇ℓ(x), ∇ℓ(x+η))", "test_cos_fgsm_pgd": "cos(δ_FGSM, δ_PGD)"}

@@ -1,8 +1,9 @@
 """Guard rail of the workflow: a run that would train at a GPU scale on a machine without CUDA
 stops before its first job, saying what it would cost and what to run instead.
 
-A scale asks for GPUs when its ``resources.gpu`` is above 0 (the ``paper`` scale does; the CPU
-scales ``quick`` and ``smoke`` set 0). ``--config allow_cpu=true`` lets a user insist. Under a
+A job asks for GPUs when its ``resources.gpu`` (of its scale and experiment) is above 0 (the
+``paper`` scale does; the CPU scales ``quick`` and ``smoke`` and the CPU-sized experiment ``cnn4``
+set 0). ``--config allow_cpu=true`` lets a user insist. Under a
 cluster executor (SLURM) the jobs run on other nodes, so the submitting machine is not checked.
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ def cpu_refusal(jobs: list[tuple[str, dict]], study_of, cuda: bool, allow_cpu: b
     if cuda or allow_cpu:
         return None
     gpu_jobs = [(rule, w) for rule, w in jobs
-                if rule in ("train_model", "evaluate_model") and study_of(w["scale"]).resources()["gpu"] > 0]
+                if rule in ("train_model", "evaluate_model") and study_of(w["scale"]).resources(w["experiment"])["gpu"] > 0]
     trainings = [w for rule, w in gpu_jobs if rule == "train_model"]
     if not trainings:
         return None

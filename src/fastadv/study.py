@@ -31,7 +31,7 @@ EXPERIMENT_SCALARS = {
     "models": ListSpec(_choice(*MODEL_KINDS)),
     "autoattack": _BOOL,
 }
-EXPERIMENT_SECTIONS = ("train", "evaluate")
+EXPERIMENT_SECTIONS = ("train", "evaluate", "resources")
 SCALE_KEYS = ("train", "evaluate", "resources", "variants", "experiments")
 
 
@@ -54,8 +54,7 @@ def validate_experiment_scalars(exp, where: str) -> dict:
 
 def apply_sets(cfg: dict, section: str, sets: list[str] = ()) -> dict:
     """A whole ``train``/``evaluate`` config with ``--set key=value`` overrides applied, validated."""
-    cfg = validate_section(cfg, section)
-    for s in sets:
+    for s in sets:  # before the whole is checked: the workflow leaves runtime.threads to --set
         cfg = deep_merge(cfg, validate_section(parse_set(s, section), section, partial=True))
     return validate_section(cfg, section)
 
@@ -167,8 +166,18 @@ class Study:
             cfg = deep_merge(cfg, validate_section(layer, "train", partial=True))
         return validate_section(cfg, "train")
 
-    def resources(self) -> dict:
-        return deep_merge(self.doc["resources"], self._scale["resources"])
+    def resources(self, experiment: str | None = None) -> dict:
+        """Scheduler requests of a job: ``resources`` ← the scale's ← the experiment's ← the scale's for the
+        experiment (an experiment sized for CPUs, like ``cnn4``, asks for no GPU at any scale)."""
+        layers = [self._scale["resources"]]
+        if experiment:
+            self.experiment(experiment)  # an unknown name is an error
+            layers += [self.doc["experiments"][experiment].get("resources", {}),
+                       self._scale["experiments"].get(experiment, {}).get("resources", {})]
+        out = self.doc["resources"]
+        for layer in layers:
+            out = deep_merge(out, layer)
+        return out
 
     def eval_config(self, experiment: str | None = None, sets: list[str] = ()) -> dict:
         sc = self._scale
@@ -222,7 +231,7 @@ def json_schema() -> dict:
         return section(schema, False)
 
     exp_props = {k: _spec_schema(v) for k, v in EXPERIMENT_SCALARS.items()}
-    exp_props.update(train=partial(TRAIN_SCHEMA), evaluate=partial(EVAL_SCHEMA))
+    exp_props.update(train=partial(TRAIN_SCHEMA), evaluate=partial(EVAL_SCHEMA), resources=partial(RESOURCES_SCHEMA))
     experiment = {"type": "object", "properties": exp_props, "required": list(EXPERIMENT_SCALARS),
                   "additionalProperties": False}
     experiment_partial = {"type": ["object", "null"], "properties": exp_props, "additionalProperties": False}

@@ -8,7 +8,7 @@ Outputs in ``out_dir`` (each written atomically):
   history.csv        one row per evaluation of the monitoring statistics: at initialisation,
                      then every ``monitor.every_iterations`` iterations (the official code's
                      ``eval_iter_freq``) and after the last one, or at every epoch end when 0
-  snapshots.npz      small per-epoch snapshots of the model (the single-layer CNN's filters)
+  snapshots.npz      per-epoch snapshots: the epoch numbers, and the filters of a single-layer CNN
   model_final.pt     weights after the last iteration
   model_best.pt      early-stopped weights: best PGD accuracy on fixed training points,
                      chosen at every evaluation (the official code does the same)
@@ -297,11 +297,14 @@ class Run:
     def end_of_epoch(self) -> None:
         """Snapshot (small, per epoch) and resumable state; the next epoch starts."""
         p = self.progress
-        snap = getattr(self.model, "snapshot", None)
-        if snap is not None:
-            p.snapshots.append({"epoch": torch.tensor(p.epoch), **snap()})
-            arrays = {k: np.stack([s[k].numpy() for s in p.snapshots]) for k in p.snapshots[0]}
-            atomic.write_with(self.out / "snapshots.npz", lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+        p.snapshots.append({"epoch": torch.tensor(p.epoch), **getattr(self.model, "snapshot", dict)()})
+        arrays = {k: np.stack([s[k].numpy() for s in p.snapshots]) for k in p.snapshots[0]}
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic.write_with(self.out / "snapshots.npz", write)
         p.epoch, p.it = p.epoch + 1, 0
         self.save_state()
 

@@ -21,11 +21,17 @@ EVAL_RESULT = "results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/
 # Figures drawn like Fig. 1 and runtime tables: output name -> experiment.
 ACCURACY_EXPERIMENTS = [e for e in ("fig1", "methods_comparison", "imagenet") if e in EXPERIMENTS]
 RUNTIME_TABLES = {"runtime": "fig1", "methods_comparison_runtime": "methods_comparison"}
+# Figs. 4 and 11 (statistics at every evaluation): output name -> (experiment, variants drawn; None: all).
+METRICS_FIGURES = {"fig4": ("fig4", None), "cnn4_fig11": ("cnn4", ["fgsm", "gradalign"])}
+# Figs. 5-7 of the single-layer CNN (its FGSM run, first seed): output name -> `fastadv figure` name.
+CNN_FIGURES = {"cnn4_fig5": "filter_weights", "cnn4_fig6": "filter_norms", "cnn4_fig7": "feature_maps"}
 
 wildcard_constraints:
     scale="|".join(SCALES),
     accuracy_experiment="|".join(ACCURACY_EXPERIMENTS),
     runtime_table="|".join(RUNTIME_TABLES),
+    metrics_figure="|".join(METRICS_FIGURES),
+    cnn_figure="|".join(CNN_FIGURES),
     experiment="|".join(EXPERIMENTS),
     kind="final|best",
     seed=r"\d+",
@@ -55,8 +61,7 @@ def runtime_results(wildcards):
 
 def dataset_file(wildcards):
     """The prepared data a run reads: a verified .npz, or an image folder's manifest (.json)."""
-    dataset = study(wildcards.scale).experiment(wildcards.experiment)["dataset"]
-    return f"data/{dataset}.json" if dataset in FOLDER_DATASETS else f"data/{dataset}.npz"
+    return dataset_of(wildcards.experiment)(wildcards)
 
 
 def run_config(wildcards):
@@ -80,7 +85,12 @@ def experiment_config(experiment=None):
     """Input function: the resolved experiment a figure or table is drawn for, with its scale."""
 
     def resolved(wildcards):
-        name = experiment or getattr(wildcards, "accuracy_experiment", None) or RUNTIME_TABLES[wildcards.runtime_table]
+        if experiment:
+            name = experiment
+        elif hasattr(wildcards, "metrics_figure"):
+            name = METRICS_FIGURES[wildcards.metrics_figure][0]
+        else:
+            name = getattr(wildcards, "accuracy_experiment", None) or RUNTIME_TABLES[wildcards.runtime_table]
         return json.dumps({"scale": wildcards.scale, "experiment": study(wildcards.scale).experiment(name)},
                           sort_keys=True)
 
@@ -88,7 +98,7 @@ def experiment_config(experiment=None):
 
 
 def resource(name):
-    return lambda wildcards: study(wildcards.scale).resources()[name]
+    return lambda wildcards: study(wildcards.scale).resources(wildcards.experiment)[name]
 
 
 def experiment_evals(wildcards):
@@ -108,6 +118,30 @@ def experiment_evals(wildcards):
     ]
 
 
+def run_file(scale, experiment, run, name):
+    return HISTORY.replace("history.csv", name).format(scale=scale, experiment=experiment, variant=run["variant"],
+                                                       eps=eps_tag(run["eps"]), seed=run["seed"])
+
+
+def metrics_histories(wildcards):
+    """Histories drawn in Fig. 4 / Fig. 11: the experiment's first ε and seed, the figure's variants."""
+    experiment, variants = METRICS_FIGURES[wildcards.metrics_figure]
+    runs = study(wildcards.scale).runs(experiment)
+    first = runs[0]
+    return [run_file(wildcards.scale, experiment, r, "history.csv") for r in runs
+            if r["eps"] == first["eps"] and r["seed"] == first["seed"] and (variants is None or r["variant"] in variants)]
+
+
+def cnn_run(name):
+    """Input function: file ``name`` of the single-layer CNN's FGSM run of the first seed (Figs. 5-7)."""
+
+    def path(wildcards):
+        run = next(r for r in study(wildcards.scale).runs("cnn4") if r["variant"] == "fgsm")
+        return run_file(wildcards.scale, "cnn4", run, name)
+
+    return path
+
+
 def histories_of(experiment):
     """Input function: the history.csv of every run of ``experiment`` at the job's scale
     (restricted to the job's ``eps`` wildcard and the first seed when it has one)."""
@@ -117,18 +151,19 @@ def histories_of(experiment):
         if hasattr(wildcards, "eps"):
             first = runs[0]["seed"]
             runs = [r for r in runs if eps_tag(r["eps"]) == wildcards.eps and r["seed"] == first]
-        return [
-            HISTORY.format(
-                scale=wildcards.scale,
-                experiment=experiment,
-                variant=r["variant"],
-                eps=eps_tag(r["eps"]),
-                seed=r["seed"],
-            )
-            for r in runs
-        ]
+        return [run_file(wildcards.scale, experiment, r, "history.csv") for r in runs]
 
     return histories
+
+
+def dataset_of(experiment):
+    """Input function: the prepared data file of ``experiment``'s dataset."""
+
+    def path(wildcards):
+        dataset = study(wildcards.scale).experiment(experiment)["dataset"]
+        return f"data/{dataset}.json" if dataset in FOLDER_DATASETS else f"data/{dataset}.npz"
+
+    return path
 
 
 def refuse_gpu_scale_on_cpu():

@@ -145,6 +145,108 @@ rule plot_learning_curves:
         " --out {output.pdf} > {log} 2>&1"
 
 
+rule plot_training_metrics:
+    # Fig. 4 (PreActResNet-18: standard, FGSM, PGD-10) and Fig. 11 (single-layer CNN: FGSM, GradAlign):
+    # test accuracy, loss and the two cosines at every evaluation.
+    input:
+        histories=metrics_histories,
+    output:
+        pdf=report("results/{scale}/{metrics_figure}.pdf", caption="../report/metrics.rst", category="Figures"),
+        png="results/{scale}/{metrics_figure}.png",
+        data="results/{scale}/{metrics_figure}_data.csv",
+    params:
+        resolved=experiment_config(),
+    log:
+        "logs/plot_training_metrics/{scale}/{metrics_figure}.log",
+    benchmark:
+        "benchmarks/plot_training_metrics/{scale}/{metrics_figure}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure metrics --resolved {params.resolved:q} --histories {input.histories}"
+        " --out {output.pdf} > {log} 2>&1"
+
+
+rule plot_cnn_filters:
+    # Figs. 5-7: the noise-sensitive filter before/after CO, filter and outgoing-weight norms, feature maps.
+    input:
+        history=cnn_run("history.csv"),
+        snapshots=cnn_run("snapshots.npz"),
+        summary=cnn_run("summary.json"),
+        data=dataset_of("cnn4"),
+    output:
+        pdf=report("results/{scale}/{cnn_figure}.pdf", caption="../report/cnn4.rst", category="Figures"),
+        png="results/{scale}/{cnn_figure}.png",
+        data="results/{scale}/{cnn_figure}_data.csv",
+    params:
+        resolved=experiment_config("cnn4"),
+        figure=lambda wildcards: CNN_FIGURES[wildcards.cnn_figure],
+    log:
+        "logs/plot_cnn_filters/{scale}/{cnn_figure}.log",
+    benchmark:
+        "benchmarks/plot_cnn_filters/{scale}/{cnn_figure}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure {params.figure} --resolved {params.resolved:q} --histories {input.history}"
+        " --data-root data --out {output.pdf} > {log} 2>&1"
+
+
+rule table_cnn4:
+    # Per method and seed of the single-layer CNN: CO, final / early-stopped accuracy, the grown filter.
+    input:
+        table="results/{scale}/cnn4/results.csv",
+        histories=histories_of("cnn4"),
+    output:
+        md=report("results/{scale}/cnn4.md", caption="../report/cnn4.rst", category="Tables"),
+        csv="results/{scale}/cnn4.csv",
+    params:
+        resolved=experiment_config("cnn4"),
+    log:
+        "logs/table_cnn4/{scale}.log",
+    benchmark:
+        "benchmarks/table_cnn4/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure cnn_table --resolved {params.resolved:q} --results {input.table}"
+        " --histories {input.histories} --out {output.md} > {log} 2>&1"
+
+
+rule check_lemma2:
+    # Lemma 2 (gradient alignment at initialisation) against freshly initialised single-layer CNNs.
+    output:
+        md=report("results/{scale}/lemma2.md", caption="../report/lemma2.rst", category="Tables"),
+        csv="results/{scale}/lemma2.csv",
+        pdf="results/{scale}/lemma2.pdf",
+        png="results/{scale}/lemma2.png",
+        data="results/{scale}/lemma2_data.csv",
+    log:
+        "logs/check_lemma2/{scale}.log",
+    benchmark:
+        "benchmarks/check_lemma2/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "fastadv lemma2 --out {output.md} > {log} 2>&1"
+
+
 rule select_default_scale:
     # results/<name> is results/<scale>/<name> of the configured scale (params.yaml `scale`, or
     # --config scale=...): the unscaled targets of the paper's figures and tables. A copy, rebuilt

@@ -6,6 +6,7 @@ rule train_model:
         best="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/model_best.pt",
         history="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/history.csv",
         summary="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/summary.json",
+        snapshots="runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/snapshots.npz",
     params:
         resolved=run_config,
         out=lambda wildcards, output: os.path.dirname(output.final),
