@@ -31,11 +31,11 @@ def toy_model(seed: int = 0, in_dim: int = 12, hidden: int = 16, classes: int = 
     return m.to(dtype)
 
 
-# The separable task: class 0 images are grey level DARK ± NOISE per pixel, class 1 BRIGHT ± NOISE
-# (of 255). Any model that fits the training set separates them; an L∞ ball of radius
-# SEPARABLE_FLIP_EPS/255 around an image holds images of the other class (every pixel shifted by the
-# gap), so an attack at that radius has something to find.
-SEPARABLE_DARK, SEPARABLE_BRIGHT, SEPARABLE_NOISE = 100, 156, 4
+# The separable task: a class-0 image is grey, at a level drawn from DARK ± JITTER, a class-1 image at
+# BRIGHT ± JITTER, each pixel ± NOISE more (of 255). The classes are 2·(BRIGHT − DARK)/2 − JITTER − NOISE
+# apart at the least, so a model that fits the training set separates them; an L∞ ball of radius
+# SEPARABLE_FLIP_EPS/255 around an image holds images of the other class (every pixel shifted by the gap).
+SEPARABLE_DARK, SEPARABLE_BRIGHT, SEPARABLE_JITTER, SEPARABLE_NOISE = 100, 156, 20, 4
 SEPARABLE_FLIP_EPS = SEPARABLE_BRIGHT - SEPARABLE_DARK
 
 
@@ -48,7 +48,7 @@ def write_separable_dataset(root: str | Path, n_train: int = 512, n_test: int = 
     arrays = {}
     for split, n in (("train", n_train), ("test", n_test)):
         y = rng.integers(0, 2, n)
-        level = np.where(y == 1, SEPARABLE_BRIGHT, SEPARABLE_DARK)
+        level = np.where(y == 1, SEPARABLE_BRIGHT, SEPARABLE_DARK) + rng.integers(-SEPARABLE_JITTER, SEPARABLE_JITTER + 1, n)
         x = level[:, None, None, None] + rng.integers(-SEPARABLE_NOISE, SEPARABLE_NOISE + 1, (n, 32, 32, 3))
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(np.uint8), y.astype(np.uint8)
     root = Path(root)
@@ -77,3 +77,40 @@ def snakemake(cwd, *args, check=True, env=None):
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r
+
+
+def separable_threshold_model(scale: float = 40.0) -> torch.nn.Module:
+    """A single-layer CNN that solves the separable task by construction: one filter averages each 3×3×3
+    patch, the linear layer thresholds the mean of that map half way between the two classes' grey
+    levels (logit 1 − logit 0 = 2·scale·(mean − threshold)), and the other classes are never predicted.
+    Its clean accuracy is 1; an L∞ attack flips a point when ε exceeds (about) its grey level's distance
+    to the threshold, so at ε = 16/255 only the points within 16 grey levels of it."""
+    from fastadv.models import build_model
+
+    model = build_model("one_layer_cnn", width=1, num_classes=10, in_shape=(3, 32, 32))
+    # Share of a 3×3 patch inside the zero-padded 32×32 image, averaged over pixels: (30·3 + 2·2)² / (9·32²).
+    inside = (30 * 3 + 2 * 2) ** 2 / (9 * 32 * 32)
+    threshold = inside * (SEPARABLE_DARK + SEPARABLE_BRIGHT) / 2 / 255
+    with torch.no_grad():
+        model.conv.weight.fill_(1 / 27)
+        model.conv.bias.zero_()
+        lin = model.net[4]
+        lin.weight.zero_()
+        lin.bias.fill_(-1e3)
+        lin.weight[1].fill_(scale / 1024)
+        lin.weight[0].fill_(-scale / 1024)
+        lin.bias[0], lin.bias[1] = scale * threshold, -scale * threshold
+    return model.eval()
+
+
+def save_separable_threshold_model(path, data_root) -> dict:
+    """:func:`separable_threshold_model` as a model file of a run on the separable task in ``data_root``;
+    returns the run config it records."""
+    from fastadv.checkpoint import save_model
+    from fastadv.config import deep_merge, resolve_config
+
+    cfg = deep_merge(resolve_config(PARAMS, "train", "smoke"), {
+        "data": {"root": str(data_root), "dataset": "svhn", "subset": None},
+        "model": {"name": "one_layer_cnn", "width": 1}, "method": {"name": "standard"}})
+    save_model(path, separable_threshold_model(), cfg, "final", 0)
+    return cfg

@@ -16,25 +16,35 @@ from fastadv.models import build_model
 from fastadv.monitor import accuracy
 from fastadv.results import collect
 from fastadv.train import train
-from tests.helpers import PARAMS, SEPARABLE_FLIP_EPS, write_separable_dataset
+from tests.helpers import (PARAMS, SEPARABLE_BRIGHT, SEPARABLE_DARK, SEPARABLE_FLIP_EPS,
+                           save_separable_threshold_model, write_separable_dataset)
 
 SCHEMA = json.loads((Path(ev.__file__).parent / "schemas" / "eval_result.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def separable_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("separable")
+    root = tmp_path_factory.mktemp("separable")
+    write_separable_dataset(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def threshold_model(tmp_path_factory, separable_root):
+    """A model file that solves the separable task by construction (tests/helpers.py): clean accuracy 1,
+    and a point is robust exactly when its grey level is farther than ε from the threshold."""
+    path = tmp_path_factory.mktemp("model") / "model_final.pt"
+    save_separable_threshold_model(path, separable_root)
+    return path
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, separable_root):
-    """A small model trained on the separable two-class task (tests/helpers.py): clean accuracy
-    near 1 by construction, whatever the machine's floating-point path."""
-    write_separable_dataset(separable_root)
+    """A run trained on the separable task (for what evaluation copies from its summary)."""
     torch.set_num_threads(1)
     cfg = deep_merge(resolve_config(PARAMS, "train", "smoke"), {
         "data": {"root": str(separable_root), "dataset": "svhn", "subset": None}, "method": {"name": "standard"},
-        "optim": {"epochs": 3}, "runtime": {"threads": 1, "progress": "never"}})
+        "optim": {"epochs": 2}, "runtime": {"threads": 1, "progress": "never"}})
     out = tmp_path_factory.mktemp("run")
     train(cfg, out)
     return out
@@ -45,22 +55,25 @@ def eval_cfg():
     return deep_merge(resolve_config(PARAMS, "evaluate", "smoke"), {"threads": 1, "n_points": 48, "batch_size": 16})
 
 
-def test_robust_le_clean_and_schema(trained, eval_cfg, separable_root, tmp_path):
-    res = ev.evaluate(trained / "model_final.pt", tmp_path / "r.json", eval_cfg, eps255=SEPARABLE_FLIP_EPS)
-    jsonschema.validate(json.loads((tmp_path / "r.json").read_text()), SCHEMA)
-    model = ev.load_model(trained / "model_final.pt")
+def test_robust_le_clean_and_schema(threshold_model, eval_cfg, separable_root, tmp_path):
     x, y = load_split(separable_root, "svhn", "test", "cpu").head(48)
-    # Guaranteed by the evaluation: a point counts as robust only if it is classified correctly
-    # first, and the clean accuracy is the same count as an independent one.
-    assert res["pgd"]["acc"] <= res["clean_acc"] == accuracy(model, x, y)
-    # By construction of the task: the classes are separable with a wide margin (so clean accuracy is
-    # far above chance) and the ε-ball holds images of the other class (so the attack finds them).
-    assert res["clean_acc"] >= 0.9
-    assert res["pgd"]["acc"] < res["clean_acc"]
+    model = ev.load_model(threshold_model)
+    # The grey level of each point and its distance to the model's threshold (half way between the classes).
+    margin = ((x.mean((1, 2, 3)) * 255 - (SEPARABLE_DARK + SEPARABLE_BRIGHT) / 2).abs()).numpy()
+    for eps255 in (2, 16, SEPARABLE_FLIP_EPS):
+        res = ev.evaluate(threshold_model, tmp_path / f"r{eps255}.json", eval_cfg, eps255=eps255)
+        jsonschema.validate(json.loads((tmp_path / f"r{eps255}.json").read_text()), SCHEMA)
+        # Guaranteed by the evaluation: a point counts as robust only if it is classified correctly
+        # first, and the clean accuracy is the same count as an independent one.
+        assert res["pgd"]["acc"] <= res["clean_acc"] == accuracy(model, x, y) == 1.0
+        # By construction: the attack breaks exactly the points within ε of the threshold (up to the
+        # ±NOISE pixels and the padded border, one grey level either way).
+        assert (margin > eps255 + 1).mean() <= res["pgd"]["acc"] <= (margin > eps255 - 1).mean(), eps255
+    assert res["pgd"]["acc"] == 0.0
     assert res["pgd"]["steps"] == 50 and res["pgd"]["restarts"] == 10
     assert res["pgd"]["alpha"] == pytest.approx(SEPARABLE_FLIP_EPS / 4)
     assert res["n_points"] == 48 and res["model_kind"] == "final" and res["method_label"] == "standard"
-    assert not (tmp_path / "r.json.state.pt").exists()
+    assert not (tmp_path / "r2.json.state.pt").exists()
 
 
 def test_constant_logit_model_is_as_robust_as_clean(tiny_cfg, eval_cfg, tmp_path):
@@ -73,8 +86,8 @@ def test_constant_logit_model_is_as_robust_as_clean(tiny_cfg, eval_cfg, tmp_path
     assert res["pgd"]["acc"] == res["clean_acc"] > 0
 
 
-def test_interrupted_evaluation_resumes_with_identical_result(trained, eval_cfg, tmp_path, monkeypatch):
-    ref = ev.evaluate(trained / "model_final.pt", tmp_path / "ref.json", eval_cfg, eps255=2)
+def test_interrupted_evaluation_resumes_with_identical_result(threshold_model, eval_cfg, tmp_path, monkeypatch):
+    ref = ev.evaluate(threshold_model, tmp_path / "ref.json", eval_cfg, eps255=16)
     real, calls = ev.pgd_attack, []
 
     def dying(*a, **k):
@@ -85,26 +98,27 @@ def test_interrupted_evaluation_resumes_with_identical_result(trained, eval_cfg,
 
     monkeypatch.setattr(ev, "pgd_attack", dying)
     with pytest.raises(KeyboardInterrupt):
-        ev.evaluate(trained / "model_final.pt", tmp_path / "cut.json", eval_cfg, eps255=2)
+        ev.evaluate(threshold_model, tmp_path / "cut.json", eval_cfg, eps255=16)
     assert (tmp_path / "cut.json.state.pt").is_file() and not (tmp_path / "cut.json").exists()
     calls.clear()
     monkeypatch.setattr(ev, "pgd_attack", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
-    res = ev.evaluate(trained / "model_final.pt", tmp_path / "cut.json", eval_cfg, eps255=2)
+    res = ev.evaluate(threshold_model, tmp_path / "cut.json", eval_cfg, eps255=16)
     assert len(calls) == 1  # 48 points / 16 per batch = 3 batches; two were kept from the first try
     assert res["pgd"] == ref["pgd"] and res["clean_acc"] == ref["clean_acc"]
 
 
 @pytest.mark.slow
-def test_autoattack_attacks_only_survivors_and_is_not_vacuous(trained, eval_cfg, tmp_path):
+def test_autoattack_attacks_only_survivors_and_is_not_vacuous(threshold_model, eval_cfg, tmp_path):
     cfg = deep_merge(eval_cfg, {"autoattack": True, "n_points": 32, "autoattack_batch_size": 32})
-    res = ev.evaluate(trained / "model_final.pt", tmp_path / "aa.json", cfg, eps255=SEPARABLE_FLIP_EPS)
+    res = ev.evaluate(threshold_model, tmp_path / "aa.json", cfg, eps255=16)
     jsonschema.validate(res, SCHEMA)
     aa = res["autoattack"]
     # Guaranteed: each attack runs on the points still robust, so accuracy never rises.
     accs = [res["clean_acc"]] + [aa["acc_after"][a] for a in aa["attacks"]]
     assert accs == sorted(accs, reverse=True) and accs[-1] == aa["acc"]
-    # By construction (the ε-ball holds the other class), AutoAttack finds adversarial examples.
-    assert aa["acc"] < res["clean_acc"]
+    # By construction (points within ε of the threshold have the other class in their ε-ball), AutoAttack
+    # finds adversarial examples, and cannot break points farther than ε from it (a linear decision).
+    assert aa["acc"] < res["clean_acc"] and aa["acc"] == res["pgd"]["acc"]
 
 
 def test_collect_makes_one_row_per_model_and_refuses_duplicates(trained, eval_cfg, tmp_path):

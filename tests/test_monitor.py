@@ -87,7 +87,8 @@ def test_statistics_every_n_iterations_and_after_the_last(tmp_path, tiny_cfg, ev
 def test_drop_last_drops_the_incomplete_batch(tmp_path, tiny_cfg):
     s = train(_cfg(tiny_cfg, data={"subset": 100}, optim={"drop_last": True, "epochs": 1, "batch_size": 32}), tmp_path)
     assert s["iterations_per_epoch"] == 3
-    s = train(_cfg(tiny_cfg, data={"subset": 100}, optim={"epochs": 1, "batch_size": 32}), tmp_path / "keep")
+    s = train(_cfg(tiny_cfg, data={"subset": 100}, optim={"drop_last": False, "epochs": 1, "batch_size": 32}),
+              tmp_path / "keep")
     assert s["iterations_per_epoch"] == 4
 
 

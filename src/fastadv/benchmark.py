@@ -69,7 +69,7 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
 
     from .data import load_split
     from .methods import StepContext, build_method
-    from .train import make_model, make_optimizer, train_step
+    from .train import make_model, make_optimizer, mixed_precision, train_step
 
     set_threads(cfg["runtime"]["threads"])
     device = select_device(cfg["runtime"]["device"])
@@ -78,7 +78,7 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
                            cfg["runtime"]["seed"], augment=d["augment"])
     bs = o["batch_size"]
     idx = torch.arange(min(bs, len(train_set)), device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg["runtime"]["precision"] == "bf16")
+    autocast, scaler = mixed_precision(cfg["runtime"]["precision"], device)
     rows = []
     for name in methods:
         run = copy.deepcopy(cfg)
@@ -93,7 +93,7 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t = time.perf_counter()
-            train_step(model, opt, method, x, y, StepContext(gen), o["lr_max"], autocast)
+            train_step(model, opt, method, x, y, StepContext(gen), o["lr_max"], autocast, scaler)
         if device.type == "cuda":
             torch.cuda.synchronize()
         per_it = (time.perf_counter() - t) / iterations

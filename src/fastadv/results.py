@@ -11,7 +11,7 @@ from .errors import FastAdvError
 from .evaluate import load_result
 
 COLUMNS = ["dataset", "method", "method_label", "train_eps", "eps", "train_seed", "model_kind", "model_epoch",
-           "n_points", "clean_acc_full", "clean_acc", "pgd_protocol", "pgd_acc", "autoattack_acc",
+           "n_points", "clean_acc_full", "clean_acc", "pgd_protocol", "pgd_acc", "pgd_acc_max_loss", "autoattack_acc",
            "train_status", "co_epoch", "train_seconds", "seconds_per_epoch", "final_grad_alignment",
            "eval_seconds", "device", "torch", "path"]
 
@@ -24,6 +24,7 @@ def result_row(res: dict, path: str) -> dict:
         "model_kind": res["model_kind"], "model_epoch": res["model_epoch"], "n_points": res["n_points"],
         "clean_acc_full": res["clean_acc_full"], "clean_acc": res["clean_acc"],
         "pgd_protocol": res["pgd"]["protocol"], "pgd_acc": res["pgd"]["acc"],
+        "pgd_acc_max_loss": res["pgd"].get("acc_max_loss"),
         "autoattack_acc": aa["acc"] if aa else None, "eval_seconds": res["seconds"]["total"],
         "device": res["hardware"]["gpu"] or res["hardware"]["device"], "torch": res["hardware"]["torch"],
         "path": path,

@@ -6,18 +6,17 @@ from .errors import unknown_choice
 SCHEDULES = ("cyclic", "piecewise", "constant")
 
 
-def learning_rate(schedule: str, progress: float, lr_max: float) -> float:
+def learning_rate(schedule: str, progress: float, lr_max: float, peak: float = 0.4) -> float:
     """Learning rate at ``progress`` = fraction of all training iterations done, in [0, 1].
 
     cyclic (Smith & Topin 2019; Wong et al. 2020; GradAlign code): piecewise-linear
-        0 → lr_max at progress 2/5 → 0 at the end, updated every iteration. The
-        official code places the peak at ⌊2·epochs/5⌋ epochs, which is exactly 2/5
-        for the paper's 30 epochs.
+        0 → lr_max at progress ``peak`` → 0 at the end, updated every iteration. The
+        GradAlign code places the peak at ⌊2·epochs/5⌋ epochs, which is exactly 2/5
+        for the paper's 30 epochs; N-FGSM's and ELLE's code at 1/2.
     piecewise: lr_max, then lr_max/10 from 1/2 and lr_max/100 from 3/4 of training.
     constant: lr_max.
     """
     if schedule == "cyclic":
-        peak = 0.4
         if progress <= peak:
             return lr_max * progress / peak
         return lr_max * max(0.0, 1.0 - progress) / (1.0 - peak)

@@ -36,6 +36,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import atomic, monitor
+from .attacks.grad import loss_scaling
 from .checkpoint import STATE_FORMAT, load_weights_only, save_model
 from .config import config_diff
 from .data import info, load_arrays, load_split
@@ -103,16 +104,27 @@ def make_optimizer(cfg: dict, model) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=o["lr_max"], weight_decay=o["weight_decay"])
 
 
-def train_step(model, opt, method, x, y, ctx: StepContext, lr: float, autocast) -> "StepOutput":  # noqa: F821
-    """One optimisation step of ``method`` on a batch (training and ``bench-train`` share it)."""
+def mixed_precision(precision: str, device: torch.device):
+    """(autocast context, gradient scaler) of ``runtime.precision``: fp16 is the GradAlign code's apex
+    O1 (autocast to float16, dynamic loss scaling); bf16 needs no scaling; fp32 disables both."""
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+    return autocast, torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def train_step(model, opt, method, x, y, ctx: StepContext, lr: float, autocast, scaler) -> "StepOutput":  # noqa: F821
+    """One optimisation step of ``method`` on a batch (training and ``bench-train`` share it). With fp16
+    the loss is scaled, and so are the input gradients the method takes (attacks.grad.loss_scaling)."""
     for g in opt.param_groups:
         g["lr"] = lr
-    with autocast:
+    scale = scaler.get_scale() if scaler.is_enabled() else 1.0
+    with autocast, loss_scaling(scale):
         res = method.step(model, x, y, ctx)
     opt.zero_grad(set_to_none=True)
-    res.loss.backward()
+    scaler.scale(res.loss).backward()
     method.after_backward()
-    opt.step()
+    scaler.step(opt)
+    scaler.update()
     return res
 
 
@@ -170,8 +182,6 @@ class Run:
         rt, o, d = cfg["runtime"], cfg["optim"], cfg["data"]
         set_threads(rt["threads"])
         self.device = select_device(rt["device"])
-        if rt["precision"] == "bf16" and self.device.type != "cuda":
-            raise FastAdvError("runtime.precision 'bf16' needs a CUDA device; valid on CPU: fp32")
         self.seed = rt["seed"]
         arrays = load_arrays(d["root"], d["dataset"])
         self.train_set = load_split(d["root"], d["dataset"], "train", self.device, d["subset"], d["subset_mode"],
@@ -188,7 +198,7 @@ class Run:
         self.iters_per_epoch = n // bs if o["drop_last"] else math.ceil(n / bs)
         self.total_iters = o["epochs"] * self.iters_per_epoch
         self.warmup_iters = int(round(o["warmup_epochs"] * self.iters_per_epoch))
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=rt["precision"] == "bf16")
+        self.autocast, self.scaler = mixed_precision(rt["precision"], self.device)
         self.progress = TrainProgress()
         self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
 
@@ -198,11 +208,12 @@ class Run:
         atomic.save_torch(self.out / "state.pt", {
             "format": STATE_FORMAT, "config": self.cfg, "model": _cpu_state(self.model),
             "optimizer": self.opt.state_dict(), "method": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in m.items()},
-            "progress": self.progress.state_dict(), "rng_cpu": torch.get_rng_state()})
+            "scaler": self.scaler.state_dict(), "progress": self.progress.state_dict(), "rng_cpu": torch.get_rng_state()})
 
     def load_state(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["optimizer"])
+        self.scaler.load_state_dict(st["scaler"])
         self.method.load_state_dict({k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in st["method"].items()})
         self.progress = TrainProgress(**st["progress"])
         torch.set_rng_state(st["rng_cpu"])
@@ -237,8 +248,8 @@ class Run:
         for it, x, y in bar:
             ctx = StepContext(generator(self.device, self.seed, p.global_step, "step"),
                               warmup_factor(p.global_step, self.warmup_iters))
-            lr = learning_rate(o["lr_schedule"], (p.global_step + 1) / self.total_iters, o["lr_max"])
-            res = train_step(self.model, self.opt, self.method, x, y, ctx, lr, self.autocast)
+            lr = learning_rate(o["lr_schedule"], (p.global_step + 1) / self.total_iters, o["lr_max"], o["lr_peak"])
+            res = train_step(self.model, self.opt, self.method, x, y, ctx, lr, self.autocast, self.scaler)
             p.accumulate(res, x, y)
             p.it, p.global_step = it + 1, p.global_step + 1
             if self.evaluation_due():
@@ -264,7 +275,7 @@ class Run:
         p, m = self.progress, self.cfg["monitor"]
         row = {"epoch": p.epoch, "iteration": p.global_step, "epochs": p.global_step / self.iters_per_epoch,
                "lr": learning_rate(self.cfg["optim"]["lr_schedule"], p.global_step / self.total_iters,
-                                   self.cfg["optim"]["lr_max"]),
+                                   self.cfg["optim"]["lr_max"], self.cfg["optim"]["lr_peak"]),
                **p.training_row(), "train_seconds": p.train_seconds}
         if p.global_step and not math.isfinite(row["train_loss"]):
             return False

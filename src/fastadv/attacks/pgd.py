@@ -15,12 +15,16 @@ from .fgsm import uniform_delta
 from .grad import input_grad
 
 
-def pgd_perturbation(model, x, y, eps: float, alpha: float, steps: int, delta: torch.Tensor) -> torch.Tensor:
+def pgd_perturbation(model, x, y, eps: float, alpha: float, steps: int, delta: torch.Tensor,
+                     clamp_in_graph: bool = False) -> torch.Tensor:
     """``steps`` signed-gradient ascent steps from start ``delta``; returns the final δ
-    (projected onto the ε-ball and the [0,1] box after every step)."""
-    delta = (x + delta).clamp(0, 1) - x
+    (projected onto the ε-ball and the [0,1] box after every step). ``clamp_in_graph`` (the
+    GradAlign code's PGD training attack): the start is not projected to the box and each gradient
+    is taken through clip₀₁(x + δ)."""
+    if not clamp_in_graph:
+        delta = (x + delta).clamp(0, 1) - x
     for _ in range(steps):
-        grad, _ = input_grad(model, x, y, delta, reduction="sum")
+        grad, _ = input_grad(model, x, y, delta, reduction="sum", clamp=clamp_in_graph)
         delta = (delta + alpha * grad.sign()).clamp(-eps, eps)
         delta = (x + delta).clamp(0, 1) - x
     return delta.detach()
@@ -64,6 +68,33 @@ def pgd_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float
         best_loss[idx] = loss[take]
         broken[todo] = prev_broken | wrong
     return best
+
+
+def pgd_restart_outcomes(model, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
+                         restarts: int, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, loss), each (restarts, n): the final iterate of every restart on every point, from the
+    same random starts as :func:`pgd_attack` (one uniform draw for the whole batch per restart)."""
+    correct, losses = [], []
+    for _ in range(restarts):
+        delta0 = uniform_delta(x, eps, gen)
+        x_adv = (x + pgd_perturbation(model, x, y, eps, alpha, steps, delta0)).clamp(0, 1)
+        with torch.no_grad():
+            out = model(x_adv)
+        correct.append(out.argmax(1) == y)
+        losses.append(F.cross_entropy(out, y, reduction="none"))
+    return torch.stack(correct), torch.stack(losses)
+
+
+def restart_rules(clean_correct: torch.Tensor, correct: torch.Tensor, loss: torch.Tensor) -> dict:
+    """Robustness flags under the two rules for combining restarts:
+
+    * ``worst_case``: robust iff correctly classified clean and after every restart;
+    * ``max_loss`` (the GradAlign code, utils.attack_pgd): the restart with the highest final
+      cross-entropy counts (ties: the later one), whatever the others found.
+    """
+    last_max = loss.shape[0] - 1 - loss.flip(0).argmax(0)
+    return {"worst_case": clean_correct & correct.all(0),
+            "max_loss": correct.gather(0, last_max[None])[0]}
 
 
 class PGD:

@@ -38,7 +38,10 @@ def build_method(method_cfg: dict, dataset: str) -> Method:
     if name not in REGISTRY:
         raise unknown_choice("method", name, REGISTRY)
     params = method_cfg.get(name, {})
-    return REGISTRY[name](method_cfg["eps"] / 255.0, params, dataset)
+    method = REGISTRY[name](method_cfg["eps"] / 255.0, params, dataset)
+    method.clamp_in_graph = method_cfg.get("clamp_in_graph", False)
+    method.extra_clean_forward = method_cfg.get("extra_clean_forward", False)
+    return method
 
 
 __all__ = ["REGISTRY", "build_method", "Method", "StepContext", "StepOutput", "default_lambda",

@@ -34,6 +34,9 @@ class Method:
     """
 
     replay = 1
+    # Switches of the GradAlign code's behaviour (train.method.*; set by build_method):
+    clamp_in_graph = False       # training attacks take gradients through clip₀₁(x + δ)
+    extra_clean_forward = False  # standard / PGD training: one more clean train-mode forward per step
 
     def __init__(self, eps: float, params: dict, dataset: str):
         self.eps = eps
@@ -51,6 +54,14 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def clean_forward(model, x) -> None:
+    """A clean forward pass in the model's mode whose only effect is on batch-norm running statistics:
+    the GradAlign code's extra forward/backward for monitoring ∇ₓℓ(x) in standard and PGD training
+    (train.py, ``get_input_grad(…, delta_init='none')``)."""
+    with torch.no_grad():
+        model(x)
 
 
 def ce_step(model, x_train, y, input_grad: torch.Tensor | None = None) -> StepOutput:

@@ -13,5 +13,5 @@ class FGSM(Method):
     def step(self, model, x, y, ctx) -> StepOutput:
         alpha = self.params["alpha"] * self.eps * ctx.warmup
         x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=False, gen=ctx.gen,
-                                  return_grad=True)
+                                  return_grad=True, clamp_in_graph=self.clamp_in_graph)
         return ce_step(model, x_adv, y, grad)

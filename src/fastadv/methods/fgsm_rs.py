@@ -12,5 +12,5 @@ class FGSMRS(Method):
     def step(self, model, x, y, ctx) -> StepOutput:
         alpha = self.params["alpha"] * self.eps * ctx.warmup
         x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=True, gen=ctx.gen,
-                                  return_grad=True)
+                                  return_grad=True, clamp_in_graph=self.clamp_in_graph)
         return ce_step(model, x_adv, y, grad)

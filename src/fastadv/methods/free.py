@@ -3,20 +3,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Method, StepOutput
+from ..attacks.grad import input_grad
+from .base import Method, StepOutput, ce_step
 
 
 class Free(Method):
     """Free adversarial training (Shafahi et al., "Adversarial Training for Free!", NeurIPS 2019).
 
-    Each batch is replayed m times; one backward pass per replay gives both the
-    parameter gradient and ∇_δℓ, and δ (kept across replays *and* batches) is then
-    updated δ ← Π_ε(δ + α·sign(∇_δℓ)), x+δ kept in [0,1]. This is Shafahi et al.'s
-    algorithm (one forward/backward per step); the GradAlign code's variant spends a
-    second forward/backward on the updated δ. Paper scripts: m = 8, 96 epochs
-    (= 12 passes over fresh data), lr_max 0.04, α = 1·ε.
+    Each batch is replayed m times and δ is kept across replays *and* batches. Two variants
+    (``params.variant``):
 
-    params: ``replay`` m; ``alpha`` step in units of ε.
+    * ``shafahi``: Shafahi et al.'s algorithm — one forward/backward per step gives both the
+      parameter gradient at x + δ and ∇_δℓ, then δ ← Π_ε(δ + α·sign(∇_δℓ)), x + δ kept in [0,1].
+    * ``official``: the GradAlign code (train.py with ``--minibatch_replay``) — a forward/backward at
+      clip₀₁(x + δ) for ∇_δℓ only, the δ update, then a second forward/backward at x + δ_new for the
+      parameters: two passes per step.
+
+    Paper scripts: m = 8, 96 epochs (= 12 passes over fresh data), lr_max 0.04, α = 1·ε.
+    params: ``replay`` m; ``alpha`` step in units of ε; ``variant``.
     """
 
     def __init__(self, eps, params, dataset):
@@ -25,10 +29,19 @@ class Free(Method):
         self.delta: torch.Tensor | None = None
         self._pending = None
 
+    def _updated(self, x, delta, grad, warmup) -> torch.Tensor:
+        new = (delta + self.params["alpha"] * self.eps * warmup * grad.sign()).clamp(-self.eps, self.eps)
+        return (x + new).clamp(0, 1) - x
+
     def step(self, model, x, y, ctx) -> StepOutput:
         n = len(x)
         if self.delta is None or len(self.delta) < n or self.delta.shape[1:] != x.shape[1:]:
             self.delta = torch.zeros_like(x)
+        if self.params["variant"] == "official":
+            grad, _ = input_grad(model, x, y, self.delta[:n], clamp=self.clamp_in_graph)
+            new = self._updated(x, self.delta[:n], grad, ctx.warmup)
+            self.delta[:n] = new
+            return ce_step(model, x + new, y, grad)
         delta = self.delta[:n].clone().requires_grad_(True)
         inputs = (x + delta).clamp(0, 1)
         logits = model(inputs)
@@ -36,12 +49,12 @@ class Free(Method):
         return StepOutput(F.cross_entropy(logits, y), logits, inputs=inputs)
 
     def after_backward(self) -> None:
+        if self._pending is None:
+            return
         x, delta, warmup = self._pending
         self._pending = None
         with torch.no_grad():
-            step = self.params["alpha"] * self.eps * warmup
-            new = (delta + step * delta.grad.sign()).clamp(-self.eps, self.eps)
-            self.delta[: len(x)] = (x + new).clamp(0, 1) - x
+            self.delta[: len(x)] = self._updated(x, delta, delta.grad, warmup)
 
     def state_dict(self) -> dict:
         return {"delta": self.delta}

@@ -79,7 +79,7 @@ class GradAlign(Method):
 
     def fgsm_logits(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(∇ₓℓ(x), the FGSM point, logits there): the FGSM gradient doubles as the penalty's g1."""
-        grad_x, _ = input_grad(model, x, y)
+        grad_x, _ = input_grad(model, x, y, clamp=self.clamp_in_graph)
         x_fgsm = fgsm_point(x, grad_x, self.eps, self.params["alpha"] * self.eps * ctx.warmup)
         return grad_x, x_fgsm, model(x_fgsm)
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks.fgsm import uniform_delta
+from ..attacks.grad import loss_scale
 from .base import StepOutput
 from .gradalign import GradAlign, _unit_rows, alignment_cosines
 
@@ -67,12 +68,15 @@ def probe_forward(model: nn.Module, masks: dict | None = None):
 def penalty_fd_terms(model, x, y, eps: float, eta: torch.Tensor, grad_x: torch.Tensor, fd_step: float):
     """(penalty value P, h (0-d tensor), ∇θL(z) as a list per parameter, L(z + h·w) with its graph).
 
-    ∇θ P ≈ (∇θ L(z + h·w) − ∇θ L(z)) / h; see the module docstring."""
+    ∇θ P ≈ (∇θ L(z + h·w) − ∇θ L(z)) / h; see the module docstring. Under fp16 loss scaling
+    (attacks.grad.loss_scaling) ∇θL(z) comes scaled, like the parameter gradients it is subtracted from."""
     params = [p for p in model.parameters() if p.requires_grad]
     z = (x + eta).detach().requires_grad_(True)
     with probe_forward(model) as masks:
         loss_z = F.cross_entropy(model(z), y)
-    g2, *grads_z = torch.autograd.grad(loss_z, [z] + params)
+    scale = loss_scale()
+    g2, *grads_z = torch.autograd.grad(loss_z * scale if scale != 1.0 else loss_z, [z] + params)
+    g2 = g2 / scale if scale != 1.0 else g2
     cos, valid = alignment_cosines(grad_x.detach(), g2)
     n = valid.sum().clamp_min(1)
     penalty = torch.where(valid, 1.0 - cos, torch.zeros_like(cos)).sum() / n

@@ -2,7 +2,7 @@ import torch
 
 from ..attacks import pgd_perturbation
 from ..attacks.fgsm import uniform_delta
-from .base import Method, StepOutput, ce_step
+from .base import Method, StepOutput, ce_step, clean_forward
 
 
 class PGD(Method):
@@ -17,5 +17,7 @@ class PGD(Method):
         eps = self.eps * ctx.warmup
         p = self.params
         delta0 = uniform_delta(x, eps, ctx.gen) if p["random_init"] else torch.zeros_like(x)
-        delta = pgd_perturbation(model, x, y, eps, p["alpha"] * eps, p["steps"], delta0)
+        delta = pgd_perturbation(model, x, y, eps, p["alpha"] * eps, p["steps"], delta0, self.clamp_in_graph)
+        if self.extra_clean_forward:
+            clean_forward(model, x)
         return ce_step(model, (x + delta).clamp(0, 1), y)
