@@ -183,3 +183,34 @@ def test_fp16_double_backprop_agrees_with_fp32():
     for step in range(3):  # dynamic scaling skips overflowing steps and lowers the scale
         train_step(model, opt, m, x, y, StepContext(torch.Generator().manual_seed(step)), 0.01, autocast, scaler)
     assert all(torch.isfinite(p).all() for p in model.parameters()) and scaler.get_scale() <= 65536.0
+
+
+def test_fidelity_report_runs_both_settings_of_each_switch(tmp_path, tiny_cfg):
+    """Every measured row is there and in its range; the restart-rule row equals `fastadv evaluate`
+    with restart_rule both on the same model and points."""
+    import json
+
+    from fastadv.cli import main
+    from fastadv.config import deep_merge, resolve_config
+    from fastadv.train import train
+    from tests.helpers import PARAMS
+
+    train(deep_merge(tiny_cfg, {"optim": {"epochs": 2}, "monitor": {"every_iterations": 1}}), tmp_path / "run")
+    assert main(["fidelity", "--model", str(tmp_path / "run/model_final.pt"), "--out", str(tmp_path / "f.md"),
+                 "--n-points", "32", "--eval-points", "24"]) == 0
+    import pandas as pd
+
+    t = pd.read_csv(tmp_path / "f.csv")
+    assert sorted(set(t["row"])) == [1, 2, 3, 4, 5, 6, 7, 8]
+    for _, r in t[t["row"].isin([1, 5])].iterrows():
+        assert -1 <= float(r["value"]) <= 1
+    assert 0 <= float(t[(t["row"] == 2) & t["measured"].str.contains("FGSM training")]["value"].iloc[0]) <= 1
+    cfg = deep_merge(resolve_config(PARAMS, "evaluate", "smoke"), {"n_points": 24, "batch_size": 1024,
+                                                                   "restart_rule": "both", "full_clean": False})
+    from fastadv.evaluate import evaluate
+
+    res = evaluate(tmp_path / "run/model_final.pt", tmp_path / "e.json", cfg)
+    row3 = t[t["row"] == 3]["value"].iloc[0]
+    assert row3 == f"{100 * res['pgd']['acc']:.1f} % / {100 * res['pgd']['acc_max_loss']:.1f} %"
+    assert res["pgd"]["acc"] <= res["pgd"]["acc_max_loss"]
+    assert json.loads((tmp_path / "e.json").read_text())["pgd"]["restart_rule"] == "both"

@@ -147,6 +147,17 @@ def cmd_lemma2(args) -> int:
     return 0
 
 
+def cmd_fidelity(args) -> int:
+    from .fidelity import fidelity_report
+    from .figures import write_table
+
+    table = fidelity_report(args.model, args.data_root, args.n_points, args.eval_points)
+    write_table(table, args.out, f"Effect of each switch of parity with the official GradAlign code on {args.model} "
+                "(README, Fidelity): both settings on the same model and points.")
+    print(f"fidelity: {args.out}")
+    return 0
+
+
 def cmd_copy(args) -> int:
     from . import atomic
 
@@ -250,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also show the paper's published values (src/fastadv/published_values.yaml): "
                          "faded open squares on fig1, published_* columns in the runtime/autoattack tables")
     pf.set_defaults(func=cmd_figure)
+
+    pfi = sub.add_parser("fidelity", help="effect of each switch of parity with the official code on one model")
+    pfi.add_argument("--model", required=True, help="a trained model file (e.g. a quick-scale FGSM model)")
+    pfi.add_argument("--out", required=True, help="Markdown table; the CSV beside it")
+    pfi.add_argument("--data-root", default=None, help="prepared data (default: the run's data.root)")
+    pfi.add_argument("--n-points", type=int, default=256, help="training images for the training-time switches")
+    pfi.add_argument("--eval-points", type=int, default=200, help="test images for the PGD restart rule")
+    pfi.set_defaults(func=cmd_fidelity)
 
     pcp = sub.add_parser("copy", help="copy a file atomically (the workflow's unscaled targets results/<name>)")
     pcp.add_argument("src")

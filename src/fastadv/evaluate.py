@@ -69,7 +69,7 @@ class _State:
         self.path.unlink(missing_ok=True)
 
 
-def _pgd_robust(model, x, y, eps, protocol, batch_size, seed, device, done: dict | None = None,
+def robust_flags(model, x, y, eps, protocol, batch_size, seed, device, done: dict | None = None,
                 checkpoint=lambda: None, restart_rule: str = "worst_case") -> dict:
     """Per-point robustness flags under ``protocol``: {"worst_case": …} and, with ``restart_rule``
     ``both``, {"max_loss": …} (the official rule; every restart then runs on every point). Batches
@@ -107,7 +107,7 @@ def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, eps: float, protoco
     if model.training:
         warnings.warn("robust_accuracy: the model is in train mode (batch-norm batch statistics); "
                       "the paper evaluates in eval mode: call model.eval() first", stacklevel=2)
-    return _fraction(_pgd_robust(model, x, y, eps, protocol, batch_size, seed, x.device)["worst_case"])
+    return _fraction(robust_flags(model, x, y, eps, protocol, batch_size, seed, x.device)["worst_case"])
 
 
 def _autoattack(model, x, y, eps, seed, batch_size, state: _State, device) -> dict:
@@ -178,7 +178,7 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: dict, eps255: fl
     clean = accuracy(model, x, y, cfg["batch_size"])
     seconds["clean"] = time.perf_counter() - t
     t = time.perf_counter()
-    robust = _pgd_robust(model, x, y, eps, cfg["protocol"], cfg["batch_size"], cfg["seed"], device,
+    robust = robust_flags(model, x, y, eps, cfg["protocol"], cfg["batch_size"], cfg["seed"], device,
                          state.data["pgd"], state.save, cfg["restart_rule"])
     seconds["pgd"] = time.perf_counter() - t
     steps, restarts, alpha = PROTOCOLS[cfg["protocol"]]

@@ -142,6 +142,14 @@ def cnn_run(name):
     return path
 
 
+def fidelity_model(wildcards):
+    """The final model of fig1's FGSM run at its largest ε and first seed (catastrophically overfitted
+    where the scale shows CO): the model the fidelity table measures each switch on."""
+    runs = [r for r in study(wildcards.scale).runs("fig1") if r["variant"] == "fgsm"]
+    run = max(runs, key=lambda r: (r["eps"], -r["seed"]))
+    return run_file(wildcards.scale, "fig1", run, "model_final.pt")
+
+
 def histories_of(experiment):
     """Input function: the history.csv of every run of ``experiment`` at the job's scale
     (restricted to the job's ``eps`` wildcard and the first seed when it has one)."""

@@ -247,6 +247,28 @@ rule check_lemma2:
         "fastadv lemma2 --out {output.md} > {log} 2>&1"
 
 
+rule check_fidelity:
+    # The effect of each switch of parity with the official code, on the fig1 FGSM model at the largest ε.
+    input:
+        model=fidelity_model,
+        history=lambda wildcards: fidelity_model(wildcards).replace("model_final.pt", "history.csv"),
+    output:
+        md=report("results/{scale}/fidelity.md", caption="../report/fidelity.rst", category="Tables"),
+        csv="results/{scale}/fidelity.csv",
+    log:
+        "logs/check_fidelity/{scale}.log",
+    benchmark:
+        "benchmarks/check_fidelity/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "fastadv fidelity --model {input.model} --out {output.md} > {log} 2>&1"
+
+
 rule select_default_scale:
     # results/<name> is results/<scale>/<name> of the configured scale (params.yaml `scale`, or
     # --config scale=...): the unscaled targets of the paper's figures and tables. A copy, rebuilt
