@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastadv.config import deep_merge, resolve_train_config
+from fastadv.config import deep_merge
+from fastadv.study import resolve_train_config
 from fastadv.data import prepare
 from tests.helpers import PARAMS, data_source
 

@@ -10,7 +10,8 @@ import fastadv
 from fastadv import evaluate as ev
 from fastadv.attacks import fgsm_attack, pgd_attack
 from fastadv.checkpoint import save_model
-from fastadv.config import deep_merge, resolve_config
+from fastadv.config import deep_merge
+from fastadv.study import resolve_config
 from fastadv.data import load_split, prepare
 from fastadv.models import build_model
 from tests.helpers import (PARAMS, REPO, data_source, save_separable_threshold_model, toy_model,

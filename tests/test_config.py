@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from fastadv.cli import main
-from fastadv.config import deep_merge, parse_set, resolve_train_config
+from fastadv.config import deep_merge, parse_set
+from fastadv.study import resolve_train_config
 from fastadv.study import Study
 from fastadv.errors import FastAdvError
 from tests.helpers import PARAMS
@@ -25,7 +26,7 @@ def test_params_yaml_resolves_and_scales_apply():
     (["method.eps=0"], r"train.method.eps=0.0 out of range; valid: \(0, 128\]"),
     (["method.eps=-3"], r"out of range"),
     (["method.eps=1000"], r"out of range"),
-    (["optim.epochs=-1"], r"train.optim.epochs=-1 out of range; valid: \[1, inf"),
+    (["optim.epochs=-1"], r"train.optim.epochs=-1 out of range; valid: \[1, inf\)$"),
     (["optim.epochs=ten"], r"train.optim.epochs must be int, got 'ten'"),
     (["optim.epochs=2.5"], r"must be int"),
     (["runtime.device=tpu"], r"valid: auto, cpu, cuda"),
@@ -110,3 +111,38 @@ def test_gpu_scale_guard_estimates_and_exemptions():
     assert studies["paper"].resources("cnn4")["gpu"] == 0 and studies["paper"].resources("fig1")["gpu"] == 1
     cnn = ("train_model", {"scale": "paper", "experiment": "cnn4", "variant": "fgsm", "eps": "10", "seed": "0"})
     assert cpu_refusal([cnn], studies.get, cuda=False, allow_cpu=False) is None
+
+
+@pytest.mark.parametrize("old, new, where", [
+    ("optim: {epochs: 2, batch_size: 64, lr_max: 0.05}", "optim: {epochs: 0, batch_size: 64, lr_max: 0.05}",
+     r"scales.smoke.train.optim.epochs=0 out of range; valid: \[1, inf\)"),
+    ("pgd2: {method: {name: pgd, pgd: {steps: 2, alpha: 0.5}}}", "pgd2: {method: {name: pgd, pgd: {steps: 0, alpha: 0.5}}}",
+     r"variants.pgd2.method.pgd.steps=0 out of range"),
+    ("    train: {optim: {epochs: 60}}", "    train: {optim: {epochs: -60}}", r"experiments.figA.train.optim.epochs=-60"),
+    ("      free: {optim: {epochs: 45, lr_max: 0.01}}", "      free: {optim: {epochs: 45, lr_max: -0.01}}",
+     r"experiments.fig1_svhn.variants.free.optim.lr_max=-0.01 out of range"),
+])
+def test_errors_name_the_real_dotted_path_even_when_another_scale_runs(tmp_path, old, new, where):
+    params = tmp_path / "params.yaml"
+    text = PARAMS.read_text()
+    assert old in text
+    params.write_text(text.replace(old, new))
+    with pytest.raises(FastAdvError, match=where):
+        Study.load(params, "quick")
+
+
+def test_defaults_ship_in_the_package_and_a_local_params_file_wins(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the packaged defaults (= the repository's file)
+    assert main(["config", "--scale", "quick"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == Study.load(PARAMS, "quick").train_config()
+    (tmp_path / "params.yaml").write_text(PARAMS.read_text().replace("    epochs: 30 ", "    epochs: 7 "))
+    assert main(["config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["optim"]["epochs"] == 7
+    # An installed package (not this checkout) carries the file itself, not a link.
+    r = subprocess.run([sys.executable, "-c", "from importlib import resources; "
+                        "print(len(resources.files('fastadv').joinpath('params.yaml').read_text()))"],
+                       capture_output=True, text=True, check=True)
+    assert int(r.stdout) == len(PARAMS.read_text())

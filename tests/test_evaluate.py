@@ -9,7 +9,8 @@ import torch
 import fastadv.evaluate as ev
 from fastadv.checkpoint import save_model
 from fastadv.cli import main
-from fastadv.config import deep_merge, resolve_config
+from fastadv.config import deep_merge
+from fastadv.study import resolve_config
 from fastadv.data import load_split
 from fastadv.errors import FastAdvError
 from fastadv.models import build_model

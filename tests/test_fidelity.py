@@ -191,7 +191,8 @@ def test_fidelity_report_runs_both_settings_of_each_switch(tmp_path, tiny_cfg):
     import json
 
     from fastadv.cli import main
-    from fastadv.config import deep_merge, resolve_config
+    from fastadv.config import deep_merge
+    from fastadv.study import resolve_config
     from fastadv.train import train
     from tests.helpers import PARAMS
 

@@ -7,7 +7,8 @@ import torch
 import yaml
 
 from fastadv.study import Study, json_schema, typed_overrides
-from tests.helpers import PARAMS, REPO, copy_workflow, data_source, snakemake
+from fastadv.reference import load_published
+from tests.helpers import PARAMS, REPO, copy_workflow, data_source, snakemake, write_separable_dataset
 
 
 def test_schema_file_is_generated_from_the_specs():
@@ -178,6 +179,24 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {}
 
 
+def test_paper_figures_and_tables_of_the_rebuttal_plan_the_right_runs(tmp_path):
+    wf = copy_workflow(tmp_path)
+    assert dry_run_jobs(wf, "results/paper/figA.pdf") == {"prepare_data": 1, "train_model": 6, "plot_figA": 1}
+    assert dry_run_jobs(wf, "results/paper/table7.md") == {"prepare_data": 1, "train_model": 4 * 2 * 5,
+                                                          "evaluate_model": 4 * 2 * 5 * 2, "collect_results": 1,
+                                                          "table_methods": 1}
+    assert dry_run_jobs(wf, "results/paper/fig8.pdf") == {"prepare_data": 2, "train_model": 480 + 6 * 12 * 5,
+                                                         "evaluate_model": 960 + 6 * 12 * 5, "collect_results": 2,
+                                                         "plot_fig8": 1}
+    assert dry_run_jobs(wf, "results/paper/vs_published.md") == {"prepare_data": 1, "train_model": 480,
+                                                                "evaluate_model": 960, "collect_results": 1,
+                                                                "table_vs_published": 1}
+    svhn = Study.load(PARAMS).train_config("fig1_svhn", "gradalign", 8.0, 0)
+    free = Study.load(PARAMS).train_config("fig1_svhn", "free", 8.0, 0)
+    assert svhn["data"]["dataset"] == "svhn" and svhn["optim"]["lr_max"] == 0.05 and svhn["optim"]["epochs"] == 15
+    assert svhn["optim"]["warmup_epochs"] == 5 and (free["optim"]["epochs"], free["optim"]["lr_max"]) == (45, 0.01)
+
+
 def test_section3_targets_plan_the_paper_runs(tmp_path):
     wf = copy_workflow(tmp_path)
     jobs = dry_run_jobs(wf, "results/paper/cnn4.md", "results/paper/cnn4_fig5.pdf", "results/paper/cnn4_fig6.pdf",
@@ -214,6 +233,43 @@ def test_smoke_section3_figures_tables_and_lemma2(tmp_path):
     results = pd.read_csv(wf / "results/smoke/cnn4/results.csv")
     final = results[results["model_kind"] == "final"].set_index("method_label")["pgd_acc"]
     assert list(table.set_index("method_label").loc[final.index, "pgd_final"]) == list(100 * final)
+
+
+@pytest.mark.slow
+def test_smoke_rebuttal_table7_fig8_with_synthetic_svhn_and_vs_published(tmp_path):
+    """prepare → train → evaluate on SVHN-shaped synthetic data (no SVHN copy here), Fig. 8 drawing exactly its
+    tables' numbers and only published_values.yaml's, Table 7 and the comparison with published values."""
+    src = data_source()
+    if src is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    source = tmp_path / "source"
+    write_separable_dataset(source, n_train=512, n_test=128, dataset="svhn")
+    (source / "cifar10.npz").symlink_to(src / "cifar10.npz")
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    copy_workflow(wf)
+    targets = ["results/smoke/fig8.pdf", "results/smoke/table7.md", "results/smoke/vs_published.md"]
+    snakemake(wf, "--cores", "2", *targets, env={"FASTADV_DATA_SOURCE": str(source)})
+    assert (wf / "results/smoke/fig8.pdf").read_bytes().startswith(b"%PDF")
+    drawn = pd.read_csv(wf / "results/smoke/fig8_data.csv")
+    for dataset, exp in (("cifar10", "fig1"), ("svhn", "fig1_svhn")):
+        table = pd.read_csv(wf / f"results/smoke/{exp}/results.csv")
+        final = table[table["model_kind"] == "final"]
+        for metric in ("pgd_acc", "clean_acc"):
+            want = final.groupby(["method_label", "eps"])[metric].mean()
+            got = drawn[(drawn["dataset"] == dataset) & (drawn["metric"] == metric) & (drawn["source"] == "measured")]
+            pd.testing.assert_series_equal(got.set_index(["method_label", "eps"])["mean"].sort_index(),
+                                           want.sort_index(), check_names=False)
+    pub = drawn[drawn["source"] == "published"]
+    ref = load_published()
+    assert len(pub) and all(((ref["dataset"] == r.dataset) & (ref["method"] == r.method_label) & (ref["eps"] == r.eps)
+                             & (ref["mean"] == 100 * r.mean)).any() for r in pub.itertuples())
+    t7 = pd.read_csv(wf / "results/smoke/table7.csv")
+    assert sorted(set(t7["method_label"])) == ["cure_fgsm", "fgsm", "gradalign"] and set(t7["model_kind"]) == {"final", "best"}
+    assert (t7[t7["method_label"] == "fgsm"]["time_vs_fgsm"] == 1.0).all()
+    vs = pd.read_csv(wf / "results/smoke/vs_published.csv")
+    assert len(vs) and (vs["difference"] == vs["measured_mean"] - vs["published_mean"]).all()
+    assert "smoke scale" in (wf / "results/smoke/vs_published.md").read_text().splitlines()[0]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ DEFAULT_CONFIG = "params.yaml"
 
 
 def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None:
-    p.add_argument("--config", default=None, help=f"params file (default: {DEFAULT_CONFIG})")
+    p.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
     p.add_argument("--scale", default=None,
                    help="apply the overrides of scales.<SCALE> in the params file (default: its top-level scale)")
     p.add_argument("--experiment", default=None, help="apply the settings of experiments.<EXPERIMENT>")
@@ -35,9 +35,10 @@ def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None
 
 
 def _study(args):
+    from .config import default_params
     from .study import Study
 
-    return Study.load(args.config or DEFAULT_CONFIG, args.scale)
+    return Study.load(args.config or default_params(), args.scale)
 
 
 def _resolved_json(args) -> dict:
@@ -119,13 +120,15 @@ def cmd_figure(args) -> int:
     if args.resolved is not None:
         doc = _resolved_json(args)
         scale, exp = doc.get("scale"), validate_experiment_scalars(doc.get("experiment"), "--resolved experiment")
+        others = [validate_experiment_scalars(o, "--resolved others") for o in doc.get("others", [])]
         if not isinstance(scale, str):
             raise FastAdvError("--resolved of a figure needs {\"scale\": NAME, \"experiment\": {...}}")
     else:
         study = _study(args)
-        scale, exp = study.scale, study.experiment(args.experiment or "fig1")
-    FIGURES[args.name](FigureJob(args.name, scale, exp, Path(args.out), args.results, args.histories, args.eps,
-                                 args.published, args.data_root))
+        names = args.experiment or ["fig1"]
+        scale, exp, others = study.scale, study.experiment(names[0]), [study.experiment(n) for n in names[1:]]
+    FIGURES[args.name](FigureJob(args.name, scale, exp, Path(args.out), args.results or [], args.histories, args.eps,
+                                 args.published, args.data_root, others))
     print(f"{args.name}: {args.out}")
     return 0
 
@@ -158,6 +161,24 @@ def cmd_fidelity(args) -> int:
     return 0
 
 
+def cmd_digitize(args) -> int:
+    import yaml
+
+    from . import atomic
+    from .digitize import digitize, load_image, load_spec, to_published
+
+    spec = load_spec(args.spec)
+    df = digitize(load_image(args.image), spec)
+    atomic.write_text(args.out, df.to_csv(index=False))
+    if args.published:
+        lines = [f"- {yaml.safe_dump(e, default_flow_style=True, sort_keys=False, allow_unicode=True, width=10_000).strip()}"
+                 for e in to_published(df, spec)]
+        atomic.write_text(args.published, "\n".join(lines) + "\n")
+    read = int(df["value"].notna().sum())
+    print(f"digitize: {read} of {len(df)} points read -> {args.out}")
+    return 0
+
+
 def cmd_copy(args) -> int:
     from . import atomic
 
@@ -173,7 +194,7 @@ def cmd_bench_eval(args) -> int:
     from .benchmark import bench_eval
 
     bench_eval(args.model, n_points=args.n_points, batch_size=args.batch_size, threads=args.threads,
-               csv_out=args.csv, data_root=args.data_root)
+               repeats=args.repeats, csv_out=args.csv, data_root=args.data_root)
     return 0
 
 
@@ -190,7 +211,7 @@ def cmd_bench_train(args) -> int:
     from .benchmark import bench_train
 
     cfg = _config(args, "train")
-    bench_train(cfg, args.methods, iterations=args.iterations, csv_out=args.csv)
+    bench_train(cfg, args.methods, iterations=args.iterations, repeats=args.repeats, csv_out=args.csv)
     return 0
 
 
@@ -202,11 +223,9 @@ def cmd_show_config(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_run_commands(sub) -> None:
+    """prepare, train, evaluate, collect: what the workflow's jobs run."""
     from .config import DATASETS
-
-    p = argparse.ArgumentParser(prog="fastadv", description="Fast adversarial training and GradAlign, reproducibly.")
-    sub = p.add_subparsers(dest="command", required=True)
 
     pp = sub.add_parser("prepare", help="verify a dataset source and write the canonical <root>/<dataset>.npz "
                                         "(imagenet: the manifest <root>/imagenet.json of an ImageFolder tree)")
@@ -242,19 +261,25 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", required=True)
     pl.set_defaults(func=cmd_collect)
 
+
+def _add_figure_commands(sub) -> None:
+    """figure, fidelity, digitize, copy: tables and figures of the paper."""
     pf = sub.add_parser("figure", help="render a figure of the paper from a results table")
-    pf.add_argument("name", choices=["fig1", "figA", "grad_alignment", "runtime", "autoattack", "metrics",
-                                     "filter_weights", "filter_norms", "feature_maps", "cnn_table"])
-    pf.add_argument("--results", default=None, help="tidy results CSV (fastadv collect)")
+    pf.add_argument("name", choices=["fig1", "fig8", "published", "figA", "grad_alignment", "runtime", "autoattack", "table7",
+                                     "vs_published", "metrics", "filter_weights", "filter_norms", "feature_maps",
+                                     "cnn_table"])
+    pf.add_argument("--results", nargs="+", default=None,
+                    help="tidy results CSV(s) (fastadv collect), one per experiment (fig8: CIFAR-10's, SVHN's)")
     pf.add_argument("--histories", nargs="*", default=[],
                     help="history.csv files (figA, metrics: one per method; filter_*/feature_maps: the run's; "
                          "cnn_table: every run)")
     pf.add_argument("--data-root", default=None, help="prepared data (feature_maps; default: the run's data.root)")
     pf.add_argument("--eps", type=float, default=None, help="ε the histories were trained at (figA title)")
     pf.add_argument("--out", required=True, help="PDF (figures) or .md (tables); PNG/CSV/data beside it")
-    pf.add_argument("--config", default=None, help=f"params file (default: {DEFAULT_CONFIG})")
+    pf.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
     pf.add_argument("--scale", default=None, help="scale of the runs (default: the params file's top-level scale)")
-    pf.add_argument("--experiment", default=None, help="experiment whose runs the figure needs (default: fig1)")
+    pf.add_argument("--experiment", action="append", default=None,
+                    help="experiment whose runs the figure needs (default: fig1; fig8: fig1, then fig1_svhn)")
     pf.add_argument("--resolved", default=None, metavar="JSON",
                     help='{"scale": NAME, "experiment": {...}} as the workflow resolved them; no params file is read')
     pf.add_argument("--published", action="store_true",
@@ -270,24 +295,36 @@ def build_parser() -> argparse.ArgumentParser:
     pfi.add_argument("--eval-points", type=int, default=200, help="test images for the PGD restart rule")
     pfi.set_defaults(func=cmd_fidelity)
 
+    pdg = sub.add_parser("digitize", help="values of a published figure from its pixels (axis calibration, markers)")
+    pdg.add_argument("image", help="the figure (PNG)")
+    pdg.add_argument("--spec", required=True, help="what to read (YAML; e.g. docs/digitize/fig1.yaml)")
+    pdg.add_argument("--out", required=True, help="CSV: one row per point, with uncertainty and how it was read")
+    pdg.add_argument("--published", default=None, help="also write the readable points as published_values.yaml entries")
+    pdg.set_defaults(func=cmd_digitize)
+
     pcp = sub.add_parser("copy", help="copy a file atomically (the workflow's unscaled targets results/<name>)")
     pcp.add_argument("src")
     pcp.add_argument("dst")
     pcp.set_defaults(func=cmd_copy)
 
+
+def _add_tool_commands(sub) -> None:
+    """bench-eval, bench-train, lemma2, schema, config."""
     pb = sub.add_parser("bench-eval", help="time PGD-50-10 with and without skipping broken points (ratio)")
     pb.add_argument("--model", required=True)
     pb.add_argument("--n-points", type=int, default=256)
     pb.add_argument("--batch-size", type=int, default=1024)
     pb.add_argument("--threads", type=int, default=0)
     pb.add_argument("--data-root", default=None)
+    pb.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median, min, max reported)")
     pb.add_argument("--csv", default=None, help="append the measurement to this CSV")
     pb.set_defaults(func=cmd_bench_eval)
 
     pt2 = sub.add_parser("bench-train", help="training-step speed of each method and its ratio to FGSM")
     _add_config_args(pt2)
     pt2.add_argument("--methods", nargs="+", default=["fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "pgd", "free"])
-    pt2.add_argument("--iterations", type=int, default=20)
+    pt2.add_argument("--iterations", type=int, default=20, help="timed steps per repeat")
+    pt2.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median, min, max reported)")
     pt2.add_argument("--csv", default=None, help="append the measurements to this CSV")
     pt2.set_defaults(func=cmd_bench_train)
 
@@ -305,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("config", help="print the resolved train config")
     _add_config_args(pc)
     pc.set_defaults(func=cmd_show_config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fastadv", description="Fast adversarial training and GradAlign, reproducibly.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run_commands(sub)
+    _add_figure_commands(sub)
+    _add_tool_commands(sub)
     return p
 
 

@@ -65,7 +65,7 @@ class Spec:
             low_bad = self.min is not None and (value <= self.min if self.min_exclusive else value < self.min)
             if low_bad or (self.max is not None and value > self.max):
                 lo = "-inf" if self.min is None else ("(" if self.min_exclusive else "[") + f"{self.min:g}"
-                hi = "inf" if self.max is None else f"{self.max:g}]"
+                hi = "inf)" if self.max is None else f"{self.max:g}]"
                 raise FastAdvError(f"config key {key}={value!r} out of range; valid: {lo}, {hi}")
         return value
 
@@ -206,9 +206,10 @@ def _validate(section: dict, schema: dict, prefix: str, partial: bool) -> dict:
     return out
 
 
-def validate_section(cfg: dict, section: str, partial: bool = False) -> dict:
-    """Type-check a ``train``/``evaluate`` section (``partial``: an override, keys may be missing)."""
-    return _validate(cfg, SCHEMAS[section], section, partial)
+def validate_section(cfg: dict, section: str, partial: bool = False, where: str | None = None) -> dict:
+    """Type-check a ``train``/``evaluate``/``resources`` section (``partial``: an override, keys may be
+    missing); errors name the key by its dotted path in the params file, ``where`` (default: ``section``)."""
+    return _validate(cfg, SCHEMAS[section], where or section, partial)
 
 
 def validate_train(cfg: dict, partial: bool = False) -> dict:
@@ -263,6 +264,17 @@ def parse_set(assignment: str, section: str = "train") -> dict:
     return node
 
 
+def default_params() -> Path:
+    """``params.yaml`` of the working directory (the repository's, the one a user edits) or, outside a
+    checkout, the copy shipped in the package (src/fastadv/params.yaml links to the repository's)."""
+    here = Path("params.yaml")
+    if here.is_file():
+        return here
+    from importlib import resources
+
+    return Path(str(resources.files("fastadv").joinpath("params.yaml")))
+
+
 def read_params(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -281,18 +293,6 @@ def read_params(path: str | Path) -> dict:
         if section not in doc:
             raise FastAdvError(f"config file {str(path)!r} has no {section!r} section")
     return doc
-
-
-def resolve_config(path: str | Path, section: str, scale: str | None = None, sets: list[str] = ()) -> dict:
-    """params.yaml ``section`` ← scale overrides ← ``--set`` overrides, validated (see fastadv.study)."""
-    from .study import Study
-
-    study = Study.load(path, scale)
-    return study.train_config(sets=sets) if section == "train" else study.eval_config(sets=sets)
-
-
-def resolve_train_config(path: str | Path, scale: str | None = None, sets: list[str] = ()) -> dict:
-    return resolve_config(path, "train", scale, sets)
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from . import atomic, image_folder
 from .config import FOLDER_DATASETS
 from .errors import FastAdvError, unknown_choice
+from .subset import subset_indices  # noqa: F401 (public here too)
 
 # SHA-256 of each array's C-contiguous bytes (hashlib.sha256(a.tobytes())).
 ARRAY_SHA256 = {
@@ -270,7 +271,7 @@ def prepare(dataset: str, source: str, root: str | Path) -> Path:
         if source == "download":
             raise FastAdvError(f"{dataset} cannot be downloaded automatically (licence); "
                                "pass --source with an ImageFolder directory (train/ and val/)")
-        return image_folder.prepare(source, root)
+        return image_folder.prepare(source, root, dataset)
     arrays, origin = read_source(dataset, source, Path(root) / "raw")
     verify_arrays(dataset, arrays, origin)
     out = prepared_path(root, dataset)
@@ -300,16 +301,6 @@ def to_tensor(x: np.ndarray) -> torch.Tensor:
     """uint8 NHWC/NHW numpy → uint8 NCHW torch (kept uint8 until a batch is used)."""
     t = torch.from_numpy(np.ascontiguousarray(x))
     return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
-
-
-def subset_indices(n: int, subset: int | None, mode: str, seed: int) -> torch.Tensor:
-    """First-N or seeded random N indices (sorted, so order stays the dataset's)."""
-    if subset is None or subset >= n:
-        return torch.arange(n)
-    if mode == "first":
-        return torch.arange(subset)
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n, generator=g)[:subset].sort().values
 
 
 def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -372,7 +363,7 @@ def load_split(root, dataset: str, split: str, device, subset=None, subset_mode=
     """A split as a :class:`DeviceDataset` (or, for an image-folder dataset, an
     :class:`image_folder.FolderDataset` with the same interface)."""
     if dataset in FOLDER_DATASETS:
-        return image_folder.load_split(root, split, device, subset, subset_mode, seed, augment)
+        return image_folder.load_split(root, dataset, split, device, subset, subset_mode, seed, augment)
     arrays = load_arrays(root, dataset) if arrays is None else arrays
     x, y = to_tensor(arrays[f"x_{split}"]), torch.from_numpy(arrays[f"y_{split}"].astype(np.int64))
     idx = subset_indices(len(y), subset, subset_mode, seed)

@@ -62,9 +62,21 @@ def require_runs(df: pd.DataFrame, methods: list[str], eps: list[float], seeds: 
                            + (" …" if len(missing) > 4 else ""))
 
 
+ORIGIN_MARKERS = {"paper": ("s", "published (paper)"), "third_party": ("^", "third-party reproduction")}
+
+
+def draw_published(ax, ref: pd.DataFrame) -> None:
+    """Published values as faded open markers in the method's colour with their ± std: squares for the
+    paper, triangles for a third party."""
+    for _, r in ref.iterrows():
+        marker, _ = ORIGIN_MARKERS[r["origin"]]
+        ax.errorbar(r["eps"], r["mean"], yerr=0.0 if pd.isna(r["std"]) else r["std"], marker=marker, ms=4,
+                    mfc="none", color=style(r["method"])[1], alpha=0.45, capsize=2, lw=0.8)
+
+
 def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: str,
                     factor: float = 100.0, published: pd.DataFrame | None = None,
-                    dataset: str = "cifar10") -> pd.DataFrame:
+                    dataset: str = "cifar10", figure: str | None = "fig1") -> pd.DataFrame:
     """Mean ± std over seeds of ``metric`` (× ``factor``) vs training ε, one panel per model kind (Fig. 1).
 
     ``published``: the paper's values in % (``reference.load_published``), drawn as faded open
@@ -92,19 +104,19 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
             bad = d[d["diverged"] > 0]
             ax.scatter(bad["eps"], factor * bad["mean"], marker="x", s=30, color="black", zorder=4)
         if published is not None:
-            ref = published_points(published, dataset, metric, kind, list(dict.fromkeys(df["method_label"])))
-            for _, r in ref.iterrows():
-                ax.errorbar(r["eps"], r["mean"], yerr=0.0 if pd.isna(r["std"]) else r["std"], marker="s", ms=4,
-                            mfc="none", color=style(r["method"])[1], alpha=0.45, capsize=2, lw=0.8)
+            ref = published_points(published, dataset, metric, kind, list(dict.fromkeys(df["method_label"])), figure)
+            draw_published(ax, ref)
             drawn.append(ref.rename(columns={"method": "method_label"}).assign(
                 model_kind=kind, mean=ref["mean"] / 100, std=ref["std"] / 100, count=ref["seeds"], diverged=0,
-                source="published")[list(agg.columns) + ["source"]])
+                source="published", origin=ref["origin"])[list(agg.columns) + ["source", "origin"]])
         ax.set_title(PANELS[kind])
         ax.set_xlabel("training ε (/255)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(title)
     axes[0][-1].legend(loc="best")
-    note = "; open squares: published values (paper scale)" if sum(len(d) for d in drawn[1:]) else ""
+    origins = set(pd.concat(drawn[1:])["origin"]) if len(drawn) > 1 else set()
+    note = "".join(f"; open {'squares' if o == 'paper' else 'triangles'}: {ORIGIN_MARKERS[o][1]}"
+                   for o in sorted(origins))
     note += "; ×: a run diverged" if (agg["diverged"] > 0).any() else ""
     fig.suptitle(f"{scale} scale{note}", fontsize=7, x=0.99, ha="right")
     save_figure(fig, out_pdf)
@@ -112,9 +124,11 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
     return pd.concat(drawn, ignore_index=True)
 
 
-def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps: float) -> pd.DataFrame:
-    """Rebuttal Fig. A: test PGD accuracy (top) and gradient alignment (bottom) per epoch per method;
-    epochs flagged as catastrophic overfitting are marked ×. ``histories``: label → history.csv."""
+def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps: float,
+                    note: str | None = None) -> pd.DataFrame:
+    """Rebuttal Fig. A: test PGD accuracy (top) and gradient alignment (bottom) per evaluation per method;
+    evaluations flagged as catastrophic overfitting are marked ×. ``histories``: label → history.csv.
+    ``note``: a footnote (e.g. which methods a smaller scale leaves out)."""
     plt = _plt()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(3.4, 4.2), sharex=True)
     drawn = []
@@ -131,6 +145,8 @@ def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps
     bottom.set_xlabel("epoch")
     top.set_title(f"ε = {eps:g}/255, {scale} scale (× = catastrophic overfitting)")
     top.legend(loc="best")
+    if note:
+        fig.text(0.01, 0.0, note, fontsize=5, ha="left", va="top", wrap=True)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     save_figure(fig, out_pdf)
@@ -226,3 +242,115 @@ def training_metrics(histories: dict[str, pd.DataFrame], out_pdf, scale: str, ep
 
 COLUMN_NAMES = {"test_fgsm_acc": "FGSM", "test_pgd_acc": "PGD", "test_fgsm_loss": "FGSM", "test_pgd_loss": "PGD",
                 "grad_alignment": "cos(∇ℓ(x), ∇ℓ(x+η))", "test_cos_fgsm_pgd": "cos(δ_FGSM, δ_PGD)"}
+
+
+def clean_and_robust_vs_eps(tables: dict[str, pd.DataFrame], out_pdf, scale: str,
+                            published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's Fig. 8: per dataset panel, clean (dashed) and PGD-50-10 (solid) accuracy of the final
+    models vs training ε, mean ± std over seeds (shaded); published values (read off Fig. 8) as faded
+    open markers. ``tables``: dataset → tidy results. Returns every number drawn."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables), 2.8), sharey=True, squeeze=False)
+    drawn = []
+    for ax, (dataset, df) in zip(axes[0], tables.items()):
+        final = df[df["model_kind"] == "final"]
+        labels = list(dict.fromkeys(final["method_label"]))
+        for metric, ls in (("pgd_acc", "-"), ("clean_acc", "--")):
+            agg = final.groupby(["method_label", "eps"])[metric].agg(["mean", "std", "count"]).reset_index()
+            agg["std"] = agg["std"].fillna(0.0)
+            for label in labels:
+                d = agg[agg["method_label"] == label].sort_values("eps")
+                name, colour = style(label)
+                ax.plot(d["eps"], 100 * d["mean"], ls=ls, marker="o", ms=2.5, color=colour,
+                        label=name if metric == "pgd_acc" else None)
+                ax.fill_between(d["eps"], 100 * (d["mean"] - d["std"]), 100 * (d["mean"] + d["std"]), color=colour,
+                                alpha=0.15, lw=0)
+            drawn.append(agg.assign(dataset=dataset, metric=metric, source="measured"))
+            if published is not None:
+                ref = published_points(published, dataset, metric, "final", labels, "fig8")
+                draw_published(ax, ref)
+                drawn.append(ref.rename(columns={"method": "method_label"}).assign(
+                    mean=ref["mean"] / 100, std=ref["std"] / 100, count=ref["seeds"], dataset=dataset, metric=metric,
+                    source="published")[["method_label", "eps", "mean", "std", "count", "dataset", "metric", "source",
+                                         "origin"]])
+        ax.set_title(f"{dataset}: clean (dashed), PGD-50-10 (solid)")
+        ax.set_xlabel("training ε (/255)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[0][-1].legend(loc="best")
+    fig.suptitle(f"{scale} scale; open markers: published values (Fig. 8 of the paper and a third party)",
+                 fontsize=7, x=0.99, ha="right")
+    save_figure(fig, out_pdf)
+    plt.close(fig)
+    return pd.concat(drawn, ignore_index=True)
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float]:
+    v = 100 * values.astype(float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def methods_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The author response's Table 7: per method, ε and model kind, clean and PGD-50-10 accuracy (%, mean ±
+    std over seeds) and the training time relative to FGSM's at the same ε (same hardware)."""
+    fgsm = df[(df["method_label"] == "fgsm") & (df["model_kind"] == "final")].groupby("eps")["train_seconds"].mean()
+    rows = []
+    for (label, eps, kind), g in df.groupby(["method_label", "eps", "model_kind"], sort=False):
+        clean, pgd = _mean_std(g["clean_acc"]), _mean_std(g["pgd_acc"])
+        rows.append({"method": style(label)[0], "method_label": label, "eps": eps, "model_kind": kind,
+                     "seeds": len(g), "clean_mean": clean[0], "clean_std": clean[1], "pgd_mean": pgd[0],
+                     "pgd_std": pgd[1],
+                     "time_vs_fgsm": float(g["train_seconds"].mean() / fgsm[eps]) if eps in fgsm else float("nan")})
+    return pd.DataFrame(rows).sort_values(["eps", "model_kind", "method_label"], ignore_index=True)
+
+
+def vs_published_table(df: pd.DataFrame, published: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Every (method, ε, model kind, metric) with both a measured and a published value: the measured mean ±
+    std over seeds, the published value (paper and third party in separate rows) and the difference, in %."""
+    rows = []
+    for (label, eps, kind), g in df.groupby(["method_label", "eps", "model_kind"]):
+        for metric in ("pgd_acc", "clean_acc", "autoattack_acc"):
+            if metric not in g or g[metric].isna().all():
+                continue
+            mean, std = _mean_std(g[metric])
+            ref = published_points(published, dataset, metric, kind, [label])
+            for _, r in ref[ref["eps"] == eps].iterrows():
+                rows.append({"method_label": label, "eps": eps, "model_kind": kind, "metric": metric,
+                             "measured_mean": mean, "measured_std": std, "seeds": len(g), "published_mean": r["mean"],
+                             "published_std": r["std"], "published_model": r["model"], "origin": r["origin"],
+                             "figure": r["figure"], "difference": mean - r["mean"]})
+    cols = ["method_label", "eps", "model_kind", "metric", "measured_mean", "measured_std", "seeds", "published_mean",
+            "published_std", "published_model", "origin", "figure", "difference"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def published_figures(published: pd.DataFrame, out_pdf) -> pd.DataFrame:
+    """The values read off the paper's Figs. 1 and 8, redrawn (not the official images): Fig. 1's two panels
+    (PGD-50-10, final and early-stopped models) and Fig. 8's (clean dashed, PGD-50-10 solid; CIFAR-10,
+    SVHN), each point with its read-off uncertainty — to compare with the official figures by eye."""
+    plt = _plt()
+    panels = [("fig1", "cifar10", "final", "Fig. 1 left: final models"),
+              ("fig1", "cifar10", "best", "Fig. 1 right: early stopping"),
+              ("fig8", "cifar10", "final", "Fig. 8: CIFAR-10"), ("fig8", "svhn", "final", "Fig. 8: SVHN")]
+    fig, axes = plt.subplots(1, 4, figsize=(13.6, 2.8))
+    drawn = []
+    for ax, (figure, dataset, model, title) in zip(axes, panels):
+        sub = published[(published["figure"] == figure) & (published["dataset"] == dataset)
+                        & (published["model"] == model)]
+        for (method, metric), d in sub.groupby(["method", "metric"]):
+            d = d.sort_values("eps")
+            name, colour = style(method)
+            ax.errorbar(d["eps"], d["mean"], yerr=d["uncertainty"], ls="--" if metric == "clean_acc" else "-",
+                        marker="o", ms=3, color=colour, lw=0.8, capsize=1.5,
+                        label=name if metric == "pgd_acc" else None)
+        drawn.append(sub)
+        ax.set_title(title)
+        ax.set_xlabel("ε (/255)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].legend(loc="best", fontsize=5)
+    fig.suptitle("published values read off the paper's figures (fastadv digitize); hidden markers are left out",
+                 fontsize=7, x=0.99, ha="right")
+    save_figure(fig, out_pdf)
+    plt.close(fig)
+    return pd.concat(drawn, ignore_index=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from . import atomic
+from .subset import subset_indices
 from .errors import FastAdvError
 
 MANIFEST_FORMAT = "fastadv-imagefolder-2"  # files: [path, label, bytes, width, height]
@@ -41,8 +42,8 @@ CROP_SCALE = (0.08, 1.0)         # random-resized crop (Szegedy et al. 2015; tor
 CROP_RATIO = (3 / 4, 4 / 3)
 
 
-def manifest_path(root) -> Path:
-    return Path(root) / "imagenet.json"
+def manifest_path(root, dataset: str = "imagenet") -> Path:
+    return Path(root) / f"{dataset}.json"
 
 
 def scan(source: str | Path) -> dict:
@@ -85,16 +86,16 @@ def scan(source: str | Path) -> dict:
     return {"format": MANIFEST_FORMAT, "source": str(source), "classes": names, "splits": splits}
 
 
-def prepare(source: str | Path, root: str | Path) -> Path:
-    out = manifest_path(root)
+def prepare(source: str | Path, root: str | Path, dataset: str = "imagenet") -> Path:
+    out = manifest_path(root, dataset)
     atomic.write_json(out, scan(source))
     return out
 
 
-def load_manifest(root) -> dict:
-    path = manifest_path(root)
+def load_manifest(root, dataset: str = "imagenet") -> dict:
+    path = manifest_path(root, dataset)
     if not path.is_file():
-        raise FastAdvError(f"prepared data {str(path)!r} not found; run: fastadv prepare --dataset imagenet "
+        raise FastAdvError(f"prepared data {str(path)!r} not found; run: fastadv prepare --dataset {dataset} "
                            "--source <ImageFolder dir>")
     try:
         man = json.loads(path.read_text())
@@ -174,16 +175,15 @@ class FolderDataset:
         return self.batch(torch.arange(min(n, len(self))))
 
 
-def load_split(root, split: str, device, subset=None, subset_mode="first", seed=0,
+def load_split(root, dataset: str, split: str, device, subset=None, subset_mode="first", seed=0,
                augment: bool = False) -> FolderDataset:
-    from .data import subset_indices
-
-    man = load_manifest(root)
+    man = load_manifest(root, dataset)
     source = Path(man["source"])
     files = man["splits"][SPLITS[split]]
     for rel, _, size, *_ in (files[0], files[-1]):  # cheap staleness check; `prepare` again after changes
         p = source / rel
         if not p.is_file() or p.stat().st_size != size:
-            raise FastAdvError(f"{p}: missing or changed since `fastadv prepare` (manifest {manifest_path(root)})")
+            raise FastAdvError(f"{p}: missing or changed since `fastadv prepare` "
+                               f"(manifest {manifest_path(root, dataset)})")
     idx = subset_indices(len(files), subset, subset_mode, seed)
     return FolderDataset(source, [files[i] for i in idx], torch.device(device), augment)

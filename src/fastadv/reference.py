@@ -10,8 +10,9 @@ import yaml
 
 from .errors import FastAdvError
 
-FIELDS = {"dataset", "method", "eps", "model", "metric", "mean", "std", "seeds", "source"}
-OPTIONAL = {"hardware"}
+FIELDS = {"dataset", "method", "eps", "model", "metric", "mean", "std", "seeds", "source", "origin"}
+OPTIONAL = {"hardware", "uncertainty", "read_off", "figure"}
+ORIGINS = {"paper", "third_party"}  # the GradAlign paper and its author response | another group's reproduction
 METRICS = {"pgd_acc", "clean_acc", "autoattack_acc", "train_minutes"}
 MODELS = {"final", "best", "unstated"}
 
@@ -26,6 +27,8 @@ def load_published(text: str | None = None) -> pd.DataFrame:
         if not FIELDS <= keys <= FIELDS | OPTIONAL:
             raise FastAdvError(f"published value #{i}: fields {sorted(keys)}; required {sorted(FIELDS)}, "
                                f"optional {sorted(OPTIONAL)}")
+        if row["origin"] not in ORIGINS:
+            raise FastAdvError(f"published value #{i}: origin {row['origin']!r}; valid: {', '.join(sorted(ORIGINS))}")
         if row["metric"] not in METRICS or row["model"] not in MODELS:
             raise FastAdvError(f"published value #{i}: metric {row['metric']!r} / model {row['model']!r}; "
                                f"valid metrics {sorted(METRICS)}, models {sorted(MODELS)}")
@@ -35,12 +38,15 @@ def load_published(text: str | None = None) -> pd.DataFrame:
 
 
 def published_points(published: pd.DataFrame, dataset: str, metric: str, model_kind: str,
-                     methods: list[str]) -> pd.DataFrame:
-    """The values to draw in one Fig. 1 panel: ``metric`` of ``methods`` for ``model_kind``
-    (values whose source does not state the model kind are drawn in every panel)."""
+                     methods: list[str], figure: str | None = None) -> pd.DataFrame:
+    """The values to draw in one panel: ``metric`` of ``methods`` for ``model_kind`` (values whose source
+    does not state the model kind are drawn in every panel). With ``figure``, values read off another
+    figure of the paper are left out (Fig. 8 repeats Fig. 1's final-model accuracies)."""
     p = published
     keep = ((p["dataset"] == dataset) & (p["metric"] == metric) & p["method"].isin(methods)
             & p["model"].isin([model_kind, "unstated"]) & p["eps"].notna())
+    if figure is not None:
+        keep &= p["figure"].isna() | (p["figure"] == figure)
     return p[keep]
 
 

@@ -18,18 +18,21 @@ class FigureJob:
     scale: str
     experiment: dict            # the resolved experiment (dataset, methods, eps, seeds, models …)
     out: Path
-    results: str | None = None  # tidy results CSV (fastadv collect)
+    results: list = field(default_factory=list)  # tidy results CSVs (fastadv collect), one per experiment
     histories: list = field(default_factory=list)  # history.csv of runs: …/{variant}/eps{e}/seed{s}/history.csv
     eps: float | None = None
     published: bool = False
     data_root: str | None = None
+    others: list = field(default_factory=list)  # further resolved experiments, for results[1:]
 
-    def table(self) -> pd.DataFrame:
-        """The results table, refused unless it holds every run of the experiment."""
-        if not self.results:
-            raise FastAdvError(f"figure {self.name} needs --results (tidy results CSV)")
-        df = pd.read_csv(self.results)
-        e = self.experiment
+    def table(self, i: int = 0) -> pd.DataFrame:
+        """The i-th results table, refused unless it holds every run of its experiment."""
+        experiments = [self.experiment] + self.others
+        if len(self.results) != len(experiments):
+            raise FastAdvError(f"figure {self.name} needs --results with {len(experiments)} tidy results CSV(s), "
+                               f"one per experiment; got {len(self.results)}")
+        df = pd.read_csv(self.results[i])
+        e = experiments[i]
         F.require_runs(df, e["methods"], e["eps"], e["seeds"], e["models"])
         return df
 
@@ -90,8 +93,40 @@ def draw_autoattack(job: FigureJob) -> None:
                   latex=True)
 
 
+def draw_fig8(job: FigureJob) -> None:
+    """Fig. 8: clean and PGD-50-10 accuracy, one panel per experiment (CIFAR-10: fig1, SVHN: fig1_svhn)."""
+    tables = {e["dataset"]: job.table(i) for i, e in enumerate([job.experiment] + job.others)}
+    job.save_data(F.clean_and_robust_vs_eps(tables, job.out, job.scale, job.published_values()))
+
+
+def draw_table7(job: FigureJob) -> None:
+    df = job.table()
+    F.write_table(F.methods_table(df), job.out,
+                  f"Clean / PGD-50-10 accuracy (%, mean ± std over seeds) and training time relative to FGSM at the "
+                  f"same ε, final and early-stopped models ({job.hardware(df)}). Author response, Table 7: "
+                  "FGSM+CURE stabilises FGSM training but performs worse than FGSM+GradAlign.", latex=True)
+
+
+def draw_vs_published(job: FigureJob) -> None:
+    from .reference import load_published
+
+    df = job.table()
+    title = (f"Measured ({job.scale} scale; {job.hardware(df)}) against published values (%). "
+             + ("The paper's setting: the difference is the reproduction gap." if job.scale == "paper" else
+                f"At the {job.scale} scale (smaller data, model, schedule) the numbers are expected to differ: "
+                "compare trends, not values."))
+    F.write_table(F.vs_published_table(df, load_published(), job.experiment["dataset"]), job.out, title)
+
+
+def draw_published(job: FigureJob) -> None:
+    from .reference import load_published
+
+    job.save_data(F.published_figures(load_published(), job.out))
+
+
 def draw_figA(job: FigureJob) -> None:
-    job.save_data(F.learning_curves(job.by_variant(), job.out, job.scale, job.eps_shown))
+    job.save_data(F.learning_curves(job.by_variant(), job.out, job.scale, job.eps_shown,
+                                    note=job.experiment.get("description") if job.scale != "paper" else None))
 
 
 def draw_metrics(job: FigureJob) -> None:
@@ -136,7 +171,7 @@ def draw_cnn_table(job: FigureJob) -> None:
 
 
 FIGURES = {
-    "fig1": draw_fig1, "grad_alignment": draw_grad_alignment, "runtime": draw_runtime, "autoattack": draw_autoattack,
+    "fig1": draw_fig1, "fig8": draw_fig8, "published": draw_published, "table7": draw_table7, "vs_published": draw_vs_published, "grad_alignment": draw_grad_alignment, "runtime": draw_runtime, "autoattack": draw_autoattack,
     "figA": draw_figA, "metrics": draw_metrics, "filter_weights": draw_filter_weights,
     "filter_norms": draw_filter_norms, "feature_maps": draw_feature_maps, "cnn_table": draw_cnn_table,
 }

@@ -8,7 +8,7 @@
   ``variants`` and ``experiments``.
 
 A run's train config is resolved in this order (later wins):
-``train`` ← ``variants[v]`` ← ``experiments[e].train`` ← ``scales[s].train`` ←
+``train`` ← ``variants[v]`` ← ``experiments[e].train`` ← ``experiments[e].variants[v]`` ← ``scales[s].train`` ←
 ``scales[s].variants[v]`` ← ``scales[s].experiments[e].train`` ← (dataset, ε, seed) of
 the run ← ``--set``. A scale's ``train`` comes after the variant so that, say, the smoke
 scale's 2 epochs also bind Free AT (whose variant asks for 96).
@@ -16,6 +16,7 @@ scale's 2 epochs also bind Free AT (whose variant asks for 96).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import (DATASETS, ListSpec, Spec, _BOOL, _STR, _choice, _float, _int, deep_merge, parse_scalar,
                      parse_set, read_params, validate_section)
@@ -60,7 +61,7 @@ def apply_sets(cfg: dict, section: str, sets: list[str] = ()) -> dict:
 
 
 def _validate_experiment(exp: dict, where: str, variants: dict, partial: bool) -> dict:
-    _check_keys(exp, tuple(EXPERIMENT_SCALARS) + EXPERIMENT_SECTIONS, where)
+    _check_keys(exp, tuple(EXPERIMENT_SCALARS) + EXPERIMENT_SECTIONS + ("variants",), where)
     out = {}
     for k, spec in EXPERIMENT_SCALARS.items():
         if k in exp:
@@ -71,7 +72,12 @@ def _validate_experiment(exp: dict, where: str, variants: dict, partial: bool) -
         if label not in variants:
             raise unknown_choice(f"method variant in {where}.methods", label, variants)
     for sec in EXPERIMENT_SECTIONS:
-        out[sec] = validate_section(exp.get(sec) or {}, sec, partial=True)
+        out[sec] = validate_section(exp.get(sec) or {}, sec, partial=True, where=f"{where}.{sec}")
+    out["variants"] = {}
+    for label, over in (exp.get("variants") or {}).items():
+        if label not in variants:
+            raise unknown_choice(f"method variant in {where}.variants", label, variants)
+        out["variants"][label] = validate_section(over or {}, "train", partial=True, where=f"{where}.variants.{label}")
     return out
 
 
@@ -80,7 +86,8 @@ def validate_study(doc: dict) -> dict:
     train = validate_section(doc["train"], "train")
     evaluate = validate_section(doc["evaluate"], "evaluate")
     resources = validate_section(doc["resources"], "resources")
-    variants = {k: validate_section(v or {}, "train", partial=True) for k, v in (doc.get("variants") or {}).items()}
+    variants = {k: validate_section(v or {}, "train", partial=True, where=f"variants.{k}")
+                for k, v in (doc.get("variants") or {}).items()}
     experiments = {k: _validate_experiment(v, f"experiments.{k}", variants, False)
                    for k, v in (doc.get("experiments") or {}).items()}
     scales = {}
@@ -93,11 +100,13 @@ def validate_study(doc: dict) -> dict:
         for e in sc.get("experiments") or {}:
             if e not in experiments:
                 raise unknown_choice(f"experiment in scales.{name}.experiments", e, experiments)
+        at = f"scales.{name}"
         scales[name] = {
-            "train": validate_section(sc.get("train") or {}, "train", partial=True),
-            "evaluate": validate_section(sc.get("evaluate") or {}, "evaluate", partial=True),
-            "resources": validate_section(sc.get("resources") or {}, "resources", partial=True),
-            "variants": {k: validate_section(v or {}, "train", partial=True)
+            "train": validate_section(sc.get("train") or {}, "train", partial=True, where=f"{at}.train"),
+            "evaluate": validate_section(sc.get("evaluate") or {}, "evaluate", partial=True, where=f"{at}.evaluate"),
+            "resources": validate_section(sc.get("resources") or {}, "resources", partial=True,
+                                          where=f"{at}.resources"),
+            "variants": {k: validate_section(v or {}, "train", partial=True, where=f"{at}.variants.{k}")
                          for k, v in (sc.get("variants") or {}).items()},
             "experiments": {k: _validate_experiment(v or {}, f"scales.{name}.experiments.{k}", variants, True)
                             for k, v in (sc.get("experiments") or {}).items()},
@@ -154,6 +163,7 @@ class Study:
         layers = [
             self.doc["variants"].get(variant, {}),
             base_exp.get("train", {}),
+            base_exp.get("variants", {}).get(variant, {}),
             sc["train"],
             sc["variants"].get(variant, {}),
             sc["experiments"].get(experiment, {}).get("train", {}) if experiment else {},
@@ -231,7 +241,8 @@ def json_schema() -> dict:
         return section(schema, False)
 
     exp_props = {k: _spec_schema(v) for k, v in EXPERIMENT_SCALARS.items()}
-    exp_props.update(train=partial(TRAIN_SCHEMA), evaluate=partial(EVAL_SCHEMA), resources=partial(RESOURCES_SCHEMA))
+    exp_props.update(train=partial(TRAIN_SCHEMA), evaluate=partial(EVAL_SCHEMA), resources=partial(RESOURCES_SCHEMA),
+                     variants={"type": ["object", "null"], "additionalProperties": partial(TRAIN_SCHEMA)})
     experiment = {"type": "object", "properties": exp_props, "required": list(EXPERIMENT_SCALARS),
                   "additionalProperties": False}
     experiment_partial = {"type": ["object", "null"], "properties": exp_props, "additionalProperties": False}
@@ -283,3 +294,13 @@ def typed_overrides(value, schema: dict | None = None):
     if isinstance(value, str) and not _accepts_string(schema):
         return parse_scalar(value)
     return value
+
+
+def resolve_config(path: str | Path, section: str, scale: str | None = None, sets: list[str] = ()) -> dict:
+    """params.yaml ``section`` ← scale overrides ← ``--set`` overrides, validated (see fastadv.study)."""
+    study = Study.load(path, scale)
+    return study.train_config(sets=sets) if section == "train" else study.eval_config(sets=sets)
+
+
+def resolve_train_config(path: str | Path, scale: str | None = None, sets: list[str] = ()) -> dict:
+    return resolve_config(path, "train", scale, sets)

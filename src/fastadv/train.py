@@ -197,7 +197,8 @@ class Run:
             raise FastAdvError(f"optim.drop_last with {n} training images < batch_size {bs} leaves no batch")
         self.iters_per_epoch = n // bs if o["drop_last"] else math.ceil(n / bs)
         self.total_iters = o["epochs"] * self.iters_per_epoch
-        self.warmup_iters = int(round(o["warmup_epochs"] * self.iters_per_epoch))
+        # As the GradAlign code: warm-up over ⌊epochs · N / batch⌋ iterations, counted from 1 at the first step.
+        self.warmup_iters = int(o["warmup_epochs"] * n // bs)
         self.autocast, self.scaler = mixed_precision(rt["precision"], self.device)
         self.progress = TrainProgress()
         self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
@@ -247,7 +248,7 @@ class Run:
                    total=self.iters_per_epoch, initial=p.it)
         for it, x, y in bar:
             ctx = StepContext(generator(self.device, self.seed, p.global_step, "step"),
-                              warmup_factor(p.global_step, self.warmup_iters))
+                              warmup_factor(p.global_step + 1, self.warmup_iters))
             lr = learning_rate(o["lr_schedule"], (p.global_step + 1) / self.total_iters, o["lr_max"], o["lr_peak"])
             res = train_step(self.model, self.opt, self.method, x, y, ctx, lr, self.autocast, self.scaler)
             p.accumulate(res, x, y)

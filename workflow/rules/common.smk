@@ -81,8 +81,9 @@ def eval_config(wildcards):
     return json.dumps(cfg, sort_keys=True)
 
 
-def experiment_config(experiment=None):
-    """Input function: the resolved experiment a figure or table is drawn for, with its scale."""
+def experiment_config(experiment=None, others=()):
+    """Input function: the resolved experiment a figure or table is drawn for, with its scale (and the
+    further experiments of a figure that draws several, e.g. Fig. 8: CIFAR-10 and SVHN)."""
 
     def resolved(wildcards):
         if experiment:
@@ -91,8 +92,9 @@ def experiment_config(experiment=None):
             name = METRICS_FIGURES[wildcards.metrics_figure][0]
         else:
             name = getattr(wildcards, "accuracy_experiment", None) or RUNTIME_TABLES[wildcards.runtime_table]
-        return json.dumps({"scale": wildcards.scale, "experiment": study(wildcards.scale).experiment(name)},
-                          sort_keys=True)
+        s = study(wildcards.scale)
+        return json.dumps({"scale": wildcards.scale, "experiment": s.experiment(name),
+                           "others": [s.experiment(o) for o in others]}, sort_keys=True)
 
     return resolved
 

@@ -145,6 +145,80 @@ rule plot_learning_curves:
         " --out {output.pdf} > {log} 2>&1"
 
 
+rule table_methods:
+    # The author response's Table 7: FGSM, FGSM+CURE, FGSM+GradAlign (, FGSM+LLR) at ε = 8, 16/255.
+    input:
+        table="results/{scale}/table7/results.csv",
+    output:
+        md=report("results/{scale}/table7.md", caption="../report/table7.rst", category="Tables"),
+        csv="results/{scale}/table7.csv",
+        tex="results/{scale}/table7.tex",
+    params:
+        resolved=experiment_config("table7"),
+    log:
+        "logs/table_methods/{scale}.log",
+    benchmark:
+        "benchmarks/table_methods/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure table7 --resolved {params.resolved:q} --results {input.table} --out {output.md} > {log} 2>&1"
+
+
+rule plot_fig8:
+    # Fig. 8: clean and PGD-50-10 accuracy vs ε, CIFAR-10 (fig1) and SVHN (fig1_svhn), published values beside.
+    input:
+        cifar10="results/{scale}/fig1/results.csv",
+        svhn="results/{scale}/fig1_svhn/results.csv",
+    output:
+        pdf=report("results/{scale}/fig8.pdf", caption="../report/fig8.rst", category="Figures"),
+        png="results/{scale}/fig8.png",
+        data="results/{scale}/fig8_data.csv",
+    params:
+        resolved=experiment_config("fig1", others=["fig1_svhn"]),
+    log:
+        "logs/plot_fig8/{scale}.log",
+    benchmark:
+        "benchmarks/plot_fig8/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure fig8 --resolved {params.resolved:q} --results {input.cifar10} {input.svhn} --published"
+        " --out {output.pdf} > {log} 2>&1"
+
+
+rule table_vs_published:
+    # Every (method, ε, model kind) of Fig. 1 with a published value: measured, published, difference.
+    input:
+        table="results/{scale}/fig1/results.csv",
+    output:
+        md=report("results/{scale}/vs_published.md", caption="../report/vs_published.rst", category="Tables"),
+        csv="results/{scale}/vs_published.csv",
+    params:
+        resolved=experiment_config("fig1"),
+    log:
+        "logs/table_vs_published/{scale}.log",
+    benchmark:
+        "benchmarks/table_vs_published/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv figure vs_published --resolved {params.resolved:q} --results {input.table} --out {output.md}"
+        " > {log} 2>&1"
+
+
 rule plot_training_metrics:
     # Fig. 4 (PreActResNet-18: standard, FGSM, PGD-10) and Fig. 11 (single-layer CNN: FGSM, GradAlign):
     # test accuracy, loss and the two cosines at every evaluation.

@@ -1,0 +1,27 @@
+"""fastadv: fast adversarial training and GradAlign (Andriushchenko & Flammarion, NeurIPS 2020).
+
+The public API (imported on first use, so ``import fastadv.study`` stays free of torch)::
+
+    model = fastadv.load_model(path)                    # eval mode, inputs in [0,1]
+    x, y = fastadv.load_cifar10(n=1000, root="data")    # the first n test images, verified
+    fastadv.robust_accuracy(model, x, y, eps=8/255)     # PGD-50-10, the paper's protocol
+    x_adv = fastadv.PGD(model, eps=8/255)(x, y)         # attack objects: PGD, FGSM
+    fastadv.gradient_alignment(model, x, y, eps=8/255)  # E cos(∇ℓ(x), ∇ℓ(x+η))
+    fastadv.grad_align_penalty(model, x, y, eps=8/255)  # differentiable, for your own training loop
+"""
+from importlib import import_module
+
+__version__ = "0.1.0"
+_API = {
+    "FGSM": "attacks.fgsm", "PGD": "attacks.pgd", "fgsm_attack": "attacks.fgsm", "pgd_attack": "attacks.pgd",
+    "load_model": "checkpoint", "load_cifar10": "data", "robust_accuracy": "evaluate",
+    "gradient_alignment": "monitor", "grad_align_penalty": "methods.gradalign", "default_lambda": "methods.gradalign",
+    "FastAdvError": "errors",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'fastadv' has no attribute {name!r}; public API: {', '.join(__all__)}")
+    return getattr(import_module(f".{_API[name]}", __name__), name)

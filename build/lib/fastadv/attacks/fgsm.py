@@ -1,0 +1,56 @@
+"""FGSM (Goodfellow et al., ICLR 2015) with zero or random start (Wong et al., ICLR 2020)."""
+from __future__ import annotations
+
+import torch
+
+from .grad import input_grad
+
+
+def uniform_delta(x: torch.Tensor, eps: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """η ~ U[-ε, ε]^d, drawn from ``gen`` (the global RNG when None)."""
+    return torch.empty_like(x).uniform_(-eps, eps, generator=gen)
+
+
+def fgsm_point(x: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float) -> torch.Tensor:
+    """The zero-init FGSM input for a gradient already computed at x: x + Π_ε(α·sign(grad)), in [0,1]."""
+    return (x + (alpha * grad.detach().sign()).clamp(-eps, eps)).clamp(0, 1)
+
+
+def fgsm_attack(model, x, y, eps: float, alpha: float | None = None, random_init: bool = False,
+                gen: torch.Generator | None = None, return_grad: bool = False, clamp_in_graph: bool = False):
+    """One signed-gradient step: δ = Π_[-ε,ε](δ₀ + α·sign(∇ₓℓ(x+δ₀))), then x+δ clipped to [0,1].
+
+    ``alpha`` is absolute (default ε). With δ₀ = 0 any α ≥ ε lands on the corner
+    ε·sign(∇), which is why the GradAlign scripts' α = 1.25ε with zero init is
+    plain FGSM. With ``random_init`` δ₀ ~ U[-ε,ε] (FGSM-RS; Wong et al. use α = 1.25ε).
+    ``clamp_in_graph`` (the GradAlign code's training attacks): δ₀ is not projected to the box and
+    the gradient is taken through clip₀₁(x + δ₀), so it is 0 at pixels not strictly inside [0,1];
+    otherwise δ₀ is projected first and the gradient taken at that point.
+    Returns x_adv, and also the gradient at x+δ₀ when ``return_grad``.
+    """
+    alpha = eps if alpha is None else alpha
+    delta0 = uniform_delta(x, eps, gen) if random_init else torch.zeros_like(x)
+    if not clamp_in_graph:
+        delta0 = (x + delta0).clamp(0, 1) - x
+    grad, _ = input_grad(model, x, y, delta0, clamp=clamp_in_graph)
+    delta = (delta0 + alpha * grad.sign()).clamp(-eps, eps)
+    x_adv = (x + delta).clamp(0, 1).detach()
+    return (x_adv, grad) if return_grad else x_adv
+
+
+class FGSM:
+    """FGSM as an attack object (Goodfellow et al., ICLR 2015), e.g. ``x_adv = FGSM(model, eps=8/255)(x, y)``.
+
+    Zero start and step α = ε by default (the paper's FGSM); ``random_init=True`` with α = 1.25ε is
+    FGSM-RS (Wong et al., ICLR 2020). ``eps``/``alpha`` absolute; inputs NCHW in [0,1]; the model's
+    train/eval mode is left as the caller set it.
+    """
+
+    def __init__(self, model, eps: float, alpha: float | None = None, random_init: bool = False, seed: int = 0):
+        if not 0 < eps <= 0.5:
+            raise ValueError(f"eps {eps!r} out of range; valid: (0, 0.5] (absolute, inputs in [0,1]; 8/255 ≈ 0.031)")
+        self.model, self.eps, self.alpha, self.random_init, self.seed = model, eps, alpha, random_init, seed
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        return fgsm_attack(self.model, x, y, self.eps, self.alpha, self.random_init, gen)

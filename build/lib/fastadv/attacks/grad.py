@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import torch
+import torch.nn.functional as F
+
+# Loss scale of fp16 mixed-precision training (runtime.precision: fp16): input gradients are taken of
+# the scaled loss and divided back, so small gradients do not underflow in half precision — what the
+# GradAlign code does with apex's amp.scale_loss. 1 outside such a step.
+_LOSS_SCALE = contextvars.ContextVar("fastadv_loss_scale", default=1.0)
+
+
+@contextlib.contextmanager
+def loss_scaling(scale: float):
+    """Inside: :func:`input_grad` and :func:`loss_and_input_grad` scale the loss by ``scale``."""
+    token = _LOSS_SCALE.set(float(scale))
+    try:
+        yield
+    finally:
+        _LOSS_SCALE.reset(token)
+
+
+def loss_scale() -> float:
+    return _LOSS_SCALE.get()
+
+
+def input_grad(model, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor | None = None,
+               create_graph: bool = False, reduction: str = "mean", clamp: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """∇_δ CE(model(x + δ), y) at δ (0 if None); returns (gradient, logits).
+
+    With ``create_graph`` the gradient stays differentiable w.r.t. the model's
+    parameters (double backprop); otherwise it is detached. ``clamp``: the input is
+    clip₀₁(x + δ) *inside* the graph, as in the GradAlign code's training attacks, so a
+    coordinate not strictly inside [0,1] gets zero gradient.
+    """
+    delta = torch.zeros_like(x) if delta is None else delta.detach().clone()
+    delta.requires_grad_(True)
+    logits = model((x + delta).clamp(0, 1) if clamp else x + delta)
+    loss = F.cross_entropy(logits, y, reduction=reduction)
+    scale = loss_scale()
+    (grad,) = torch.autograd.grad(loss * scale if scale != 1.0 else loss, delta, create_graph=create_graph)
+    grad = grad / scale if scale != 1.0 else grad
+    return (grad if create_graph else grad.detach()), logits
+
+
+def per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def loss_and_input_grad(model, x: torch.Tensor, y: torch.Tensor, loss_fn=per_example_ce):
+    """(model(x), per-example ℓ(x), ∇ₓΣᵢℓᵢ(x)), all differentiable in θ (``create_graph``).
+
+    Row i of the gradient is ∇ₓᵢℓᵢ (exactly so in eval mode; in train mode batch-norm statistics
+    couple the rows slightly, as in every implementation of these regularisers).
+    """
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    loss = loss_fn(logits, y)
+    scale = loss_scale()
+    (grad,) = torch.autograd.grad(loss.sum() * scale, x, create_graph=True)
+    return logits, loss, grad / scale if scale != 1.0 else grad

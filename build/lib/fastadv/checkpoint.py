@@ -1,0 +1,75 @@
+"""Saving and loading models and training state: atomic writes, ``weights_only=True`` loads.
+
+A model file holds only tensors and plain Python values (its architecture as a
+small dict), so loading never unpickles arbitrary objects; a crafted pickle that
+would run code is refused by torch's weights-only unpickler.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from . import atomic
+from .data import info
+from .errors import FastAdvError
+from .models import build_model
+
+MODEL_FORMAT = "fastadv-model-v1"
+STATE_FORMAT = "fastadv-train-state-v1"
+
+
+def load_weights_only(path: str | Path, expect_format: str) -> dict:
+    """torch.load with weights_only=True; any failure becomes a one-line FastAdvError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastAdvError(f"checkpoint {str(path)!r} not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
+            AttributeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FastAdvError(f"checkpoint {str(path)!r} is corrupt, truncated or not a plain-weights file "
+                           f"(refused by weights_only load: {first[:200]})") from None
+    if not isinstance(obj, dict) or obj.get("format") != expect_format:
+        got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise FastAdvError(f"checkpoint {str(path)!r} has format {got!r}; expected {expect_format!r}")
+    return obj
+
+
+def model_spec(cfg: dict) -> dict:
+    """The architecture part of a train config, stored with every model file."""
+    d = info(cfg["data"]["dataset"])
+    norm = cfg["model"]["normalize"]
+    return {"name": cfg["model"]["name"], "width": cfg["model"]["width"], "num_classes": d.num_classes,
+            "in_shape": list(d.shape), "mean": list(d.mean) if norm else None, "std": list(d.std) if norm else None}
+
+
+def model_from_spec(spec: dict) -> torch.nn.Module:
+    return build_model(spec["name"], width=spec["width"], num_classes=spec["num_classes"],
+                       in_shape=tuple(spec["in_shape"]), mean=spec["mean"], std=spec["std"])
+
+
+def save_model(path, model, cfg: dict, kind: str, epoch: int) -> None:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    atomic.save_torch(path, {"format": MODEL_FORMAT, "spec": model_spec(cfg), "state_dict": state,
+                             "config": cfg, "kind": kind, "epoch": epoch})
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A trained fastadv model, in eval mode, taking NCHW inputs in [0,1] (safe: weights_only)."""
+    obj = load_weights_only(path, MODEL_FORMAT)
+    model = model_from_spec(obj["spec"])
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except RuntimeError as e:
+        raise FastAdvError(f"checkpoint {str(path)!r} does not fit its declared model "
+                           f"{obj['spec']['name']}: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+def load_model_record(path: str | Path) -> dict:
+    """The whole model file (spec, config, kind, epoch, weights)."""
+    return load_weights_only(path, MODEL_FORMAT)

@@ -1,0 +1,352 @@
+"""``fastadv`` command line: prepare, train (and more subcommands as they land).
+
+Every error that is the user's to fix is printed as one line
+(``fastadv: error: …``) with exit code 2; a pre-empted training exits 75.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import FastAdvError
+
+DEFAULT_CONFIG = "params.yaml"
+
+
+def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None:
+    p.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    p.add_argument("--scale", default=None,
+                   help="apply the overrides of scales.<SCALE> in the params file (default: its top-level scale)")
+    p.add_argument("--experiment", default=None, help="apply the settings of experiments.<EXPERIMENT>")
+    p.add_argument("--resolved", default=None, metavar="JSON",
+                   help=f"the whole resolved {section} config as JSON, used as it is (the workflow passes the config "
+                        "it planned the job with); no params file is read; --set still applies")
+    if section == "train":
+        p.add_argument("--variant", default=None, help="method variant label from the params file's variants")
+        p.add_argument("--eps", type=float, default=None, help="ε in units of 1/255 (= --set method.eps=…)")
+        p.add_argument("--seed", type=int, default=None, help="= --set runtime.seed=…")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override one {section} key (repeatable), e.g. " + (
+                       "--set method.name=gradalign --set method.eps=16" if section == "train"
+                       else "--set n_points=500 --set autoattack=true"))
+
+
+def _study(args):
+    from .config import default_params
+    from .study import Study
+
+    return Study.load(args.config or default_params(), args.scale)
+
+
+def _resolved_json(args) -> dict:
+    """The ``--resolved`` config; it replaces every other source, so naming one as well is an error."""
+    given = [f"--{k}" for k in ("config", "scale", "experiment", "variant", "eps", "seed")
+             if getattr(args, k, None) is not None]
+    if given:
+        raise FastAdvError(f"--resolved is the whole config; drop {', '.join(given)}")
+    try:
+        doc = json.loads(args.resolved)
+    except json.JSONDecodeError as e:
+        raise FastAdvError(f"--resolved is not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise FastAdvError(f"--resolved must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _config(args, section: str) -> dict:
+    """The run's ``train``/``evaluate`` config: ``--resolved`` as it is, else the params file
+    resolved for --scale/--experiment (and --variant/--eps/--seed), then ``--set``."""
+    from .study import apply_sets
+
+    if args.resolved is not None:
+        return apply_sets(_resolved_json(args), section, args.sets)
+    study = _study(args)
+    if section == "train":
+        return study.train_config(args.experiment, args.variant, args.eps, args.seed, args.sets)
+    return study.eval_config(args.experiment, args.sets)
+
+
+def cmd_prepare(args) -> int:
+    from .data import prepare
+
+    source = args.source or os.environ.get("FASTADV_DATA_SOURCE") or "download"
+    out = prepare(args.dataset, source, args.root)
+    checked = "layout checked" if out.suffix == ".json" else "hashes verified"
+    print(f"prepared {args.dataset} from {source} -> {out} ({checked})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import EXIT_PREEMPTED, Preempted, train
+
+    cfg = _config(args, "train")
+    try:
+        s = train(cfg, args.out, restart_if_changed=args.restart_if_changed)
+    except Preempted as e:
+        print(f"fastadv: pre-empted: {e}; rerun the same command to continue", file=sys.stderr)
+        return EXIT_PREEMPTED
+    print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
+          f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
+    return 0 if s["status"] == "completed" or args.diverged_ok else 3
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    cfg = _config(args, "evaluate")
+    r = evaluate(args.model, args.out, cfg, eps255=args.eps, data_root=args.data_root)
+    aa = f", AutoAttack {r['autoattack']['acc']:.3f}" if r["autoattack"] else ""
+    print(f"{args.model}: clean {r['clean_acc']:.3f}, {r['pgd']['protocol']} {r['pgd']['acc']:.3f}{aa} "
+          f"on {r['n_points']} points at eps {r['eps']:g}/255 -> {args.out}")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from .results import collect, write_table
+
+    df = collect(args.results)
+    write_table(df, args.out)
+    print(f"{len(df)} results -> {args.out}")
+    return 0
+
+
+def cmd_figure(args) -> int:
+    from .render import FIGURES, FigureJob
+    from .study import validate_experiment_scalars
+
+    if args.resolved is not None:
+        doc = _resolved_json(args)
+        scale, exp = doc.get("scale"), validate_experiment_scalars(doc.get("experiment"), "--resolved experiment")
+        others = [validate_experiment_scalars(o, "--resolved others") for o in doc.get("others", [])]
+        if not isinstance(scale, str):
+            raise FastAdvError("--resolved of a figure needs {\"scale\": NAME, \"experiment\": {...}}")
+    else:
+        study = _study(args)
+        names = args.experiment or ["fig1"]
+        scale, exp, others = study.scale, study.experiment(names[0]), [study.experiment(n) for n in names[1:]]
+    FIGURES[args.name](FigureJob(args.name, scale, exp, Path(args.out), args.results or [], args.histories, args.eps,
+                                 args.published, args.data_root, others))
+    print(f"{args.name}: {args.out}")
+    return 0
+
+
+def cmd_lemma2(args) -> int:
+    from . import atomic
+    from .figures import write_table
+    from .lemma2 import lemma2_figure, lemma2_table
+
+    out = Path(args.out)
+    given = {k: getattr(args, k) for k in ("samples", "images", "inits") if getattr(args, k) is not None}
+    table = lemma2_table(seed=args.seed, **given)
+    lemma2_figure(table, out.with_suffix(".pdf"))
+    write_table(table, out, "Lemma 2: gradient alignment of single-layer CNNs at initialisation (measured, mean ± "
+                "standard error over images and initialisations) against the lemma's lower bound (Monte Carlo).")
+    atomic.write_text(out.with_name(out.stem + "_data.csv"), table.to_csv(index=False))
+    below = table[table["margin_in_se"] < -3]
+    print(f"lemma2: {out}; measured below the bound by more than 3 standard errors: {len(below)} of {len(table)}")
+    return 0
+
+
+def cmd_fidelity(args) -> int:
+    from .fidelity import fidelity_report
+    from .figures import write_table
+
+    table = fidelity_report(args.model, args.data_root, args.n_points, args.eval_points)
+    write_table(table, args.out, f"Effect of each switch of parity with the official GradAlign code on {args.model} "
+                "(README, Fidelity): both settings on the same model and points.")
+    print(f"fidelity: {args.out}")
+    return 0
+
+
+def cmd_digitize(args) -> int:
+    import yaml
+
+    from . import atomic
+    from .digitize import digitize, load_image, load_spec, to_published
+
+    spec = load_spec(args.spec)
+    df = digitize(load_image(args.image), spec)
+    atomic.write_text(args.out, df.to_csv(index=False))
+    if args.published:
+        lines = [f"- {yaml.safe_dump(e, default_flow_style=True, sort_keys=False, allow_unicode=True, width=10_000).strip()}"
+                 for e in to_published(df, spec)]
+        atomic.write_text(args.published, "\n".join(lines) + "\n")
+    read = int(df["value"].notna().sum())
+    print(f"digitize: {read} of {len(df)} points read -> {args.out}")
+    return 0
+
+
+def cmd_copy(args) -> int:
+    from . import atomic
+
+    src = Path(args.src)
+    if not src.is_file():
+        raise FastAdvError(f"file {str(src)!r} not found")
+    atomic.write_bytes(args.dst, src.read_bytes())
+    print(f"{src} -> {args.dst}")
+    return 0
+
+
+def cmd_bench_eval(args) -> int:
+    from .benchmark import bench_eval
+
+    bench_eval(args.model, n_points=args.n_points, batch_size=args.batch_size, threads=args.threads,
+               csv_out=args.csv, data_root=args.data_root)
+    return 0
+
+
+def cmd_schema(args) -> int:
+    import yaml
+
+    from .study import json_schema
+
+    print(yaml.safe_dump(json_schema(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_bench_train(args) -> int:
+    from .benchmark import bench_train
+
+    cfg = _config(args, "train")
+    bench_train(cfg, args.methods, iterations=args.iterations, csv_out=args.csv)
+    return 0
+
+
+def cmd_show_config(args) -> int:
+    import yaml
+
+    cfg = _config(args, "train")
+    print(yaml.safe_dump(cfg, sort_keys=False), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import DATASETS
+
+    p = argparse.ArgumentParser(prog="fastadv", description="Fast adversarial training and GradAlign, reproducibly.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pp = sub.add_parser("prepare", help="verify a dataset source and write the canonical <root>/<dataset>.npz "
+                                        "(imagenet: the manifest <root>/imagenet.json of an ImageFolder tree)")
+    pp.add_argument("--dataset", required=True, choices=DATASETS)
+    pp.add_argument("--source", default=None,
+                    help="'download', a .npz, an official archive/file, or a folder holding one; "
+                         "imagenet: a folder with train/<class>/ and val/<class>/ "
+                         "(default: $FASTADV_DATA_SOURCE, else 'download')")
+    pp.add_argument("--root", default="data", help="folder for prepared data (default: %(default)s)")
+    pp.set_defaults(func=cmd_prepare)
+
+    pt = sub.add_parser("train", help="train one model (resumes if OUT holds an interrupted run)")
+    _add_config_args(pt)
+    pt.add_argument("--out", required=True, help="run directory")
+    pt.add_argument("--diverged-ok", action="store_true",
+                    help="exit 0 for a run that diverged (its status stays in summary.json) instead of 3; "
+                         "the workflow sets it so one diverged run does not stop a study, figures mark it")
+    pt.add_argument("--restart-if-changed", action="store_true",
+                    help="an interrupted run in OUT made with another config is discarded and restarted "
+                         "(default: refuse); a finished run is never overwritten")
+    pt.set_defaults(func=cmd_train)
+
+    pe = sub.add_parser("evaluate", help="clean / PGD-50-10 / AutoAttack accuracy of one model file -> JSON")
+    _add_config_args(pe, "evaluate")
+    pe.add_argument("--model", required=True, help="model file (model_final.pt or model_best.pt)")
+    pe.add_argument("--out", required=True, help="result JSON")
+    pe.add_argument("--eps", type=float, default=None, help="evaluation ε in /255 (default: the training ε)")
+    pe.add_argument("--data-root", default=None, help="prepared data folder (default: the run's data.root)")
+    pe.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("collect", help="tidy CSV table from evaluation JSONs")
+    pl.add_argument("results", nargs="*", help="result JSON files")
+    pl.add_argument("--out", required=True)
+    pl.set_defaults(func=cmd_collect)
+
+    pf = sub.add_parser("figure", help="render a figure of the paper from a results table")
+    pf.add_argument("name", choices=["fig1", "fig8", "published", "figA", "grad_alignment", "runtime", "autoattack", "table7",
+                                     "vs_published", "metrics", "filter_weights", "filter_norms", "feature_maps",
+                                     "cnn_table"])
+    pf.add_argument("--results", nargs="+", default=None,
+                    help="tidy results CSV(s) (fastadv collect), one per experiment (fig8: CIFAR-10's, SVHN's)")
+    pf.add_argument("--histories", nargs="*", default=[],
+                    help="history.csv files (figA, metrics: one per method; filter_*/feature_maps: the run's; "
+                         "cnn_table: every run)")
+    pf.add_argument("--data-root", default=None, help="prepared data (feature_maps; default: the run's data.root)")
+    pf.add_argument("--eps", type=float, default=None, help="ε the histories were trained at (figA title)")
+    pf.add_argument("--out", required=True, help="PDF (figures) or .md (tables); PNG/CSV/data beside it")
+    pf.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    pf.add_argument("--scale", default=None, help="scale of the runs (default: the params file's top-level scale)")
+    pf.add_argument("--experiment", action="append", default=None,
+                    help="experiment whose runs the figure needs (default: fig1; fig8: fig1, then fig1_svhn)")
+    pf.add_argument("--resolved", default=None, metavar="JSON",
+                    help='{"scale": NAME, "experiment": {...}} as the workflow resolved them; no params file is read')
+    pf.add_argument("--published", action="store_true",
+                    help="also show the paper's published values (src/fastadv/published_values.yaml): "
+                         "faded open squares on fig1, published_* columns in the runtime/autoattack tables")
+    pf.set_defaults(func=cmd_figure)
+
+    pfi = sub.add_parser("fidelity", help="effect of each switch of parity with the official code on one model")
+    pfi.add_argument("--model", required=True, help="a trained model file (e.g. a quick-scale FGSM model)")
+    pfi.add_argument("--out", required=True, help="Markdown table; the CSV beside it")
+    pfi.add_argument("--data-root", default=None, help="prepared data (default: the run's data.root)")
+    pfi.add_argument("--n-points", type=int, default=256, help="training images for the training-time switches")
+    pfi.add_argument("--eval-points", type=int, default=200, help="test images for the PGD restart rule")
+    pfi.set_defaults(func=cmd_fidelity)
+
+    pdg = sub.add_parser("digitize", help="values of a published figure from its pixels (axis calibration, markers)")
+    pdg.add_argument("image", help="the figure (PNG)")
+    pdg.add_argument("--spec", required=True, help="what to read (YAML; e.g. docs/digitize/fig1.yaml)")
+    pdg.add_argument("--out", required=True, help="CSV: one row per point, with uncertainty and how it was read")
+    pdg.add_argument("--published", default=None, help="also write the readable points as published_values.yaml entries")
+    pdg.set_defaults(func=cmd_digitize)
+
+    pcp = sub.add_parser("copy", help="copy a file atomically (the workflow's unscaled targets results/<name>)")
+    pcp.add_argument("src")
+    pcp.add_argument("dst")
+    pcp.set_defaults(func=cmd_copy)
+
+    pb = sub.add_parser("bench-eval", help="time PGD-50-10 with and without skipping broken points (ratio)")
+    pb.add_argument("--model", required=True)
+    pb.add_argument("--n-points", type=int, default=256)
+    pb.add_argument("--batch-size", type=int, default=1024)
+    pb.add_argument("--threads", type=int, default=0)
+    pb.add_argument("--data-root", default=None)
+    pb.add_argument("--csv", default=None, help="append the measurement to this CSV")
+    pb.set_defaults(func=cmd_bench_eval)
+
+    pt2 = sub.add_parser("bench-train", help="training-step speed of each method and its ratio to FGSM")
+    _add_config_args(pt2)
+    pt2.add_argument("--methods", nargs="+", default=["fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "pgd", "free"])
+    pt2.add_argument("--iterations", type=int, default=20)
+    pt2.add_argument("--csv", default=None, help="append the measurements to this CSV")
+    pt2.set_defaults(func=cmd_bench_train)
+
+    p2 = sub.add_parser("lemma2", help="Lemma 2 of the paper checked numerically: table, CSV and figure")
+    p2.add_argument("--out", required=True, help="Markdown table; .csv and .pdf/.png beside it")
+    p2.add_argument("--samples", type=int, default=None, help="Monte-Carlo (w, z) pairs for the bound (400,000)")
+    p2.add_argument("--images", type=int, default=None, help="random images per model (64)")
+    p2.add_argument("--inits", type=int, default=None, help="freshly initialised models per (eps, filters) (4)")
+    p2.add_argument("--seed", type=int, default=0)
+    p2.set_defaults(func=cmd_lemma2)
+
+    ps = sub.add_parser("schema", help="print the JSON schema of params.yaml (as YAML)")
+    ps.set_defaults(func=cmd_schema)
+
+    pc = sub.add_parser("config", help="print the resolved train config")
+    _add_config_args(pc)
+    pc.set_defaults(func=cmd_show_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FastAdvError as e:
+        print(f"fastadv: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

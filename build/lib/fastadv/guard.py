@@ -1,0 +1,65 @@
+"""Guard rail of the workflow: a run that would train at a GPU scale on a machine without CUDA
+stops before its first job, saying what it would cost and what to run instead.
+
+A job asks for GPUs when its ``resources.gpu`` (of its scale and experiment) is above 0 (the
+``paper`` scale does; the CPU scales ``quick`` and ``smoke`` and the CPU-sized experiment ``cnn4``
+set 0). ``--config allow_cpu=true`` lets a user insist. Under a
+cluster executor (SLURM) the jobs run on other nodes, so the submitting machine is not checked.
+"""
+from __future__ import annotations
+
+import math
+
+# Training images per dataset (the subset setting may take fewer).
+TRAIN_IMAGES = {"cifar10": 50_000, "svhn": 73_257, "mnist": 60_000, "imagenet": 1_281_167}
+# One forward + backward pass of PreActResNet-18 (width 64) on a CIFAR-10 batch of 128 on a
+# 2-core CPU (AMD EPYC, 2 threads, torch 2.14.1): the `standard` row of
+# `fastadv bench-train --scale paper --methods standard fgsm gradalign --iterations 3`.
+CPU_SECONDS_PER_PASS = 1.5
+# Forward + backward passes per training iteration, relative to one clean pass, as measured by
+# bench-train at the quick scale (exact GradAlign 2.5-2.75× FGSM; GradAlign-FD 1.45-1.55×; ELLE 2.5×).
+PASSES = {
+    "standard": lambda m: 1, "fgsm": lambda m: 2, "fgsm_rs": lambda m: 2, "nfgsm": lambda m: 2,
+    "gradalign": lambda m: 5.3, "gradalign_fd": lambda m: 3, "elle": lambda m: 5, "elle_a": lambda m: 5,
+    "cure": lambda m: 5.3, "llr": lambda m: m["llr"]["steps"] + 3, "pgd": lambda m: m["pgd"]["steps"] + 1,
+    "free": lambda m: 1,  # one pass per replayed iteration; the replays are counted as iterations
+}
+PGD_EVAL_PASSES_PER_POINT = 50 * 10 + 1  # PGD-50-10 on a point no restart breaks (an upper bound)
+
+
+def training_passes(cfg: dict) -> float:
+    """Batch forward/backward passes of one training run (its config resolved)."""
+    o, m = cfg["optim"], cfg["method"]
+    images = TRAIN_IMAGES.get(cfg["data"]["dataset"], 50_000)
+    if cfg["data"]["subset"] is not None:
+        images = min(images, cfg["data"]["subset"])
+    return o["epochs"] * math.ceil(images / o["batch_size"]) * PASSES[m["name"]](m)
+
+
+def cpu_refusal(jobs: list[tuple[str, dict]], study_of, cuda: bool, allow_cpu: bool) -> str | None:
+    """The message that stops a run, or None when it may go on.
+
+    ``jobs``: (rule name, wildcards) of every job the run would execute; ``study_of(scale)``: the
+    :class:`fastadv.study.Study` at that scale. The run is refused when it would train at a scale
+    that asks for GPUs, no CUDA device is visible and the user did not set ``allow_cpu``.
+    """
+    if cuda or allow_cpu:
+        return None
+    gpu_jobs = [(rule, w) for rule, w in jobs
+                if rule in ("train_model", "evaluate_model") and study_of(w["scale"]).resources(w["experiment"])["gpu"] > 0]
+    trainings = [w for rule, w in gpu_jobs if rule == "train_model"]
+    if not trainings:
+        return None
+    evaluations = [w for rule, w in gpu_jobs if rule == "evaluate_model"]
+    passes = sum(training_passes(study_of(w["scale"]).train_config(w["experiment"], w["variant"], float(w["eps"]),
+                                                                   int(w["seed"]))) for w in trainings)
+    eval_points = sum(study_of(w["scale"]).eval_config(w["experiment"])["n_points"] or 10_000 for w in evaluations)
+    train_hours = passes * CPU_SECONDS_PER_PASS / 3600
+    eval_hours = eval_points * PGD_EVAL_PASSES_PER_POINT * CPU_SECONDS_PER_PASS / 128 / 3600
+    scales = sorted({w["scale"] for w in trainings})
+    return (f"refusing to start {len(trainings)} training(s) and {len(evaluations)} evaluation(s) at scale "
+            f"{', '.join(scales)} (it asks for GPUs: resources.gpu > 0) without a CUDA device: on this machine's "
+            f"CPU that is roughly {train_hours:,.0f} h of training and up to {eval_hours:,.0f} h of evaluation "
+            f"(at {CPU_SECONDS_PER_PASS} s per forward/backward pass of PreActResNet-18 on a 128-image batch, "
+            "measured on 2 CPU cores). The CPU demo: snakemake --cores 2 --config scale=quick results/fig1.pdf; "
+            "to run this anyway: add --config allow_cpu=true")

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..attacks.fgsm import fgsm_point
+from ..attacks.grad import loss_and_input_grad
+
+
+@dataclass
+class StepContext:
+    """What a method may use besides the batch: the step's RNG and the warm-up factor w ∈ [0,1]
+    (SVHN: ε of PGD / step α of FGSM grow linearly over the first epochs; 1 elsewhere)."""
+
+    gen: torch.Generator
+    warmup: float = 1.0
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor     # what is backpropagated
+    logits: torch.Tensor   # on the training inputs actually used (for train accuracy)
+    reg: torch.Tensor | None = None  # regulariser part of the loss (already weighted), if any
+    inputs: torch.Tensor | None = None  # the training inputs x + δ (for the mean ‖δ‖₂ statistic)
+    input_grad: torch.Tensor | None = None  # ∇ₓ of the batch-mean loss the attack used, if any
+
+
+class Method:
+    """A training method: the loss of one batch. ``eps`` is absolute ([0,1] pixel units).
+
+    ``replay``: how many consecutive steps reuse one batch (Free AT's m; 1 otherwise).
+    """
+
+    replay = 1
+    # Switches of the GradAlign code's behaviour (train.method.*; set by build_method):
+    clamp_in_graph = False       # training attacks take gradients through clip₀₁(x + δ)
+    extra_clean_forward = False  # standard / PGD training: one more clean train-mode forward per step
+
+    def __init__(self, eps: float, params: dict, dataset: str):
+        self.eps = eps
+        self.params = params
+        self.dataset = dataset
+
+    def step(self, model, x, y, ctx: StepContext) -> StepOutput:
+        raise NotImplementedError
+
+    def after_backward(self) -> None:
+        """Called after loss.backward() and before optimizer.step() (Free AT updates δ here)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def clean_forward(model, x) -> None:
+    """A clean forward pass in the model's mode whose only effect is on batch-norm running statistics:
+    the GradAlign code's extra forward/backward for monitoring ∇ₓℓ(x) in standard and PGD training
+    (train.py, ``get_input_grad(…, delta_init='none')``)."""
+    with torch.no_grad():
+        model(x)
+
+
+def ce_step(model, x_train, y, input_grad: torch.Tensor | None = None) -> StepOutput:
+    logits = model(x_train)
+    return StepOutput(F.cross_entropy(logits, y), logits, inputs=x_train, input_grad=input_grad)
+
+
+def regularised_step(model, x, y, base: str, fgsm_alpha: float, eps: float, penalty) -> StepOutput:
+    """Base loss + a penalty built from the clean forward: ``penalty(loss_x, grad_x)`` gets the
+    (differentiable) clean per-example losses and input gradient. ``base``:
+    ``clean`` = mean ℓ(x); ``fgsm`` = ℓ at the zero-init FGSM point of step ``fgsm_alpha`` (absolute),
+    whose gradient is the same ∇ₓℓ(x), so nothing is computed twice (CURE, LLR)."""
+    logits, loss_x, grad_x = loss_and_input_grad(model, x, y)
+    reg = penalty(loss_x, grad_x)
+    inputs = x
+    if base == "fgsm":
+        inputs = fgsm_point(x, grad_x, eps, fgsm_alpha)
+        logits = model(inputs)
+        loss = F.cross_entropy(logits, y)
+    else:
+        loss = loss_x.mean()
+    return StepOutput(loss + reg, logits, reg.detach(), inputs, grad_x.detach() / len(y))

@@ -1,0 +1,17 @@
+from ..attacks import fgsm_attack
+from .base import Method, StepOutput, ce_step
+
+
+class FGSM(Method):
+    """FGSM adversarial training with zero init (Goodfellow et al., ICLR 2015), as run in the
+    GradAlign paper (Andriushchenko & Flammarion, NeurIPS 2020, Fig. 1: ``--attack_init=zero``):
+    δ = ε·sign(∇ₓℓ(x)) (α ≥ 1 is clipped back to the ε-ball), loss ℓ(x + δ).
+
+    params: ``alpha`` — step in units of ε (1.25 in the GradAlign scripts; irrelevant when ≥ 1).
+    """
+
+    def step(self, model, x, y, ctx) -> StepOutput:
+        alpha = self.params["alpha"] * self.eps * ctx.warmup
+        x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=False, gen=ctx.gen,
+                                  return_grad=True, clamp_in_graph=self.clamp_in_graph)
+        return ce_step(model, x_adv, y, grad)

@@ -1,0 +1,21 @@
+from ..attacks.fgsm import uniform_delta
+from ..attacks.grad import input_grad
+from .base import Method, StepOutput, ce_step
+
+
+class NFGSM(Method):
+    """N-FGSM (de Jorge et al., "Make Some Noise: Reliable and Efficient Single-Step Adversarial
+    Training", NeurIPS 2022, Alg. 1): η ~ U[-kε, kε]^d, x_adv = clip_[0,1](x + η + α·sign(∇ₓℓ(x+η))),
+    with **no projection** onto the ε-ball, so ‖x_adv − x‖∞ can reach (k+1)·ε (then clipped to [0,1]).
+
+    params: ``noise`` — k, the noise radius in units of ε (paper: 2); ``alpha`` — step in units
+    of ε (paper: 1, i.e. α = ε).
+    """
+
+    def step(self, model, x, y, ctx) -> StepOutput:
+        eta = uniform_delta(x, self.params["noise"] * self.eps, ctx.gen)
+        # The gradient is taken at the clipped noisy point, as the authors' code does.
+        eta = (x + eta).clamp(0, 1) - x
+        grad, _ = input_grad(model, x, y, eta)
+        x_adv = (x + eta + self.params["alpha"] * self.eps * ctx.warmup * grad.sign()).clamp(0, 1).detach()
+        return ce_step(model, x_adv, y, grad)

@@ -1,0 +1,23 @@
+import torch
+
+from ..attacks import pgd_perturbation
+from ..attacks.fgsm import uniform_delta
+from .base import Method, StepOutput, ce_step, clean_forward
+
+
+class PGD(Method):
+    """PGD-k adversarial training (Madry et al., ICLR 2018).
+
+    params: ``steps`` k; ``alpha`` step in units of ε (paper scripts: PGD-2 α = ε/2,
+    PGD-10 α = ε/5); ``random_init`` (paper scripts: zero init). Under SVHN's
+    warm-up ε itself grows linearly while the step stays α·ε (GradAlign code, train.py L130-136).
+    """
+
+    def step(self, model, x, y, ctx) -> StepOutput:
+        eps = self.eps * ctx.warmup  # the warm-up ramps ε only; the step stays α·ε (train.py L130-136)
+        p = self.params
+        delta0 = uniform_delta(x, eps, ctx.gen) if p["random_init"] else torch.zeros_like(x)
+        delta = pgd_perturbation(model, x, y, eps, p["alpha"] * self.eps, p["steps"], delta0, self.clamp_in_graph)
+        if self.extra_clean_forward:
+            clean_forward(model, x)
+        return ce_step(model, (x + delta).clamp(0, 1), y)

@@ -1,0 +1,11 @@
+from .base import Method, StepOutput, ce_step, clean_forward
+
+
+class Standard(Method):
+    """Standard (non-adversarial) training: cross-entropy on clean inputs (with ``extra_clean_forward``,
+    the batch passes twice through batch norm, as in the GradAlign code)."""
+
+    def step(self, model, x, y, ctx) -> StepOutput:
+        if self.extra_clean_forward:
+            clean_forward(model, x)
+        return ce_step(model, x, y)

@@ -1,0 +1,128 @@
+"""Monitoring during training: clean / FGSM / PGD accuracy and loss, the two cosines of the paper,
+gradient norms, catastrophic overfitting.
+
+All functions evaluate the model in whatever mode the caller set (the training
+loop switches to eval mode, as the GradAlign code does for its statistics).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .attacks import fgsm_attack, pgd_attack
+from .attacks.fgsm import uniform_delta
+
+
+def _chunks(n: int, batch_size: int):
+    for i in range(0, n, batch_size):
+        yield slice(i, min(i + batch_size, n))
+
+
+def accuracy(model, x, y, batch_size: int = 512) -> float:
+    with torch.no_grad():
+        correct = sum((model(x[s]).argmax(1) == y[s]).sum() for s in _chunks(len(y), batch_size))
+    return float(correct) / len(y)
+
+
+def fgsm_accuracy(model, x, y, eps: float, batch_size: int = 512) -> float:
+    """Accuracy under FGSM from zero with step ε (the paper's monitoring FGSM)."""
+    correct = 0
+    for s in _chunks(len(y), batch_size):
+        x_adv = fgsm_attack(model, x[s], y[s], eps)
+        with torch.no_grad():
+            correct += (model(x_adv).argmax(1) == y[s]).sum()
+    return float(correct) / len(y)
+
+
+def pgd_accuracy(model, x, y, eps: float, alpha: float, steps: int, restarts: int = 1,
+                 gen: torch.Generator | None = None, batch_size: int = 512) -> float:
+    correct = 0
+    for s in _chunks(len(y), batch_size):
+        x_adv = pgd_attack(model, x[s], y[s], eps, alpha, steps, restarts, random_init=True, gen=gen)
+        with torch.no_grad():
+            correct += (model(x_adv).argmax(1) == y[s]).sum()
+    return float(correct) / len(y)
+
+
+def clamped_input_grad(model, x, y, delta: torch.Tensor) -> torch.Tensor:
+    """∇_δ Σᵢ ℓ(model(clip₀₁(x + δ))ᵢ, yᵢ): per-example loss gradients with the box clip inside the
+    graph (utils.get_grad_np of the GradAlign code clips with ``clamp(X + delta, 0, 1)`` before the
+    forward pass), so a coordinate not strictly inside [0,1] gets zero gradient — also a pixel at
+    exactly 0 or 1, as under the official code's torch 1.4."""
+    delta = delta.detach().clone().requires_grad_(True)
+    loss = F.cross_entropy(model((x + delta).clamp(0, 1)), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, delta)
+    return grad.detach()
+
+
+def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-example cosine of two batches of vectors; 1 where either is 0 (the GradAlign code's
+    avg_cos_np replaces 0/0 by 1)."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    na, nb = a.norm(dim=1), b.norm(dim=1)
+    cos = (a * b).sum(1) / (na * nb)
+    return torch.where((na > 0) & (nb > 0), cos, torch.ones_like(cos))
+
+
+def gradient_alignment(model, x, y, eps: float, eta: torch.Tensor | None = None,
+                       gen: torch.Generator | None = None, batch_size: int = 512) -> float:
+    """Mean over examples of cos(∇ₓℓ(x), ∇ₓℓ(clip₀₁(x+η))), η ~ U[-ε,ε]^d (``eps`` absolute).
+
+    The monitoring metric of Andriushchenko & Flammarion (2020, Fig. 3/Fig. A;
+    utils.get_grad_np + avg_cos_np): both gradients are taken through the clip of the input to
+    [0,1] (zero where x+η leaves the box), and an example with a zero gradient counts as
+    cos = 1 (the official 0/0 → 1 convention).
+    """
+    eta = uniform_delta(x, eps, gen) if eta is None else eta
+    total = 0.0
+    for s in _chunks(len(y), batch_size):
+        g1 = clamped_input_grad(model, x[s], y[s], torch.zeros_like(x[s]))
+        g2 = clamped_input_grad(model, x[s], y[s], eta[s])
+        total += float(cosines(g1, g2).sum())
+    return total / len(y)
+
+
+def statistics(model, x, y, eps: float, pgd_steps: int, gen: torch.Generator | None = None,
+               batch_size: int = 512) -> dict:
+    """The GradAlign code's statistics on fixed points (train.py, every ``eval_iter_freq`` iterations),
+    ``eps`` absolute: accuracy and mean cross-entropy on clean, FGSM (zero start, step ε) and PGD
+    (``pgd_steps`` steps, α = ε/4, uniform start, one restart) inputs; cos(δ_FGSM, δ_PGD); gradient
+    alignment cos(∇ₓℓ(x), ∇ₓℓ(x+η)); and the mean ℓ2 norms of ∇ₓℓ(x) (per example) and of δ_FGSM,
+    δ_PGD after projection. Draws from ``gen``: the PGD start, then η (per chunk of ``batch_size``)."""
+    keys = ("clean_acc", "clean_loss", "fgsm_acc", "fgsm_loss", "pgd_acc", "pgd_loss", "cos_fgsm_pgd",
+            "grad_alignment", "grad_norm", "fgsm_delta_norm", "pgd_delta_norm")
+    total = dict.fromkeys(keys, 0.0)
+    for s in _chunks(len(y), batch_size):
+        xs, ys = x[s], y[s]
+        x_fgsm = fgsm_attack(model, xs, ys, eps)
+        x_pgd = pgd_attack(model, xs, ys, eps, eps / 4, pgd_steps, 1, random_init=True, skip_broken=False, gen=gen)
+        eta = uniform_delta(xs, eps, gen)
+        grad_x = clamped_input_grad(model, xs, ys, torch.zeros_like(xs))
+        grad_eta = clamped_input_grad(model, xs, ys, eta)
+        with torch.no_grad():
+            for name, inputs in (("clean", xs), ("fgsm", x_fgsm), ("pgd", x_pgd)):
+                logits = model(inputs)
+                total[f"{name}_acc"] += float((logits.argmax(1) == ys).sum())
+                total[f"{name}_loss"] += float(F.cross_entropy(logits, ys, reduction="sum"))
+        d_fgsm, d_pgd = x_fgsm - xs, x_pgd - xs
+        total["cos_fgsm_pgd"] += float(cosines(d_fgsm, d_pgd).sum())
+        total["grad_alignment"] += float(cosines(grad_x, grad_eta).sum())
+        total["grad_norm"] += float(grad_x.flatten(1).norm(dim=1).sum())
+        total["fgsm_delta_norm"] += float(d_fgsm.flatten(1).norm(dim=1).sum())
+        total["pgd_delta_norm"] += float(d_pgd.flatten(1).norm(dim=1).sum())
+    return {k: v / len(y) for k, v in total.items()}
+
+
+def flag_co(pgd_acc: list[float], fgsm_acc: list[float], pgd_ratio: float, min_gap: float) -> list[bool]:
+    """Catastrophic overfitting flag per epoch (Wong et al. 2020; Andriushchenko & Flammarion 2020).
+
+    Epoch e is flagged when PGD accuracy has collapsed — below ``pgd_ratio`` × the best
+    PGD accuracy of any earlier epoch — while FGSM accuracy sits at least ``min_gap``
+    above it (FGSM no longer finds the adversarial examples PGD finds: the CO
+    signature). Epoch 0 (initialisation) is never flagged.
+    """
+    flags = []
+    for e, (p, f) in enumerate(zip(pgd_acc, fgsm_acc)):
+        best_before = max(pgd_acc[:e], default=0.0)
+        flags.append(e > 0 and p < pgd_ratio * best_before and f - p >= min_gap)
+    return flags

@@ -1,0 +1,63 @@
+"""Published values of the GradAlign paper (``published_values.yaml``) for overlays on our
+figures and tables: Andriushchenko & Flammarion, NeurIPS 2020, and its author response.
+Each value carries the source it was printed in; none is read off a plot."""
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+import yaml
+
+from .errors import FastAdvError
+
+FIELDS = {"dataset", "method", "eps", "model", "metric", "mean", "std", "seeds", "source", "origin"}
+OPTIONAL = {"hardware", "uncertainty", "read_off", "figure"}
+ORIGINS = {"paper", "third_party"}  # the GradAlign paper and its author response | another group's reproduction
+METRICS = {"pgd_acc", "clean_acc", "autoattack_acc", "train_minutes"}
+MODELS = {"final", "best", "unstated"}
+
+
+def load_published(text: str | None = None) -> pd.DataFrame:
+    """The published values as a table (accuracies in %); ``text``: another YAML list (tests)."""
+    if text is None:
+        text = resources.files("fastadv").joinpath("published_values.yaml").read_text()
+    rows = yaml.safe_load(text) or []
+    for i, row in enumerate(rows):
+        keys = set(row)
+        if not FIELDS <= keys <= FIELDS | OPTIONAL:
+            raise FastAdvError(f"published value #{i}: fields {sorted(keys)}; required {sorted(FIELDS)}, "
+                               f"optional {sorted(OPTIONAL)}")
+        if row["origin"] not in ORIGINS:
+            raise FastAdvError(f"published value #{i}: origin {row['origin']!r}; valid: {', '.join(sorted(ORIGINS))}")
+        if row["metric"] not in METRICS or row["model"] not in MODELS:
+            raise FastAdvError(f"published value #{i}: metric {row['metric']!r} / model {row['model']!r}; "
+                               f"valid metrics {sorted(METRICS)}, models {sorted(MODELS)}")
+        if not row["source"]:
+            raise FastAdvError(f"published value #{i} has no source")
+    return pd.DataFrame(rows, columns=sorted(FIELDS | OPTIONAL))
+
+
+def published_points(published: pd.DataFrame, dataset: str, metric: str, model_kind: str,
+                     methods: list[str], figure: str | None = None) -> pd.DataFrame:
+    """The values to draw in one panel: ``metric`` of ``methods`` for ``model_kind`` (values whose source
+    does not state the model kind are drawn in every panel). With ``figure``, values read off another
+    figure of the paper are left out (Fig. 8 repeats Fig. 1's final-model accuracies)."""
+    p = published
+    keep = ((p["dataset"] == dataset) & (p["metric"] == metric) & p["method"].isin(methods)
+            & p["model"].isin([model_kind, "unstated"]) & p["eps"].notna())
+    if figure is not None:
+        keep &= p["figure"].isna() | (p["figure"] == figure)
+    return p[keep]
+
+
+def published_value(published: pd.DataFrame, dataset: str, method: str, metric: str,
+                    eps: float | None = None) -> tuple[float, float]:
+    """(mean, std) of one published final-model (or unstated) value; NaN where none is published."""
+    p = published
+    keep = ((p["dataset"] == dataset) & (p["method"] == method) & (p["metric"] == metric)
+            & p["model"].isin(["final", "unstated"]))
+    keep &= p["eps"].isna() if eps is None else (p["eps"] == eps)
+    if not keep.any():
+        return float("nan"), float("nan")
+    row = p[keep].iloc[0]
+    return float(row["mean"]), float("nan") if pd.isna(row["std"]) else float(row["std"])

@@ -1,0 +1,61 @@
+"""Collect per-model evaluation results into one tidy table (one row per dataset/method/ε/seed/model kind)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import atomic
+from .errors import FastAdvError
+from .evaluate import load_result
+
+COLUMNS = ["dataset", "method", "method_label", "train_eps", "eps", "train_seed", "model_kind", "model_epoch",
+           "n_points", "clean_acc_full", "clean_acc", "pgd_protocol", "pgd_acc", "pgd_acc_max_loss", "autoattack_acc",
+           "train_status", "co_epoch", "train_seconds", "seconds_per_epoch", "final_grad_alignment",
+           "eval_seconds", "device", "torch", "path"]
+
+
+def result_row(res: dict, path: str) -> dict:
+    aa = res.get("autoattack")
+    row = {
+        "dataset": res["dataset"], "method": res["method"], "method_label": res["method_label"],
+        "train_eps": res["train_eps"], "eps": res["eps"], "train_seed": res["train_seed"],
+        "model_kind": res["model_kind"], "model_epoch": res["model_epoch"], "n_points": res["n_points"],
+        "clean_acc_full": res["clean_acc_full"], "clean_acc": res["clean_acc"],
+        "pgd_protocol": res["pgd"]["protocol"], "pgd_acc": res["pgd"]["acc"],
+        "pgd_acc_max_loss": res["pgd"].get("acc_max_loss"),
+        "autoattack_acc": aa["acc"] if aa else None, "eval_seconds": res["seconds"]["total"],
+        "device": res["hardware"]["gpu"] or res["hardware"]["device"], "torch": res["hardware"]["torch"],
+        "path": path,
+    }
+    # The training run's own summary (beside the model file): status, CO, time, alignment.
+    summary_path = Path(res["model_path"]).parent / "summary.json"
+    if summary_path.is_file():
+        s = json.loads(summary_path.read_text())
+        row.update(train_status=s["status"], co_epoch=s["co_epoch"], train_seconds=s["train_seconds"],
+                   seconds_per_epoch=s["seconds_per_epoch"], final_grad_alignment=s["final"]["grad_alignment"])
+    else:
+        row.update(train_status=None, co_epoch=None, train_seconds=None, seconds_per_epoch=None,
+                   final_grad_alignment=None)
+    for attack, acc in (aa or {}).get("acc_after", {}).items():
+        row[f"aa_{attack.replace('-', '_')}_acc"] = acc
+    return row
+
+
+def collect(paths: list[str | Path]) -> pd.DataFrame:
+    if not paths:
+        raise FastAdvError("no result files given to collect")
+    rows = [result_row(load_result(p), str(p)) for p in paths]
+    df = pd.DataFrame(rows)
+    key = ["dataset", "method_label", "eps", "train_seed", "model_kind"]
+    dup = df[df.duplicated(key, keep=False)]
+    if len(dup):
+        raise FastAdvError(f"two results for the same run: {dup.iloc[0][key].to_dict()} "
+                           f"({', '.join(dup['path'].head(2))})")
+    extra = [c for c in df.columns if c not in COLUMNS]
+    return df[COLUMNS + sorted(extra)].sort_values(key).reset_index(drop=True)
+
+
+def write_table(df: pd.DataFrame, out: str | Path) -> None:
+    atomic.write_text(out, df.to_csv(index=False))

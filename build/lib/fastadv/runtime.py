@@ -1,0 +1,73 @@
+"""Device, threads, seeds derived per step, and the hardware/software stamp of every result."""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+
+import torch
+
+
+_GPU_LOCK = None  # held for the life of the process
+
+
+def claim_gpu(count: int) -> int:
+    """Index of a GPU no other fastadv process on this machine holds.
+
+    ``snakemake --resources gpu=N`` runs N jobs at once but assigns no device; each job
+    then takes the first GPU whose lock file (``$TMPDIR/fastadv-gpu-<i>.lock``) it can
+    flock exclusively. Under SLURM, CUDA_VISIBLE_DEVICES already shows one GPU.
+    """
+    global _GPU_LOCK
+    import fcntl
+    import tempfile
+
+    for i in range(count):
+        f = open(os.path.join(tempfile.gettempdir(), f"fastadv-gpu-{i}.lock"), "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _GPU_LOCK = f
+        return i
+    return 0  # more jobs than GPUs: share the first
+
+
+def select_device(name: str) -> torch.device:
+    from .errors import FastAdvError
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FastAdvError("runtime.device 'cuda' requested but no CUDA device is available; valid here: auto, cpu")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if _GPU_LOCK is None and torch.cuda.device_count() > 1:
+        torch.cuda.set_device(claim_gpu(torch.cuda.device_count()))
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def set_threads(threads: int) -> None:
+    """0 keeps torch's default; Snakemake passes the rule's ``threads`` here."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def derived_seed(*parts) -> int:
+    """A 63-bit seed from (seed, epoch, step, purpose …): every random draw in training is a
+    pure function of where it happens, so a resumed run draws exactly what an
+    uninterrupted one would."""
+    h = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def generator(device: torch.device, *parts) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derived_seed(*parts))
+
+
+def hardware_stamp(device: torch.device) -> dict:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "device": str(device), "gpu": gpu, "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(),
+    }

@@ -1,0 +1,38 @@
+"""Learning-rate and warm-up schedules, as functions of training progress."""
+from __future__ import annotations
+
+from .errors import unknown_choice
+
+SCHEDULES = ("cyclic", "piecewise", "constant")
+
+
+def learning_rate(schedule: str, progress: float, lr_max: float, peak: float = 0.4) -> float:
+    """Learning rate at ``progress`` = fraction of all training iterations done, in [0, 1].
+
+    cyclic (Smith & Topin 2019; Wong et al. 2020; GradAlign code): piecewise-linear
+        0 → lr_max at progress ``peak`` → 0 at the end, updated every iteration. The
+        GradAlign code places the peak at ⌊2·epochs/5⌋ epochs, which is exactly 2/5
+        for the paper's 30 epochs; N-FGSM's and ELLE's code at 1/2.
+    piecewise: lr_max, then lr_max/10 from 1/2 and lr_max/100 from 3/4 of training.
+    constant: lr_max.
+    """
+    if schedule == "cyclic":
+        if progress <= peak:
+            return lr_max * progress / peak
+        return lr_max * max(0.0, 1.0 - progress) / (1.0 - peak)
+    if schedule == "piecewise":
+        return lr_max if progress < 0.5 else lr_max / 10 if progress < 0.75 else lr_max / 100
+    if schedule == "constant":
+        return lr_max
+    raise unknown_choice("lr schedule", schedule, SCHEDULES)
+
+
+def warmup_factor(iteration: int, warmup_iterations: int) -> float:
+    """Linear warm-up w = min(iteration / warmup_iterations, 1); 1 when there is no warm-up.
+
+    SVHN in the GradAlign code: ε of PGD and the FGSM step grow linearly over the
+    first 5 epochs (w scales them).
+    """
+    if warmup_iterations <= 0:
+        return 1.0
+    return min(iteration / warmup_iterations, 1.0)

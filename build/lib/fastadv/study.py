@@ -1,0 +1,295 @@
+"""The study: method variants, experiments and scales of ``params.yaml``, resolved into run configs.
+
+* ``variants``: label → overrides of ``train`` (e.g. ``pgd2``: PGD with 2 steps, α = ε/2).
+* ``experiments``: a figure or table as data — dataset, variant labels, ε grid, seeds,
+  which models (final / early-stopped) to evaluate, AutoAttack or not, and optional
+  ``train``/``evaluate`` overrides.
+* ``scales``: ``paper`` / ``quick`` / ``smoke`` overrides of ``train``, ``evaluate``,
+  ``variants`` and ``experiments``.
+
+A run's train config is resolved in this order (later wins):
+``train`` ← ``variants[v]`` ← ``experiments[e].train`` ← ``experiments[e].variants[v]`` ← ``scales[s].train`` ←
+``scales[s].variants[v]`` ← ``scales[s].experiments[e].train`` ← (dataset, ε, seed) of
+the run ← ``--set``. A scale's ``train`` comes after the variant so that, say, the smoke
+scale's 2 epochs also bind Free AT (whose variant asks for 96).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import (DATASETS, ListSpec, Spec, _BOOL, _STR, _choice, _float, _int, deep_merge, parse_scalar,
+                     parse_set, read_params, validate_section)
+from .errors import FastAdvError, unknown_choice
+
+MODEL_KINDS = ("final", "best")
+EXPERIMENT_SCALARS = {
+    "description": _STR,
+    "dataset": _choice(*DATASETS),
+    "methods": ListSpec(Spec("str")),
+    "eps": ListSpec(_float(min=0, max=128, min_exclusive=True)),
+    "seeds": ListSpec(_int(min=0)),
+    "models": ListSpec(_choice(*MODEL_KINDS)),
+    "autoattack": _BOOL,
+}
+EXPERIMENT_SECTIONS = ("train", "evaluate", "resources")
+SCALE_KEYS = ("train", "evaluate", "resources", "variants", "experiments")
+
+
+def _check_keys(d, allowed, where):
+    if not isinstance(d, dict):
+        raise FastAdvError(f"{where} must be a mapping, got {d!r}")
+    for k in d:
+        if k not in allowed:
+            raise FastAdvError(f"unknown config key {where}.{k!r}; valid: {', '.join(allowed)}")
+
+
+def validate_experiment_scalars(exp, where: str) -> dict:
+    """The scalar part of a resolved experiment (dataset, methods, ε grid, seeds, model kinds …)."""
+    _check_keys(exp, tuple(EXPERIMENT_SCALARS) + EXPERIMENT_SECTIONS, where)
+    missing = [k for k in EXPERIMENT_SCALARS if k not in exp]
+    if missing:
+        raise FastAdvError(f"missing config key(s) in {where}: {', '.join(missing)}")
+    return {**exp, **{k: spec.check(f"{where}.{k}", exp[k]) for k, spec in EXPERIMENT_SCALARS.items()}}
+
+
+def apply_sets(cfg: dict, section: str, sets: list[str] = ()) -> dict:
+    """A whole ``train``/``evaluate`` config with ``--set key=value`` overrides applied, validated."""
+    for s in sets:  # before the whole is checked: the workflow leaves runtime.threads to --set
+        cfg = deep_merge(cfg, validate_section(parse_set(s, section), section, partial=True))
+    return validate_section(cfg, section)
+
+
+def _validate_experiment(exp: dict, where: str, variants: dict, partial: bool) -> dict:
+    _check_keys(exp, tuple(EXPERIMENT_SCALARS) + EXPERIMENT_SECTIONS + ("variants",), where)
+    out = {}
+    for k, spec in EXPERIMENT_SCALARS.items():
+        if k in exp:
+            out[k] = spec.check(f"{where}.{k}", exp[k])
+        elif not partial:
+            raise FastAdvError(f"missing config key {where}.{k}")
+    for label in out.get("methods", []):
+        if label not in variants:
+            raise unknown_choice(f"method variant in {where}.methods", label, variants)
+    for sec in EXPERIMENT_SECTIONS:
+        out[sec] = validate_section(exp.get(sec) or {}, sec, partial=True, where=f"{where}.{sec}")
+    out["variants"] = {}
+    for label, over in (exp.get("variants") or {}).items():
+        if label not in variants:
+            raise unknown_choice(f"method variant in {where}.variants", label, variants)
+        out["variants"][label] = validate_section(over or {}, "train", partial=True, where=f"{where}.variants.{label}")
+    return out
+
+
+def validate_study(doc: dict) -> dict:
+    """Check the whole params document (every section, every scale); return it normalised."""
+    train = validate_section(doc["train"], "train")
+    evaluate = validate_section(doc["evaluate"], "evaluate")
+    resources = validate_section(doc["resources"], "resources")
+    variants = {k: validate_section(v or {}, "train", partial=True, where=f"variants.{k}")
+                for k, v in (doc.get("variants") or {}).items()}
+    experiments = {k: _validate_experiment(v, f"experiments.{k}", variants, False)
+                   for k, v in (doc.get("experiments") or {}).items()}
+    scales = {}
+    for name, sc in (doc.get("scales") or {}).items():
+        sc = sc or {}
+        _check_keys(sc, SCALE_KEYS, f"scales.{name}")
+        for label in sc.get("variants") or {}:
+            if label not in variants:
+                raise unknown_choice(f"variant in scales.{name}.variants", label, variants)
+        for e in sc.get("experiments") or {}:
+            if e not in experiments:
+                raise unknown_choice(f"experiment in scales.{name}.experiments", e, experiments)
+        at = f"scales.{name}"
+        scales[name] = {
+            "train": validate_section(sc.get("train") or {}, "train", partial=True, where=f"{at}.train"),
+            "evaluate": validate_section(sc.get("evaluate") or {}, "evaluate", partial=True, where=f"{at}.evaluate"),
+            "resources": validate_section(sc.get("resources") or {}, "resources", partial=True,
+                                          where=f"{at}.resources"),
+            "variants": {k: validate_section(v or {}, "train", partial=True, where=f"{at}.variants.{k}")
+                         for k, v in (sc.get("variants") or {}).items()},
+            "experiments": {k: _validate_experiment(v or {}, f"scales.{name}.experiments.{k}", variants, True)
+                            for k, v in (sc.get("experiments") or {}).items()},
+        }
+    scale = doc.get("scale", "paper")
+    if scale != "paper" and scale not in scales:
+        raise unknown_choice("scale (top-level key scale)", scale, {"paper", *scales})
+    allow_cpu = _BOOL.check("allow_cpu", doc.get("allow_cpu", False))
+    return {"train": train, "evaluate": evaluate, "resources": resources, "variants": variants,
+            "experiments": experiments, "scales": scales, "scale": scale, "allow_cpu": allow_cpu}
+
+
+@dataclass
+class Study:
+    """A validated params document at one scale (``None``: the document's own ``scale:`` key)."""
+
+    doc: dict
+    scale: str | None = None
+
+    def __post_init__(self):
+        if self.scale is None:
+            self.scale = self.doc["scale"]
+        if self.scale != "paper" and self.scale not in self.doc["scales"]:
+            raise unknown_choice("scale", self.scale, self.doc["scales"])
+
+    @classmethod
+    def load(cls, path, scale: str | None = None) -> "Study":
+        return cls(validate_study(read_params(path)), scale)
+
+    @property
+    def _scale(self) -> dict:
+        empty = {"train": {}, "evaluate": {}, "resources": {}, "variants": {}, "experiments": {}}
+        return self.doc["scales"].get(self.scale, empty)  # `paper` may be left out: no overrides
+
+    def experiment(self, name: str) -> dict:
+        if name not in self.doc["experiments"]:
+            raise unknown_choice("experiment", name, self.doc["experiments"])
+        over = self._scale["experiments"].get(name, {})
+        return deep_merge(self.doc["experiments"][name], over)
+
+    def runs(self, name: str) -> list[dict]:
+        """Every training run of an experiment: dicts with dataset, variant, eps, seed."""
+        e = self.experiment(name)
+        return [{"dataset": e["dataset"], "variant": v, "eps": eps, "seed": s}
+                for v in e["methods"] for eps in e["eps"] for s in e["seeds"]]
+
+    def train_config(self, experiment: str | None = None, variant: str | None = None, eps: float | None = None,
+                     seed: int | None = None, sets: list[str] = ()) -> dict:
+        if variant is not None and variant not in self.doc["variants"]:
+            raise unknown_choice("method variant", variant, self.doc["variants"])
+        sc = self._scale
+        exp = self.experiment(experiment) if experiment else None
+        base_exp = self.doc["experiments"][experiment] if experiment else {}
+        layers = [
+            self.doc["variants"].get(variant, {}),
+            base_exp.get("train", {}),
+            base_exp.get("variants", {}).get(variant, {}),
+            sc["train"],
+            sc["variants"].get(variant, {}),
+            sc["experiments"].get(experiment, {}).get("train", {}) if experiment else {},
+            {"data": {"dataset": exp["dataset"]}} if exp else {},
+            {"method": {"eps": float(eps)}} if eps is not None else {},
+            {"runtime": {"seed": int(seed)}} if seed is not None else {},
+        ] + [parse_set(s, "train") for s in sets]
+        cfg = self.doc["train"]
+        for layer in layers:
+            cfg = deep_merge(cfg, validate_section(layer, "train", partial=True))
+        return validate_section(cfg, "train")
+
+    def resources(self, experiment: str | None = None) -> dict:
+        """Scheduler requests of a job: ``resources`` ← the scale's ← the experiment's ← the scale's for the
+        experiment (an experiment sized for CPUs, like ``cnn4``, asks for no GPU at any scale)."""
+        layers = [self._scale["resources"]]
+        if experiment:
+            self.experiment(experiment)  # an unknown name is an error
+            layers += [self.doc["experiments"][experiment].get("resources", {}),
+                       self._scale["experiments"].get(experiment, {}).get("resources", {})]
+        out = self.doc["resources"]
+        for layer in layers:
+            out = deep_merge(out, layer)
+        return out
+
+    def eval_config(self, experiment: str | None = None, sets: list[str] = ()) -> dict:
+        sc = self._scale
+        layers = []
+        if experiment:
+            exp = self.experiment(experiment)
+            layers += [self.doc["experiments"][experiment].get("evaluate", {}), {"autoattack": exp["autoattack"]}]
+        layers += [sc["evaluate"]]
+        if experiment:
+            layers += [sc["experiments"].get(experiment, {}).get("evaluate", {})]
+        layers += [parse_set(s, "evaluate") for s in sets]
+        cfg = self.doc["evaluate"]
+        for layer in layers:
+            cfg = deep_merge(cfg, validate_section(layer, "evaluate", partial=True))
+        return validate_section(cfg, "evaluate")
+
+
+def _spec_schema(spec) -> dict:
+    if isinstance(spec, dict):
+        return {"type": "object", "properties": {k: _spec_schema(v) for k, v in spec.items()},
+                "additionalProperties": False}
+    if isinstance(spec, ListSpec):
+        return {"type": "array", "minItems": 1, "items": _spec_schema(spec.item)}
+    if spec.kind == "choice":
+        out = {"enum": list(spec.choices)}
+    else:
+        out = {"type": {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}[spec.kind]}
+        if spec.min is not None:
+            out["exclusiveMinimum" if spec.min_exclusive else "minimum"] = spec.min
+        if spec.max is not None:
+            out["maximum"] = spec.max
+    if spec.optional:
+        out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def json_schema() -> dict:
+    """JSON schema of params.yaml, generated from the Python specs (Snakemake validates with it;
+    a test keeps workflow/schemas/config.schema.yaml equal to this)."""
+    from .config import EVAL_SCHEMA, RESOURCES_SCHEMA, TRAIN_SCHEMA
+
+    def section(schema, required):
+        s = _spec_schema(schema)
+        if required:
+            s["required"] = list(schema)
+        else:
+            s["type"] = ["object", "null"]
+        return s
+
+    def partial(schema):
+        return section(schema, False)
+
+    exp_props = {k: _spec_schema(v) for k, v in EXPERIMENT_SCALARS.items()}
+    exp_props.update(train=partial(TRAIN_SCHEMA), evaluate=partial(EVAL_SCHEMA), resources=partial(RESOURCES_SCHEMA),
+                     variants={"type": ["object", "null"], "additionalProperties": partial(TRAIN_SCHEMA)})
+    experiment = {"type": "object", "properties": exp_props, "required": list(EXPERIMENT_SCALARS),
+                  "additionalProperties": False}
+    experiment_partial = {"type": ["object", "null"], "properties": exp_props, "additionalProperties": False}
+    variants = {"type": ["object", "null"], "additionalProperties": partial(TRAIN_SCHEMA)}
+    scale = {"type": ["object", "null"], "additionalProperties": False, "properties": {
+        "train": partial(TRAIN_SCHEMA), "evaluate": partial(EVAL_SCHEMA), "resources": partial(RESOURCES_SCHEMA),
+        "variants": variants, "experiments": {"type": ["object", "null"], "additionalProperties": experiment_partial},
+    }}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "params.yaml of fastadv (generated by `fastadv schema`; do not edit by hand)",
+        "type": "object",
+        "required": ["train", "evaluate", "resources"],
+        "additionalProperties": False,
+        "properties": {
+            "train": section(TRAIN_SCHEMA, True), "evaluate": section(EVAL_SCHEMA, True),
+            "resources": section(RESOURCES_SCHEMA, True), "variants": variants,
+            "experiments": {"type": ["object", "null"], "additionalProperties": experiment},
+            "scales": {"type": ["object", "null"], "additionalProperties": scale},
+            "scale": {"type": "string"},
+            "allow_cpu": {"type": "boolean"},
+        },
+    }
+
+
+def _accepts_string(schema: dict) -> bool:
+    if not schema or "anyOf" in schema and any(_accepts_string(s) for s in schema["anyOf"]):
+        return True
+    if "enum" in schema:
+        return any(isinstance(v, str) for v in schema["enum"])
+    types = schema.get("type", [])
+    return "string" in ([types] if isinstance(types, str) else types)
+
+
+def typed_overrides(value, schema: dict | None = None):
+    """Snakemake's ``--config`` values with the types params.yaml would give them.
+
+    Snakemake reads a nested ``--config`` value (``'variants={fgsm: {method: {fgsm: {alpha: 1.0}}}}'``)
+    with YAML's BaseLoader, so every leaf arrives as a string. A string where the schema expects
+    no string is read again as a YAML scalar (``1.0`` → 1.0, ``null`` → None); anything else is
+    left for validation to judge."""
+    schema = json_schema() if schema is None else schema
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: typed_overrides(v, props.get(k, extra if isinstance(extra, dict) else {}))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed_overrides(v, schema.get("items", {})) for v in value]
+    if isinstance(value, str) and not _accepts_string(schema):
+        return parse_scalar(value)
+    return value
