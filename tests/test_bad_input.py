@@ -20,9 +20,10 @@ def snapshot(folder):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, data_root):
+def finished_run(tmp_path_factory, synthetic_root):
     out = tmp_path_factory.mktemp("run")
-    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(out), "--set", f"data.root={data_root}",
+    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(out), "--set", f"data.root={synthetic_root}",
+            "--set", "data.dataset=svhn",
             "--set", "data.subset=64", "--set", "optim.epochs=1", "--set", "model.width=4",
             "--set", "monitor.test_points=16", "--set", "monitor.train_points=16", "--set", "runtime.threads=1"]
     assert main(args) == 0

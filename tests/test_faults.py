@@ -16,8 +16,8 @@ from tests.helpers import PARAMS
 EXIT_PREEMPTED = 75
 
 
-def train_cmd(out: Path, data_root: Path) -> list[str]:
-    sets = [f"data.root={data_root}", "data.subset=256", "optim.batch_size=32", "optim.epochs=3",
+def train_cmd(out: Path, synthetic_root: Path) -> list[str]:
+    sets = [f"data.root={synthetic_root}", "data.dataset=svhn", "data.subset=256", "optim.batch_size=32", "optim.epochs=3",
             "model.width=4", "method.name=fgsm_rs", "monitor.test_points=32", "monitor.train_points=32",
             "monitor.pgd_steps=2", "runtime.threads=1", "runtime.checkpoint_every=1", "runtime.progress=never"]
     cmd = [sys.executable, "-m", "fastadv", "train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(out)]
@@ -37,10 +37,10 @@ def weights(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_root):
+def reference(tmp_path_factory, synthetic_root):
     out = tmp_path_factory.mktemp("ref")
     t = time.perf_counter()
-    subprocess.run(train_cmd(out, data_root), check=True, capture_output=True)
+    subprocess.run(train_cmd(out, synthetic_root), check=True, capture_output=True)
     out.joinpath("wall_seconds").write_text(str(time.perf_counter() - t))
     return out
 
@@ -60,13 +60,13 @@ def run_until(cmd, seconds):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_rerun_gives_identical_weights(tmp_path, reference, data_root):
+def test_sigkill_at_random_moments_then_rerun_gives_identical_weights(tmp_path, reference, synthetic_root):
     rng = random.Random(0)
     ref = weights(reference)
     wall = float((reference / "wall_seconds").read_text())  # start-up (~3 s) + training
     for trial in range(5):
         out = tmp_path / f"t{trial}"
-        cmd = train_cmd(out, data_root)
+        cmd = train_cmd(out, synthetic_root)
         frac = rng.uniform(0.3, 0.9)
         # The machine's load varies: if the run finished before the kill, start the trial
         # afresh with an earlier kill, so every trial really is interrupted.
@@ -83,9 +83,9 @@ def test_sigkill_at_random_moments_then_rerun_gives_identical_weights(tmp_path, 
 
 
 @pytest.mark.slow
-def test_sigterm_saves_state_and_exits_75_then_resumes(tmp_path, reference, data_root):
+def test_sigterm_saves_state_and_exits_75_then_resumes(tmp_path, reference, synthetic_root):
     out = tmp_path / "term"
-    p = subprocess.Popen(train_cmd(out, data_root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(train_cmd(out, synthetic_root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not (out / "state.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -95,6 +95,6 @@ def test_sigterm_saves_state_and_exits_75_then_resumes(tmp_path, reference, data
         pytest.skip("run finished before SIGTERM arrived")
     assert p.returncode == EXIT_PREEMPTED, p.stderr.read().decode()[-2000:]
     assert (out / "state.pt").exists() and not (out / "summary.json").exists()
-    subprocess.run(train_cmd(out, data_root), check=True, capture_output=True)
+    subprocess.run(train_cmd(out, synthetic_root), check=True, capture_output=True)
     ref, got = weights(reference), weights(out)
     assert all(torch.equal(ref[k], got[k]) for k in ref)

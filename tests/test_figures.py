@@ -63,11 +63,11 @@ def test_accuracy_table_mean_std_in_percent(table, tmp_path):
 
 
 PUBLISHED = """
-- {dataset: cifar10, method: gradalign, eps: 8, model: unstated, metric: pgd_acc, mean: 47.5, std: null, seeds: null, source: s1}
-- {dataset: cifar10, method: fgsm, eps: 4, model: final, metric: pgd_acc, mean: 40.0, std: 1.5, seeds: 5, source: s2}
-- {dataset: cifar10, method: pgd10, eps: 8, model: final, metric: pgd_acc, mean: 50.0, std: null, seeds: null, source: s3}
-- {dataset: svhn, method: fgsm, eps: 8, model: final, metric: pgd_acc, mean: 10.0, std: null, seeds: null, source: s4}
-- {dataset: cifar10, method: fgsm, eps: 8, model: final, metric: autoattack_acc, mean: 20.0, std: 0.5, seeds: 5, source: s5}
+- {dataset: cifar10, method: gradalign, eps: 8, model: unstated, metric: pgd_acc, mean: 47.5, std: null, seeds: null, origin: paper, source: s1}
+- {dataset: cifar10, method: fgsm, eps: 4, model: final, metric: pgd_acc, mean: 40.0, std: 1.5, seeds: 5, origin: paper, source: s2}
+- {dataset: cifar10, method: pgd10, eps: 8, model: final, metric: pgd_acc, mean: 50.0, std: null, seeds: null, origin: paper, source: s3}
+- {dataset: svhn, method: fgsm, eps: 8, model: final, metric: pgd_acc, mean: 10.0, std: null, seeds: null, origin: paper, source: s4}
+- {dataset: cifar10, method: fgsm, eps: 8, model: final, metric: autoattack_acc, mean: 20.0, std: 0.5, seeds: 5, origin: paper, source: s5}
 """
 
 
@@ -79,7 +79,7 @@ def test_published_values_shipped_are_valid_and_sourced():
     with pytest.raises(FastAdvError, match="metric 'pgd50' / model 'final'; valid metrics"):
         load_published(PUBLISHED.replace("metric: pgd_acc", "metric: pgd50", 1).replace("unstated", "final", 1))
     with pytest.raises(FastAdvError, match="required"):
-        load_published(PUBLISHED.replace(", source: s1", ""))
+        load_published(PUBLISHED.replace(", origin: paper, source: s1", ""))
 
 
 def test_fig1_overlays_published_values_of_its_methods_and_panels(table, tmp_path):
@@ -89,6 +89,7 @@ def test_fig1_overlays_published_values_of_its_methods_and_panels(table, tmp_pat
     # unstated model kind: both panels; final-only value: final panel; other methods and datasets: not drawn
     assert pub.to_dict() == {("final", "gradalign", 8): 0.475, ("final", "fgsm", 4): 0.40,
                              ("best", "gradalign", 8): 0.475}
+    assert set(drawn.loc[drawn.source == "published", "origin"]) == {"paper"}
     assert drawn.loc[drawn.source == "published", "std"].fillna(-1).tolist() == [-1, 0.015, -1]
     measured = drawn[drawn.source == "measured"]
     assert len(measured) == 2 * 2 * 2 and (tmp_path / "fig1.png").is_file()

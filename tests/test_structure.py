@@ -64,3 +64,39 @@ def test_no_function_is_longer_than_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 >= 60:
                 long.append(f"{p.relative_to(PKG)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def test_method_registry_config_schema_and_readme_agree():
+    """A method added in one place and forgotten in another is caught here: the registry of classes, the
+    config's method names and parameter sections, the generated schema, params.yaml and the README table."""
+    import re
+
+    import yaml
+
+    from fastadv.config import METHODS, TRAIN_SCHEMA
+    from fastadv.methods import REGISTRY
+    from fastadv.study import json_schema
+    from tests.helpers import PARAMS, REPO
+
+    assert set(REGISTRY) == set(METHODS)
+    schema = json_schema()["properties"]["train"]["properties"]["method"]["properties"]
+    assert set(schema["name"]["enum"]) == set(METHODS)
+    params = yaml.safe_load(PARAMS.read_text())["train"]["method"]
+    with_params = {m for m in METHODS if m in TRAIN_SCHEMA["method"]}
+    assert with_params == {m for m in METHODS if m in params} == {m for m in METHODS if m in schema}
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("### Methods"):]
+    table = table[:table.index("\n\n", table.index("|"))]
+    assert set(re.findall(r"^\| `(\w+)` \|", table, flags=re.M)) == set(METHODS)
+
+
+def test_every_variant_label_is_what_results_call_it():
+    """Tables and figures find a run by the label its evaluation records: it must be the variant's label."""
+    from fastadv.evaluate import method_label
+    from fastadv.study import Study
+    from tests.helpers import PARAMS
+
+    study = Study.load(PARAMS)
+    for variant in study.doc["variants"]:
+        cfg = study.train_config(variant=variant)
+        assert method_label(cfg["method"], cfg["model"]) == variant, variant

@@ -21,10 +21,10 @@ METHOD_SETS = {
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_SETS))
-def test_one_batch_cli_train_for_every_method(tmp_path, data_root, method, capsys):
+def test_one_batch_cli_train_for_every_method(tmp_path, synthetic_sets, method, capsys):
     sets = ["data.subset=32", "optim.batch_size=32", "optim.epochs=1", "model.width=4", "monitor.test_points=16",
             "monitor.train_points=16", "monitor.pgd_steps=1", "runtime.threads=1", "runtime.progress=never",
-            f"data.root={data_root}", f"method.name={method}", "method.eps=8"] + METHOD_SETS[method]
+            f"method.name={method}", "method.eps=8"] + synthetic_sets + METHOD_SETS[method]
     args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path)]
     for s in sets:
         args += ["--set", s]
@@ -99,13 +99,13 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path, tiny_cfg):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_finished_run_is_not_redone_and_other_config_is_refused(tmp_path, tiny_cfg, data_root):
+def test_finished_run_is_not_redone_and_other_config_is_refused(tmp_path, tiny_cfg, synthetic_sets):
     cfg = run_cfg(tiny_cfg, optim={"epochs": 1, "batch_size": 32})
     train(cfg, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     train(cfg, tmp_path)  # nothing to do
     args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path),
-            "--set", f"data.root={data_root}", "--set", "method.eps=4"]
+            "--set", synthetic_sets[0], "--set", synthetic_sets[1], "--set", "method.eps=4"]
     assert main(args) == 2
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -121,8 +121,8 @@ def test_divergence_is_recorded_not_continued(tmp_path, tiny_cfg):
     assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())  # last finite model
 
 
-def test_diverged_run_exits_3_unless_the_workflow_accepts_it(tmp_path, data_root):
-    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--set", f"data.root={data_root}",
+def test_diverged_run_exits_3_unless_the_workflow_accepts_it(tmp_path, synthetic_sets):
+    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--set", synthetic_sets[0], "--set", synthetic_sets[1],
             "--set", "method.name=standard", "--set", "optim.lr_max=1e30", "--set", "optim.lr_schedule=constant",
             "--set", "data.subset=64", "--set", "model.width=4", "--set", "optim.epochs=2", "--set", "optim.batch_size=32",
             "--set", "runtime.threads=1"]

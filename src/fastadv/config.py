@@ -19,7 +19,7 @@ from .errors import FastAdvError
 
 DATASETS = ("cifar10", "svhn", "mnist", "imagenet")
 FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
-MODELS = ("preact_resnet18", "mnist_cnn", "one_layer_cnn", "resnet50")
+MODELS = ("preact_resnet18", "preact_resnet18_wong", "mnist_cnn", "one_layer_cnn", "resnet50")
 METHODS = ("standard", "fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "nfgsm", "elle", "elle_a", "cure", "llr",
            "pgd", "free")
 # Sections of params.yaml; `train`/`evaluate` hold run settings, the rest belong
@@ -119,9 +119,9 @@ TRAIN_SCHEMA: dict = {
         "gradalign_fd": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True),
                          "fd_step": _float(min=0, max=1, min_exclusive=True)},
         "nfgsm": {"noise": _float(min=0), "alpha": _float(min=0, min_exclusive=True)},
-        "elle": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True)},
+        "elle": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True), "clip": _BOOL},
         "elle_a": {"lambda": _float(min=0, optional=True), "lambda_max": _float(min=0),
-                   "decay": _float(min=0, max=1), "alpha": _float(min=0, min_exclusive=True)},
+                   "decay": _float(min=0, max=1), "alpha": _float(min=0, min_exclusive=True), "clip": _BOOL},
         "cure": {"lambda": _float(min=0), "step": _float(min=0, min_exclusive=True), "base": _choice("clean", "fgsm"),
                  "alpha": _float(min=0, min_exclusive=True)},
         "llr": {"lambda": _float(min=0), "mu": _float(min=0), "steps": _int(min=1),

@@ -191,7 +191,7 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: dict, eps255: fl
     result = {
         "format": RESULT_FORMAT,
         "model_path": str(model_path), "model_kind": record["kind"], "model_epoch": record["epoch"],
-        "dataset": dataset, "method": run_cfg["method"]["name"], "method_label": method_label(run_cfg["method"]),
+        "dataset": dataset, "method": run_cfg["method"]["name"], "method_label": method_label(run_cfg["method"], run_cfg["model"]),
         "train_eps": run_cfg["method"]["eps"], "eps": eps255, "train_seed": run_cfg["runtime"]["seed"],
         "eval_seed": cfg["seed"], "n_points": n, "points": f"first {n} test images",
         "clean_acc_full": clean_full, "clean_acc": clean,
@@ -216,13 +216,17 @@ def split_accuracy(model, split, batch_size: int) -> float:
     return correct / len(split)
 
 
-def method_label(method_cfg: dict) -> str:
-    """Name that tells variants apart in tables and figures: pgd → pgd2/pgd10, free → free_m8."""
+def method_label(method_cfg: dict, model_cfg: dict | None = None) -> str:
+    """Name that tells variants apart in tables and figures (the variant labels of params.yaml): pgd →
+    pgd2/pgd10, CURE/LLR on the FGSM base → cure_fgsm/llr_fgsm, N-FGSM/ELLE on Wong et al.'s network
+    (as their own code runs them) → nfgsm_original/elle_original."""
     name = method_cfg["name"]
     if name == "pgd":
         return f"pgd{method_cfg['pgd']['steps']}"
-    if name == "free":
-        return f"free_m{method_cfg['free']['replay']}"
+    if name in ("cure", "llr") and method_cfg[name]["base"] == "fgsm":
+        return f"{name}_fgsm"
+    if name in ("nfgsm", "elle") and (model_cfg or {}).get("name") == "preact_resnet18_wong":
+        return f"{name}_original"
     return name
 
 

@@ -18,13 +18,17 @@ METHOD_STYLE = {
     "gradalign": ("FGSM+GradAlign", "#2ca02c"),
     "gradalign_fd": ("FGSM+GradAlign (FD)", "#98df8a"),
     "nfgsm": ("N-FGSM", "#e377c2"),
+    "nfgsm_original": ("N-FGSM (its own setup)", "#f7b6d2"),
     "elle": ("ELLE", "#bcbd22"),
     "elle_a": ("ELLE-A", "#dbdb8d"),
+    "elle_original": ("ELLE (its own setup)", "#c7c78a"),
+    "cure_fgsm": ("FGSM+CURE", "#17becf"),
+    "llr_fgsm": ("FGSM+LLR", "#9edae5"),
     "cure": ("CURE", "#17becf"),
     "llr": ("LLR", "#9edae5"),
     "pgd2": ("PGD-2", "#1f77b4"),
     "pgd10": ("PGD-10", "#9467bd"),
-    "free_m8": ("Free AT (m=8)", "#8c564b"),
+    "free": ("Free AT (m=8)", "#8c564b"),
 }
 PANELS = {"final": "final model", "best": "early-stopped model"}
 

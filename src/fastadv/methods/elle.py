@@ -55,6 +55,8 @@ class ELLE(Method):
     def step(self, model, x, y, ctx) -> StepOutput:
         x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=self.params["alpha"] * self.eps * ctx.warmup,
                                   gen=ctx.gen, return_grad=True)
+        if not self.params.get("clip", True):  # ELLE's code trains on x + δ, not clipped to [0,1]
+            x_adv = x + (self.params["alpha"] * self.eps * ctx.warmup * grad.sign()).clamp(-self.eps, self.eps)
         lle = local_linearity_error(model, x, y, self.eps, ctx.gen).mean()
         logits = model(x_adv)
         reg = self.weight(lle.detach()) * lle

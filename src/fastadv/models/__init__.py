@@ -1,6 +1,8 @@
 """Model registry. Every model takes NCHW inputs in [0,1] and holds its own normalisation."""
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
 
 from ..errors import unknown_choice
@@ -11,6 +13,7 @@ from .init import init_weights
 
 REGISTRY = {
     "preact_resnet18": PreActResNet18,
+    "preact_resnet18_wong": partial(PreActResNet18, wong=True),
     "mnist_cnn": MnistCNN,
     "one_layer_cnn": OneLayerCNN,
     "resnet50": ResNet50,

@@ -4,6 +4,10 @@ As in the GradAlign code (models.py): conv3×3 → width, four stages of two
 pre-activation blocks (width·1, 2, 4, 8 channels, strides 1, 2, 2, 2), 1×1 conv
 shortcut on the block input x when the shape changes, no conv bias, **no final
 BN+ReLU** before pooling, 4×4 average pool, linear head. width=64 is the paper's.
+
+``wong=True`` (model ``preact_resnet18_wong``): the variant of Wong et al.'s code (Kuang Liu's
+PreActResNet), which N-FGSM and ELLE train: the shortcut takes the activated input relu(bn(x)),
+and a final BN + ReLU precedes the pooling.
 """
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from .normalize import Normalize
 
 
 class PreActBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int):
+    def __init__(self, in_planes: int, planes: int, stride: int, wong: bool = False):
         super().__init__()
+        self.wong = wong
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -28,15 +33,16 @@ class PreActBlock(nn.Module):
 
     def forward(self, x):
         out = self.relu1(self.bn1(x))
-        # The shortcut takes x itself (not the activated x), as in the GradAlign code.
-        shortcut = x if self.shortcut is None else self.shortcut(x)
+        # The shortcut takes x itself (not the activated x), as in the GradAlign code; Wong et al.'s: relu(bn(x)).
+        shortcut = x if self.shortcut is None else self.shortcut(out if self.wong else x)
         out = self.conv1(out)
         out = self.conv2(self.relu2(self.bn2(out)))
         return out + shortcut
 
 
 class PreActResNet18(nn.Module):
-    def __init__(self, width: int = 64, num_classes: int = 10, in_shape: tuple = (3, 32, 32), mean=None, std=None):
+    def __init__(self, width: int = 64, num_classes: int = 10, in_shape: tuple = (3, 32, 32), mean=None, std=None,
+                 wong: bool = False):
         super().__init__()
         c = in_shape[0]
         self.normalize = Normalize(c, mean, std)
@@ -44,12 +50,13 @@ class PreActResNet18(nn.Module):
         layers, in_planes = [], width
         for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
             planes = width * mult
-            layers += [PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes, 1)]
+            layers += [PreActBlock(in_planes, planes, stride, wong), PreActBlock(planes, planes, 1, wong)]
             in_planes = planes
         self.layers = nn.Sequential(*layers)
+        self.final = nn.Sequential(nn.BatchNorm2d(in_planes), nn.ReLU()) if wong else nn.Identity()
         self.linear = nn.Linear(in_planes, num_classes)
 
     def forward(self, x):
-        out = self.layers(self.conv1(self.normalize(x)))
+        out = self.final(self.layers(self.conv1(self.normalize(x))))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)  # = avg_pool2d(out, 4) on 32×32 inputs
         return self.linear(out)
