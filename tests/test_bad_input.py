@@ -35,8 +35,8 @@ TRAIN_ROWS = [
     (["--set", "method.name=fgsmm"], "invalid train.method.name 'fgsmm'; valid: standard, fgsm"),
     (["--set", "model.name=vit"], "invalid train.model.name 'vit'; valid: preact_resnet18"),
     (["--scale", "huge"], "unknown scale 'huge'; valid: paper, quick, smoke"),
-    (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: cure, elle, elle_a, fgsm, fgsm_rs, free"),
-    (["--experiment", "fig9"], "unknown experiment 'fig9'; valid: autoattack, cnn4, fig1, fig4, figA"),
+    (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: cure, cure_fgsm, elle, elle_a, elle_original, fgsm, fgsm_rs, free"),
+    (["--experiment", "fig9"], "unknown experiment 'fig9'; valid: autoattack, cnn4, fig1, fig1_svhn, fig4, figA"),
     (["--set", "method.eps=0"], "train.method.eps=0.0 out of range"),
     (["--set", "method.eps=300"], "train.method.eps=300.0 out of range"),
     (["--set", "optim.epochs=-2"], "train.optim.epochs=-2 out of range"),
@@ -51,7 +51,7 @@ def test_missing_prepared_data(finished_run, tmp_path, capsys):
     args = [a if not a.startswith("data.root=") else "data.root=/nonexistent" for a in args]
     args[args.index("--out") + 1] = str(tmp_path / "new")
     assert main(args) == 2
-    assert "prepared data '/nonexistent/cifar10.npz' not found; run: fastadv prepare" in capsys.readouterr().err
+    assert "prepared data '/nonexistent/svhn.npz' not found; run: fastadv prepare --dataset svhn" in capsys.readouterr().err
     assert not (tmp_path / "new" / "model_final.pt").exists()
 
 

@@ -81,7 +81,7 @@ def test_constant_logit_model_is_as_robust_as_clean(tiny_cfg, eval_cfg, tmp_path
     m = build_model("preact_resnet18", width=4, num_classes=10, in_shape=(3, 32, 32))
     with torch.no_grad():
         m.linear.weight.zero_()
-        m.linear.bias.copy_(torch.arange(10.0))  # always predicts class 9
+        m.linear.bias.copy_(torch.eye(10)[1])  # always predicts class 1 (half of the synthetic task's points)
     save_model(tmp_path / "const.pt", m, tiny_cfg, "final", 0)
     res = ev.evaluate(tmp_path / "const.pt", tmp_path / "r.json", eval_cfg)
     assert res["pgd"]["acc"] == res["clean_acc"] > 0
