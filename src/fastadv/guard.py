@@ -13,15 +13,16 @@ import math
 # Training images per dataset (the subset setting may take fewer).
 TRAIN_IMAGES = {"cifar10": 50_000, "svhn": 73_257, "mnist": 60_000, "imagenet": 1_281_167}
 # One forward + backward pass of PreActResNet-18 (width 64) on a CIFAR-10 batch of 128 on a
-# 2-core CPU (AMD EPYC, 2 threads, torch 2.14.1): the `standard` row of
-# `fastadv bench-train --scale paper --methods standard fgsm gradalign --iterations 3`.
-CPU_SECONDS_PER_PASS = 1.5
-# Forward + backward passes per training iteration, relative to one clean pass, as measured by
-# bench-train at the quick scale (exact GradAlign 2.5-2.75× FGSM; GradAlign-FD 1.45-1.55×; ELLE 2.5×).
+# 2-core CPU (AMD EPYC, 2 threads, torch 2.14.1): half an FGSM iteration, measured with
+# `fastadv bench-train --scale paper --methods standard fgsm gradalign --iterations 2 --repeats 2`
+# (FGSM 2.14 s per iteration, 836 s per epoch; GradAlign 3.66× FGSM).
+CPU_SECONDS_PER_PASS = 1.07
+# Forward + backward passes per training iteration: FGSM's two, and the measured ratios to FGSM
+# (exact GradAlign 3.3-4.0× at the paper scale; GradAlign-FD 1.45-1.55×, ELLE 2.5× at the quick scale).
 PASSES = {
     "standard": lambda m: 1, "fgsm": lambda m: 2, "fgsm_rs": lambda m: 2, "nfgsm": lambda m: 2,
-    "gradalign": lambda m: 5.3, "gradalign_fd": lambda m: 3, "elle": lambda m: 5, "elle_a": lambda m: 5,
-    "cure": lambda m: 5.3, "llr": lambda m: m["llr"]["steps"] + 3, "pgd": lambda m: m["pgd"]["steps"] + 1,
+    "gradalign": lambda m: 7.3, "gradalign_fd": lambda m: 3, "elle": lambda m: 5, "elle_a": lambda m: 5,
+    "cure": lambda m: 7.3, "llr": lambda m: m["llr"]["steps"] + 3, "pgd": lambda m: m["pgd"]["steps"] + 1,
     "free": lambda m: 1,  # one pass per replayed iteration; the replays are counted as iterations
 }
 PGD_EVAL_PASSES_PER_POINT = 50 * 10 + 1  # PGD-50-10 on a point no restart breaks (an upper bound)
