@@ -289,3 +289,15 @@ def test_smoke_methods_comparison_figure_and_runtime_table(tmp_path):
     pd.testing.assert_series_equal(got.set_index(["method_label", "eps"])["mean"].sort_index(), want.sort_index(),
                                    check_names=False)
     assert (wf / "results/smoke/methods_comparison.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_threads_per_job_come_from_the_scale_and_experiment(tmp_path):
+    """CPU-sized jobs (the quick scale, the single-layer CNN) run on one thread each, two at a time on two
+    cores; the rule's threads reach torch through --set (and are no part of the resolved config)."""
+    wf = copy_workflow(tmp_path)
+    quick = snakemake(wf, "-n", "-p", "--cores", "2", "results/quick/fig1.pdf").stdout
+    paper = snakemake(wf, "-n", "-p", "--cores", "2", "results/paper/fig4.pdf").stdout
+    cnn = snakemake(wf, "-n", "-p", "--cores", "2", "results/paper/cnn4_fig11.pdf").stdout
+    assert quick.count("--set runtime.threads=1") == 8 and "--set runtime.threads=2" not in quick
+    assert paper.count("--set runtime.threads=2") == 3
+    assert cnn.count("--set runtime.threads=1") == 2

@@ -181,6 +181,8 @@ EVAL_SCHEMA: dict = {
 # Scheduler resources of workflow jobs (Snakemake/SLURM); not hyperparameters.
 RESOURCES_SCHEMA: dict = {
     "gpu": _int(min=0),
+    "train_threads": _int(min=1),
+    "eval_threads": _int(min=1),
     "train_mem_mb": _int(min=1),
     "train_runtime": _int(min=1),
     "eval_mem_mb": _int(min=1),

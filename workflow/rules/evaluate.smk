@@ -12,7 +12,7 @@ rule evaluate_model:
         "benchmarks/evaluate_model/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/{kind}.tsv"
     conda:
         "../envs/fastadv.yaml"
-    threads: 2
+    threads: resource("eval_threads")
     resources:
         mem_mb=resource("eval_mem_mb"),
         runtime=resource("eval_runtime"),

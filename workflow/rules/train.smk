@@ -16,7 +16,7 @@ rule train_model:
         "benchmarks/train_model/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}.tsv"
     conda:
         "../envs/fastadv.yaml"
-    threads: 2
+    threads: resource("train_threads")
     resources:
         mem_mb=resource("train_mem_mb"),
         runtime=resource("train_runtime"),
