@@ -32,7 +32,7 @@ def finished_run(tmp_path_factory, synthetic_root):
 
 TRAIN_ROWS = [
     (["--set", "data.dataset=cifar100"], "invalid train.data.dataset 'cifar100'; valid: cifar10, svhn, mnist, imagenet"),
-    (["--set", "method.name=fgsmm"], "invalid train.method.name 'fgsmm'; valid: standard, fgsm"),
+    (["--set", "method.name=fgsmm"], "invalid train.method.name 'fgsmm'; valid: cure, elle, elle_a, fgsm, fgsm_rs"),
     (["--set", "model.name=vit"], "invalid train.model.name 'vit'; valid: preact_resnet18"),
     (["--scale", "huge"], "unknown scale 'huge'; valid: paper, quick, smoke"),
     (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: cure, cure_fgsm, elle, elle_a, elle_original, fgsm, fgsm_rs, free"),

@@ -22,7 +22,7 @@ def test_params_yaml_resolves_and_scales_apply():
 
 @pytest.mark.parametrize("sets, message", [
     (["optim.lr_mx=0.1"], r"unknown config key 'train.optim.lr_mx'; valid keys in train.optim: name, epochs"),
-    (["method.name=fgsm_rss"], r"invalid train.method.name 'fgsm_rss'; valid: standard, fgsm, fgsm_rs"),
+    (["method.name=fgsm_rss"], r"invalid train.method.name 'fgsm_rss'; valid: cure, elle, elle_a, fgsm, fgsm_rs, free"),
     (["method.eps=0"], r"train.method.eps=0.0 out of range; valid: \(0, 128\]"),
     (["method.eps=-3"], r"out of range"),
     (["method.eps=1000"], r"out of range"),

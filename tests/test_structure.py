@@ -67,27 +67,25 @@ def test_no_function_is_longer_than_60_lines():
 
 
 def test_method_registry_config_schema_and_readme_agree():
-    """A method added in one place and forgotten in another is caught here: the registry of classes, the
-    config's method names and parameter sections, the generated schema, params.yaml and the README table."""
-    import re
-
-    import yaml
-
-    from fastadv.config import METHODS, TRAIN_SCHEMA
+    """The registered classes, the declarations the torch-free config reads from their decorators, the
+    generated schema and the README's table (`fastadv methods`) all name the same methods and parameters."""
+    from fastadv.config import method_defaults, method_names, schema
+    from fastadv.method_registry import _builtin, methods_table
     from fastadv.methods import REGISTRY
     from fastadv.study import json_schema
-    from tests.helpers import PARAMS, REPO
+    from tests.helpers import REPO
 
-    assert set(REGISTRY) == set(METHODS)
-    schema = json_schema()["properties"]["train"]["properties"]["method"]["properties"]
-    assert set(schema["name"]["enum"]) == set(METHODS)
-    params = yaml.safe_load(PARAMS.read_text())["train"]["method"]
-    with_params = {m for m in METHODS if m in TRAIN_SCHEMA["method"]}
-    assert with_params == {m for m in METHODS if m in params} == {m for m in METHODS if m in schema}
-    readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("### Methods"):]
-    table = table[:table.index("\n\n", table.index("|"))]
-    assert set(re.findall(r"^\| `(\w+)` \|", table, flags=re.M)) == set(METHODS)
+    assert set(REGISTRY) == set(method_names()) == set(_builtin())
+    for name, cls in REGISTRY.items():  # what the decorator registered = what its source declares
+        from fastadv.method_registry import _RUNTIME
+
+        assert _RUNTIME[name]["params"] == _builtin()[name].params, name
+        assert cls.registered_name == name
+    generated = json_schema()["properties"]["train"]["properties"]["method"]["properties"]
+    assert set(generated["name"]["enum"]) == set(REGISTRY)
+    assert {k for k in schema("train")["method"] if k in REGISTRY} == set(method_defaults()) == \
+        {k for k in generated if k in REGISTRY}
+    assert methods_table() in (REPO / "README.md").read_text(), "README: paste the output of `fastadv methods`"
 
 
 def test_every_variant_label_is_what_results_call_it():

@@ -179,6 +179,14 @@ def cmd_digitize(args) -> int:
     return 0
 
 
+def cmd_methods(args) -> int:
+    from . import methods  # noqa: F401 (registers the built-in methods)
+    from .method_registry import methods_table
+
+    print(methods_table())
+    return 0
+
+
 def cmd_copy(args) -> int:
     from . import atomic
 
@@ -335,6 +343,9 @@ def _add_tool_commands(sub) -> None:
     p2.add_argument("--inits", type=int, default=None, help="freshly initialised models per (eps, filters) (4)")
     p2.add_argument("--seed", type=int, default=0)
     p2.set_defaults(func=cmd_lemma2)
+
+    pm = sub.add_parser("methods", help="the training methods and their parameters (Markdown table)")
+    pm.set_defaults(func=cmd_methods)
 
     ps = sub.add_parser("schema", help="print the JSON schema of params.yaml (as YAML)")
     ps.set_defaults(func=cmd_schema)

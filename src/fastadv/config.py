@@ -1,27 +1,25 @@
 """One config, read from ``params.yaml``: loading, scales, ``--set`` overrides, validation.
 
 The values (and the comments saying what each means and where it comes from)
-live once, in ``params.yaml``. This module holds only the *types*: every key
-must be present, no unknown key is accepted, and each value is type- and
-range-checked, so a typo is an error naming the key and the valid ones.
+live once, in ``params.yaml`` — except each training method's parameters, which its
+own file declares (fastadv.method_registry; params.yaml may override them). This module
+holds only the *types*: every key must be present, no unknown key is accepted, and each
+value is type- and range-checked, so a typo is an error naming the key and the valid ones.
 """
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from . import method_registry
 from .errors import FastAdvError
+from .spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int  # noqa: F401 (the types, here for study)
 
 DATASETS = ("cifar10", "svhn", "mnist", "imagenet")
 FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
 MODELS = ("preact_resnet18", "preact_resnet18_wong", "mnist_cnn", "one_layer_cnn", "resnet50")
-METHODS = ("standard", "fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "nfgsm", "elle", "elle_a", "cure", "llr",
-           "pgd", "free")
 # Sections of params.yaml; `train`/`evaluate` hold run settings, the rest belong
 # to the workflow (scales of the study, experiments of the paper).
 TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources", "scales")
@@ -29,72 +27,30 @@ TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources
 TOP_LEVEL_SCALARS = ("scale", "allow_cpu")
 
 
-@dataclass(frozen=True)
-class Spec:
-    """Type of one config value. ``kind``: int, float, bool, str or choice."""
-
-    kind: str
-    choices: tuple = ()
-    optional: bool = False
-    min: float | None = None
-    max: float | None = None
-    min_exclusive: bool = False
-
-    def check(self, key: str, value: Any) -> Any:
-        if value is None:
-            if self.optional:
-                return None
-            raise FastAdvError(f"config key {key} must not be null")
-        if self.kind == "choice":
-            if value not in self.choices:
-                raise FastAdvError(f"invalid {key} {value!r}; valid: {', '.join(self.choices)}")
-            return value
-        ok = {
-            "bool": isinstance(value, bool),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "str": isinstance(value, str),
-        }[self.kind]
-        if not ok:
-            raise FastAdvError(f"config key {key} must be {self.kind}, got {value!r} ({type(value).__name__})")
-        if self.kind == "float":
-            value = float(value)
-            if not math.isfinite(value):
-                raise FastAdvError(f"config key {key} must be finite, got {value!r}")
-        if self.kind in ("int", "float"):
-            low_bad = self.min is not None and (value <= self.min if self.min_exclusive else value < self.min)
-            if low_bad or (self.max is not None and value > self.max):
-                lo = "-inf" if self.min is None else ("(" if self.min_exclusive else "[") + f"{self.min:g}"
-                hi = "inf)" if self.max is None else f"{self.max:g}]"
-                raise FastAdvError(f"config key {key}={value!r} out of range; valid: {lo}, {hi}")
-        return value
+def method_names() -> tuple[str, ...]:
+    return tuple(method_registry.declared())
 
 
-@dataclass(frozen=True)
-class ListSpec:
-    """A non-empty list whose items all satisfy ``item``."""
-
-    item: Spec
-
-    def check(self, key: str, value: Any) -> list:
-        if not isinstance(value, list) or not value:
-            raise FastAdvError(f"config key {key} must be a non-empty list, got {value!r}")
-        return [self.item.check(f"{key}[{i}]", v) for i, v in enumerate(value)]
-
-
-def _int(min=None, max=None, optional=False):
-    return Spec("int", min=min, max=max, optional=optional)
-
-
-def _float(min=None, max=None, optional=False, min_exclusive=False):
-    return Spec("float", min=min, max=max, optional=optional, min_exclusive=min_exclusive)
+def method_schema() -> dict:
+    """``train.method``: the method's name and ε, the switches of parity with the official code, and one
+    section per method with the parameters its file declares."""
+    out = {
+        "name": _choice(*method_names()),
+        # ε in units of 1/255; above half the pixel range nothing is "adversarial".
+        "eps": _float(min=0, max=128, min_exclusive=True),
+    }
+    for name, d in method_registry.declared().items():
+        if d.params:
+            out[name] = {k: p.spec() for k, p in d.params.items()}
+    out.update(clamp_in_graph=_BOOL, extra_clean_forward=_BOOL)
+    return out
 
 
-def _choice(*choices):
-    return Spec("choice", choices=tuple(choices))
+def method_defaults() -> dict:
+    """Every method's declared parameter defaults: what a params file leaves out of ``train.method``."""
+    return {name: {k: p.default for k, p in d.params.items()} for name, d in method_registry.declared().items()
+            if d.params}
 
-
-_BOOL, _STR = Spec("bool"), Spec("str")
 
 TRAIN_SCHEMA: dict = {
     "data": {
@@ -109,30 +65,7 @@ TRAIN_SCHEMA: dict = {
         "width": _int(min=1),
         "normalize": _BOOL,
     },
-    "method": {
-        "name": _choice(*METHODS),
-        # ε in units of 1/255; above half the pixel range nothing is "adversarial".
-        "eps": _float(min=0, max=128, min_exclusive=True),
-        "fgsm": {"alpha": _float(min=0, min_exclusive=True)},
-        "fgsm_rs": {"alpha": _float(min=0, min_exclusive=True)},
-        "gradalign": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True)},
-        "gradalign_fd": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True),
-                         "fd_step": _float(min=0, max=1, min_exclusive=True)},
-        "nfgsm": {"noise": _float(min=0), "alpha": _float(min=0, min_exclusive=True)},
-        "elle": {"lambda": _float(min=0, optional=True), "alpha": _float(min=0, min_exclusive=True), "clip": _BOOL},
-        "elle_a": {"lambda": _float(min=0, optional=True), "lambda_max": _float(min=0),
-                   "decay": _float(min=0, max=1), "alpha": _float(min=0, min_exclusive=True), "clip": _BOOL},
-        "cure": {"lambda": _float(min=0), "step": _float(min=0, min_exclusive=True), "base": _choice("clean", "fgsm"),
-                 "alpha": _float(min=0, min_exclusive=True)},
-        "llr": {"lambda": _float(min=0), "mu": _float(min=0), "steps": _int(min=1),
-                "alpha": _float(min=0, min_exclusive=True), "base": _choice("clean", "fgsm"),
-                "fgsm_alpha": _float(min=0, min_exclusive=True)},
-        "pgd": {"steps": _int(min=1), "alpha": _float(min=0, min_exclusive=True), "random_init": _BOOL},
-        "free": {"replay": _int(min=1), "alpha": _float(min=0, min_exclusive=True),
-                 "variant": _choice("official", "shafahi")},
-        "clamp_in_graph": _BOOL,
-        "extra_clean_forward": _BOOL,
-    },
+    "method": {},  # filled from the method registry: see method_schema()
     "optim": {
         "name": _choice("sgd", "adam"),
         "epochs": _int(min=1),
@@ -188,7 +121,14 @@ RESOURCES_SCHEMA: dict = {
     "eval_mem_mb": _int(min=1),
     "eval_runtime": _int(min=1),
 }
-SCHEMAS = {"train": TRAIN_SCHEMA, "evaluate": EVAL_SCHEMA, "resources": RESOURCES_SCHEMA}
+def schema(section: str) -> dict:
+    """The types of a ``train``/``evaluate``/``resources`` section (train's methods as registered now)."""
+    if section == "train":
+        return {**TRAIN_SCHEMA, "method": method_schema()}
+    return {"evaluate": EVAL_SCHEMA, "resources": RESOURCES_SCHEMA}[section]
+
+
+SECTIONS = ("train", "evaluate", "resources")
 
 
 def _validate(section: dict, schema: dict, prefix: str, partial: bool) -> dict:
@@ -211,7 +151,9 @@ def _validate(section: dict, schema: dict, prefix: str, partial: bool) -> dict:
 def validate_section(cfg: dict, section: str, partial: bool = False, where: str | None = None) -> dict:
     """Type-check a ``train``/``evaluate``/``resources`` section (``partial``: an override, keys may be
     missing); errors name the key by its dotted path in the params file, ``where`` (default: ``section``)."""
-    return _validate(cfg, SCHEMAS[section], where or section, partial)
+    if section == "train" and not partial and isinstance(cfg, dict):  # methods' parameters default to their declarations
+        cfg = {**cfg, "method": deep_merge(method_defaults(), cfg.get("method") or {})}
+    return _validate(cfg, schema(section), where or section, partial)
 
 
 def validate_train(cfg: dict, partial: bool = False) -> dict:
@@ -291,7 +233,7 @@ def read_params(path: str | Path) -> dict:
     unknown = [k for k in doc if k not in valid]
     if unknown:
         raise FastAdvError(f"unknown config section {unknown[0]!r} in {path}; valid: {', '.join(valid)}")
-    for section in SCHEMAS:
+    for section in SECTIONS:
         if section not in doc:
             raise FastAdvError(f"config file {str(path)!r} has no {section!r} section")
     return doc

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import (DATASETS, ListSpec, Spec, _BOOL, _STR, _choice, _float, _int, deep_merge, parse_scalar,
-                     parse_set, read_params, validate_section)
+from .config import DATASETS, deep_merge, parse_scalar, parse_set, read_params, validate_section
+from .spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int
 from .errors import FastAdvError, unknown_choice
 
 MODEL_KINDS = ("final", "best")
@@ -227,7 +227,9 @@ def _spec_schema(spec) -> dict:
 def json_schema() -> dict:
     """JSON schema of params.yaml, generated from the Python specs (Snakemake validates with it;
     a test keeps workflow/schemas/config.schema.yaml equal to this)."""
-    from .config import EVAL_SCHEMA, RESOURCES_SCHEMA, TRAIN_SCHEMA
+    from .config import schema
+
+    TRAIN_SCHEMA, EVAL_SCHEMA, RESOURCES_SCHEMA = schema("train"), schema("evaluate"), schema("resources")
 
     def section(schema, required):
         s = _spec_schema(schema)

@@ -1,35 +1,12 @@
-"""Training-method registry: one method per file, each citing its paper."""
+"""Training methods: one per file, each citing its paper and registering itself with ``@register``
+(fastadv.method_registry), which declares its parameters. Importing this package registers them all."""
 from __future__ import annotations
 
 from ..errors import unknown_choice
+from ..method_registry import REGISTRY, Param, register
+from . import cure, elle, elle_a, fgsm, fgsm_rs, free, gradalign_fd, llr, nfgsm, pgd, standard  # noqa: F401 (register)
 from .base import Method, StepContext, StepOutput
-from .cure import CURE
-from .elle import ELLE
-from .elle_a import ELLEA
-from .fgsm import FGSM
-from .fgsm_rs import FGSMRS
-from .free import Free
-from .gradalign import GradAlign, default_lambda, grad_align_penalty
-from .gradalign_fd import GradAlignFD
-from .llr import LLR
-from .nfgsm import NFGSM
-from .pgd import PGD
-from .standard import Standard
-
-REGISTRY = {
-    "standard": Standard,
-    "fgsm": FGSM,
-    "fgsm_rs": FGSMRS,
-    "gradalign": GradAlign,
-    "gradalign_fd": GradAlignFD,
-    "nfgsm": NFGSM,
-    "elle": ELLE,
-    "elle_a": ELLEA,
-    "cure": CURE,
-    "llr": LLR,
-    "pgd": PGD,
-    "free": Free,
-}
+from .gradalign import GradAlign, default_lambda, grad_align_penalty  # noqa: F401
 
 
 def build_method(method_cfg: dict, dataset: str) -> Method:
@@ -44,5 +21,5 @@ def build_method(method_cfg: dict, dataset: str) -> Method:
     return method
 
 
-__all__ = ["REGISTRY", "build_method", "Method", "StepContext", "StepOutput", "default_lambda",
+__all__ = ["REGISTRY", "Param", "register", "build_method", "Method", "StepContext", "StepOutput", "default_lambda",
            "grad_align_penalty"]

@@ -21,6 +21,7 @@ import torch
 
 from ..attacks.grad import loss_and_input_grad, per_example_ce
 from .base import Method, StepOutput, regularised_step
+from ..method_registry import Param, register
 
 
 def curvature_penalty(model, x, y, step: float, loss_fn=per_example_ce,
@@ -36,6 +37,12 @@ def curvature_penalty(model, x, y, step: float, loss_fn=per_example_ce,
     return (diff.flatten(1) ** 2).sum(1)
 
 
+@register("cure", summary="CURE (Moosavi-Dezfooli et al. 2019): base loss + γ·‖∇ₓℓ(x+hz) − ∇ₓℓ(x)‖², z = sign(∇ₓℓ(x))/‖·‖, double backprop", params={
+    "lambda": Param("float", 4.0, "γ (paper: 4)", min=0),
+    "step": Param("float", 1.0, "‖h·z‖∞ / ε: 1 = the FGSM corner (the paper's h is for normalised inputs)", min=0, min_exclusive=True),
+    "base": Param("choice", "clean", "clean: ℓ(x), the paper's objective; fgsm: ℓ(x + δ_FGSM), a CO regulariser", choices=("clean", "fgsm")),
+    "alpha": Param("float", 1.25, "FGSM step / ε when base is fgsm", min=0, min_exclusive=True),
+})
 class CURE(Method):
     """Base loss + γ·CURE penalty. params: ``lambda`` γ (paper: 4), ``step`` ‖h·z‖∞ / ε,
     ``base`` clean | fgsm, ``alpha`` FGSM step / ε for base fgsm (zero init)."""

@@ -18,6 +18,7 @@ from ..attacks import fgsm_attack
 from ..attacks.fgsm import uniform_delta
 from ..attacks.grad import per_example_ce
 from .base import Method, StepOutput
+from ..method_registry import Param, register
 
 
 def local_linearity_error(model, x, y, eps: float, gen: torch.Generator | None = None,
@@ -39,6 +40,11 @@ def default_elle_lambda(eps255: float) -> float:
     return 1000.0 if eps255 <= 8 else 5000.0
 
 
+@register("elle", summary="ELLE (Abad Rocamora et al. 2024): FGSM + λ·local linearity error on random triplets, one forward pass", params={
+    "lambda": Param("float", None, "λ; null: the paper's 1000 for ε ≤ 8/255, 5000 above", optional=True, min=0),
+    "alpha": Param("float", 1.0, "FGSM step / ε (zero init)", min=0, min_exclusive=True),
+    "clip": Param("bool", True, "false: train on x + δ not clipped to [0,1], as ELLE's code does"),
+})
 class ELLE(Method):
     """FGSM training (zero init, step ``alpha``·ε) + λ·LLE. params: ``lambda`` (None: see
     :func:`default_elle_lambda`), ``alpha``."""

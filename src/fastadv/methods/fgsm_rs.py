@@ -1,7 +1,11 @@
 from ..attacks import fgsm_attack
 from .base import Method, StepOutput, ce_step
+from ..method_registry import Param, register
 
 
+@register("fgsm_rs", summary="FGSM from δ₀ ~ U[−ε,ε] (Wong et al. 2020)", params={
+    "alpha": Param("float", 1.25, "step / ε after the uniform start (Wong et al. 2020)", min=0, min_exclusive=True),
+})
 class FGSMRS(Method):
     """FGSM with random start (Wong, Rice & Kolter, "Fast is better than free", ICLR 2020):
     δ₀ ~ U[-ε,ε]^d, δ = Π_ε(δ₀ + α·sign(∇ₓℓ(x+δ₀))), x+δ clipped to [0,1].

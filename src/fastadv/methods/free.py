@@ -5,8 +5,14 @@ import torch.nn.functional as F
 
 from ..attacks.grad import input_grad
 from .base import Method, StepOutput, ce_step
+from ..method_registry import Param, register
 
 
+@register("free", summary="Free AT with minibatch replay (Shafahi et al. 2019); 96 epochs, lr_max 0.04 in the scripts", params={
+    "replay": Param("int", 8, "m, replays of each batch (scripts: 8, with 96 epochs)", min=1),
+    "alpha": Param("float", 1.0, "step / ε (scripts: fgsm_alpha 1.0)", min=0, min_exclusive=True),
+    "variant": Param("choice", "official", "official: the GradAlign code's second pass at x + δ_new; shafahi: one pass", choices=("official", "shafahi")),
+})
 class Free(Method):
     """Free adversarial training (Shafahi et al., "Adversarial Training for Free!", NeurIPS 2019).
 

@@ -19,6 +19,7 @@ from ..attacks.fgsm import fgsm_point, uniform_delta
 from ..attacks.grad import input_grad
 from ..errors import FastAdvError
 from .base import Method, StepOutput
+from ..method_registry import Param, register
 
 
 def default_lambda(dataset: str, eps255: float) -> float:
@@ -66,6 +67,10 @@ def grad_align_penalty(model, x, y, eps: float, eta: torch.Tensor | None = None,
     return torch.where(valid, 1.0 - cos, torch.zeros_like(cos)).sum() / valid.sum().clamp_min(1)
 
 
+@register("gradalign", summary="FGSM + λ·E[1 − cos(∇ₓℓ(x), ∇ₓℓ(x+η))], double backprop (Andriushchenko & Flammarion 2020); lr_max 0.3 in the scripts", params={
+    "lambda": Param("float", None, "λ; null: the scripts' λ(ε), CIFAR-10 0.02·10^(ε/8), SVHN 1.5625·1.6^(ε/8)", optional=True, min=0),
+    "alpha": Param("float", 1.25, "FGSM step / ε (zero init, as the scripts)", min=0, min_exclusive=True),
+})
 class GradAlign(Method):
     """FGSM (zero init) + λ·GradAlign penalty. params: ``lambda`` (None → λ(ε), see
     :func:`default_lambda`), ``alpha`` FGSM step in units of ε (1.25 in the scripts)."""

@@ -34,6 +34,7 @@ from ..attacks.fgsm import uniform_delta
 from ..attacks.grad import loss_scale
 from .base import StepOutput
 from .gradalign import GradAlign, _unit_rows, alignment_cosines
+from ..method_registry import Param, register
 
 
 @contextmanager
@@ -93,6 +94,11 @@ def penalty_fd_terms(model, x, y, eps: float, eta: torch.Tensor, grad_x: torch.T
     return penalty.detach(), h, grads_z, loss_h
 
 
+@register("gradalign_fd", summary="GradAlign with the penalty's parameter gradient by a finite difference, no double backprop (fastadv; README)", params={
+    "lambda": Param("float", None, "as gradalign", optional=True, min=0),
+    "alpha": Param("float", 1.25, "as gradalign", min=0, min_exclusive=True),
+    "fd_step": Param("float", 0.01, "largest pixel change of the difference quotient, in units of ε", min=0, max=1, min_exclusive=True),
+})
 class GradAlignFD(GradAlign):
     """FGSM (zero init) + λ·GradAlign, the penalty's gradient by the finite difference above.
     params: ``lambda``, ``alpha`` as :class:`GradAlign`; ``fd_step``: max pixel change of the

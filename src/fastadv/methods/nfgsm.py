@@ -1,8 +1,13 @@
 from ..attacks.fgsm import uniform_delta
 from ..attacks.grad import input_grad
 from .base import Method, StepOutput, ce_step
+from ..method_registry import Param, register
 
 
+@register("nfgsm", summary="N-FGSM (de Jorge et al. 2022): noise U[−kε,kε], step α from x+η, no ε-ball projection", params={
+    "noise": Param("float", 2.0, "k: noise η ~ U[−kε, kε] (paper: 2)", min=0),
+    "alpha": Param("float", 1.0, "step / ε from x+η (paper: α = ε)", min=0, min_exclusive=True),
+})
 class NFGSM(Method):
     """N-FGSM (de Jorge et al., "Make Some Noise: Reliable and Efficient Single-Step Adversarial
     Training", NeurIPS 2022, Alg. 1): η ~ U[-kε, kε]^d, x_adv = clip_[0,1](x + η + α·sign(∇ₓℓ(x+η))),

@@ -3,8 +3,14 @@ import torch
 from ..attacks import pgd_perturbation
 from ..attacks.fgsm import uniform_delta
 from .base import Method, StepOutput, ce_step, clean_forward
+from ..method_registry import Param, register
 
 
+@register("pgd", summary="PGD-k AT (Madry et al. 2018); PGD-2 and PGD-10 are variants", params={
+    "steps": Param("int", 10, "k (paper: PGD-2 and PGD-10)", min=1),
+    "alpha": Param("float", 0.2, "step / ε: PGD-10 ε/5, PGD-2 ε/2 (scripts)", min=0, min_exclusive=True),
+    "random_init": Param("bool", False, "the scripts use --attack_init=zero", ),
+})
 class PGD(Method):
     """PGD-k adversarial training (Madry et al., ICLR 2018).
 

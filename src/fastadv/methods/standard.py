@@ -1,6 +1,8 @@
 from .base import Method, StepOutput, ce_step, clean_forward
+from ..method_registry import Param, register
 
 
+@register("standard", summary="clean training (with `extra_clean_forward`, the batch passes batch norm twice, as the GradAlign code)")
 class Standard(Method):
     """Standard (non-adversarial) training: cross-entropy on clean inputs (with ``extra_clean_forward``,
     the batch passes twice through batch norm, as in the GradAlign code)."""

@@ -1,0 +1,41 @@
+"""Adding a method is one file and one decorator: this file is that file."""
+import pytest
+import torch
+import yaml
+
+from fastadv.cli import main
+from fastadv.config import deep_merge, validate_section
+from fastadv.errors import FastAdvError
+from fastadv.method_registry import Param, register, unregister
+from fastadv.methods import Method, StepOutput
+from fastadv.methods.base import ce_step
+from fastadv.study import json_schema
+from fastadv.train import train
+from tests.helpers import PARAMS
+
+
+@pytest.fixture
+def toy():
+    @register("toy_noise", summary="training on x + U[−sε, sε] noise (a test's method)", params={
+        "scale": Param("float", 0.5, "noise / ε", min=0),
+    })
+    class ToyNoise(Method):
+        def step(self, model, x, y, ctx) -> StepOutput:
+            noise = torch.empty_like(x).uniform_(-1, 1, generator=ctx.gen) * self.params["scale"] * self.eps
+            return ce_step(model, (x + noise).clamp(0, 1), y)
+
+    yield ToyNoise
+    unregister("toy_noise")
+
+
+def test_a_registered_method_trains_validates_and_documents_itself(toy, tiny_cfg, tmp_path, capsys):
+    cfg = validate_section(deep_merge(tiny_cfg, {"method": {"name": "toy_noise"}}), "train")
+    assert cfg["method"]["toy_noise"] == {"scale": 0.5}  # its declared default
+    assert train(cfg, tmp_path / "run")["status"] == "completed"
+    capsys.readouterr()
+    assert "toy_noise" in json_schema()["properties"]["train"]["properties"]["method"]["properties"]["name"]["enum"]
+    with pytest.raises(FastAdvError, match=r"train.method.toy_noise.scale=-1.0 out of range; valid: \[0, inf\)"):
+        validate_section(deep_merge(cfg, {"method": {"toy_noise": {"scale": -1.0}}}), "train")
+    assert main(["config", "--config", str(PARAMS), "--set", "method.name=toy_noise", "--set", "method.toy_noise.scale=2"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["method"]["toy_noise"]["scale"] == 2
+    assert main(["methods"]) == 0 and "| `toy_noise` | training on x" in capsys.readouterr().out
