@@ -1,5 +1,5 @@
 from .base import Method, StepOutput, ce_step, clean_forward
-from ..method_registry import Param, register
+from ..method_registry import register
 
 
 @register("standard", summary="clean training (with `extra_clean_forward`, the batch passes batch norm twice, as the GradAlign code)")
