@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from fastadv.attacks import fgsm_attack
 from fastadv.attacks.pgd import restart_rules
 from fastadv.methods import StepContext, build_method
-from fastadv.train import mixed_precision, train_step
+from fastadv.train import mixed_precision, train, train_step
 from tests.helpers import toy_model
 
 
@@ -215,3 +215,25 @@ def test_fidelity_report_runs_both_settings_of_each_switch(tmp_path, tiny_cfg):
     assert row3 == f"{100 * res['pgd']['acc']:.1f} % / {100 * res['pgd']['acc_max_loss']:.1f} %"
     assert res["pgd"]["acc"] <= res["pgd"]["acc_max_loss"]
     assert json.loads((tmp_path / "e.json").read_text())["pgd"]["restart_rule"] == "both"
+
+
+def test_channels_last_training_agrees_with_the_default_layout(tiny_cfg, tmp_path):
+    """runtime.channels_last only changes the memory layout: a training step's parameter gradient agrees to
+    float round-off, and a short run ends within round-off-driven noise of the default (not bit for bit)."""
+    from fastadv.config import deep_merge
+    from fastadv.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("preact_resnet18", width=8, num_classes=10, in_shape=(3, 32, 32)).train()
+    x, y = torch.rand(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    grads = []
+    for cl in (False, True):
+        m = model.to(memory_format=torch.channels_last) if cl else model
+        xx = x.contiguous(memory_format=torch.channels_last) if cl else x
+        grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(F.cross_entropy(m(xx), y),
+                                                                         list(m.parameters()))]))
+    assert float(F.cosine_similarity(grads[0], grads[1], dim=0)) > 0.99999
+    cfg = deep_merge(tiny_cfg, {"method": {"name": "standard"}, "optim": {"epochs": 2}})
+    a = train(cfg, tmp_path / "a")
+    b = train(deep_merge(cfg, {"runtime": {"channels_last": True}}), tmp_path / "b")
+    assert a["final"]["test_clean_acc"] == pytest.approx(b["final"]["test_clean_acc"], abs=0.05)

@@ -146,3 +146,13 @@ def test_co_flag_rule_on_a_scripted_history():
     # epoch 3: PGD 0.02 < 0.5·0.30 and FGSM 0.45 − 0.02 ≥ 0.1 → CO; epoch 4: collapsed but FGSM
     # collapsed too (no gap) → not the CO signature; epoch 5: recovered.
     assert flag_co(pgd, fgsm, 0.5, 0.1) == [False, False, False, True, False, False]
+
+
+def test_resume_is_bit_exact_in_the_channels_last_layout(tmp_path, tiny_cfg):
+    cfg = run_cfg(tiny_cfg, method={"name": "fgsm"}, runtime={"checkpoint_every": 2, "channels_last": True})
+    train(cfg, tmp_path / "ref")
+    with pytest.raises(Preempted):
+        train(cfg, tmp_path / "cut", max_iterations=3)
+    train(cfg, tmp_path / "cut")
+    a, b = final_weights(tmp_path / "ref"), final_weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)

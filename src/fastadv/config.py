@@ -92,6 +92,7 @@ TRAIN_SCHEMA: dict = {
         "device": _choice("auto", "cpu", "cuda"),
         "threads": _int(min=0),
         "precision": _choice("fp32", "fp16", "bf16"),
+        "channels_last": _BOOL,
         "checkpoint_every": _int(min=0),
         "progress": _choice("auto", "always", "never"),
     },

@@ -190,6 +190,9 @@ class Run:
                                    arrays=arrays).head(cfg["monitor"]["test_points"])
         self.train_mon = self.train_set.head(cfg["monitor"]["train_points"])
         self.model = make_model(cfg, self.device)
+        if rt["channels_last"]:  # faster convolutions on CPUs (FGSM step 1.34× at width 8); numerics differ slightly
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.test_mon, self.train_mon = (tuple(self.layout(t) for t in s) for s in (self.test_mon, self.train_mon))
         self.opt = make_optimizer(cfg, self.model)
         self.method = build_method(cfg["method"], d["dataset"])
         n, bs = len(self.train_set), o["batch_size"]
@@ -202,6 +205,12 @@ class Run:
         self.autocast, self.scaler = mixed_precision(rt["precision"], self.device)
         self.progress = TrainProgress()
         self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
+
+    def layout(self, t: torch.Tensor) -> torch.Tensor:
+        """Images in the memory layout of ``runtime.channels_last`` (labels pass through)."""
+        if t.dim() == 4 and self.cfg["runtime"]["channels_last"]:
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
 
     # -- resume -------------------------------------------------------------------------------------
     def save_state(self) -> None:
@@ -230,7 +239,7 @@ class Run:
         for it in range(start, self.iters_per_epoch):
             b = it // self.method.replay
             x, y = self.train_set.batch(perm[b * bs:(b + 1) * bs], generator(self.device, self.seed, epoch, b, "augment"))
-            yield it, x, y
+            yield it, self.layout(x), y
 
     def evaluation_due(self) -> bool:
         """Evaluate every ``monitor.every_iterations`` iterations and after the last one; with 0, at epoch ends."""
