@@ -41,10 +41,11 @@ def _study(args):
     return Study.load(args.config or default_params(), args.scale)
 
 
-def _resolved_json(args) -> dict:
-    """The ``--resolved`` config; it replaces every other source, so naming one as well is an error."""
-    given = [f"--{k}" for k in ("config", "scale", "experiment", "variant", "eps", "seed")
-             if getattr(args, k, None) is not None]
+def _resolved_json(args, section: str | None = None) -> dict:
+    """The ``--resolved`` config; it replaces every other source of the config, so naming one as well is an
+    error (``--eps`` of evaluate and figure is the evaluation's / the title's ε, not a config source)."""
+    sources = ("config", "scale", "experiment") + (("variant", "eps", "seed") if section == "train" else ())
+    given = [f"--{k}" for k in sources if getattr(args, k, None) is not None]
     if given:
         raise FastAdvError(f"--resolved is the whole config; drop {', '.join(given)}")
     try:
@@ -62,7 +63,7 @@ def _config(args, section: str) -> dict:
     from .study import apply_sets
 
     if args.resolved is not None:
-        return apply_sets(_resolved_json(args), section, args.sets)
+        return apply_sets(_resolved_json(args, section), section, args.sets)
     study = _study(args)
     if section == "train":
         return study.train_config(args.experiment, args.variant, args.eps, args.seed, args.sets)
