@@ -105,6 +105,10 @@ def test_run_table_from_a_real_single_layer_cnn_run(tmp_path):
     before, after = co_epochs(run)
     k = noise_sensitive_filter(run)
     assert row["filter_growth"] == pytest.approx(float(np.linalg.norm(w[after, k]) / np.linalg.norm(w[before, k])))
+    h = run["history"]
+    start = h[h["iteration"] == run["summary"]["co_iteration"]] if run["summary"]["co_epoch"] else h[h["epochs"] >= 1]
+    col = f"outgoing_norm_{k + 1}"
+    assert row["outgoing_growth_to_end"] == pytest.approx(h[col].iloc[-1] / start[col].iloc[0])
 
 
 def test_lemma2_bound_matches_an_independent_integration():

@@ -146,3 +146,13 @@ def test_defaults_ship_in_the_package_and_a_local_params_file_wins(tmp_path, mon
                         "print(len(resources.files('fastadv').joinpath('params.yaml').read_text()))"],
                        capture_output=True, text=True, check=True)
     assert int(r.stdout) == len(PARAMS.read_text())
+
+
+def test_every_resolved_experiment_is_accepted_by_the_figure_command(capsys):
+    """What the workflow passes to `fastadv figure --resolved` (Study.experiment, with its variants)."""
+    from fastadv.study import validate_experiment_scalars
+
+    study = Study.load(PARAMS, "paper")
+    for name in study.doc["experiments"]:
+        exp = study.experiment(name)
+        assert validate_experiment_scalars(json.loads(json.dumps(exp)), name)["methods"] == exp["methods"]

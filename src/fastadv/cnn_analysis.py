@@ -144,7 +144,9 @@ def feature_maps_figure(run: dict, image: torch.Tensor, eps: float, out_pdf, sca
 
 def run_table(results: pd.DataFrame, runs: dict) -> pd.DataFrame:
     """Per method and seed: CO (epoch, iteration), clean / PGD-50-10 of the final and the early-stopped
-    model, and the filter whose norm grows most with its growth. ``runs``: (label, seed) → load_run()."""
+    model, the filter whose norm grows most across CO (without CO: from epoch 1 to the end), that growth,
+    and how much the norm of its outgoing weights grows from CO (epoch 1) to the end (the paper's Fig. 6).
+    ``runs``: (label, seed) → load_run()."""
     rows = []
     for (label, seed), run in sorted(runs.items()):
         r = results[(results["method_label"] == label) & (results["train_seed"] == seed)].set_index("model_kind")
@@ -153,9 +155,13 @@ def run_table(results: pd.DataFrame, runs: dict) -> pd.DataFrame:
         k = noise_sensitive_filter(run)
         w, epochs = run["snapshots"]["conv_weight"], list(run["snapshots"]["epoch"])
         growth = float(np.linalg.norm(w[epochs.index(after), k]) / np.linalg.norm(w[epochs.index(before), k]))
+        h = run["history"]
+        start = h[h["iteration"] == s["co_iteration"]] if s["co_iteration"] is not None else h[h["epochs"] >= 1]
+        outgoing = float(h[f"outgoing_norm_{k + 1}"].iloc[-1] / start[f"outgoing_norm_{k + 1}"].iloc[0])
         rows.append({"method_label": label, "seed": seed, "co_epoch": s["co_epoch"], "co_iteration": s["co_iteration"],
                      "clean_final": 100 * r.loc["final", "clean_acc"], "pgd_final": 100 * r.loc["final", "pgd_acc"],
                      "clean_best": 100 * r.loc["best", "clean_acc"], "pgd_best": 100 * r.loc["best", "pgd_acc"],
                      "best_iteration": s["best_iteration"], "grown_filter": k + 1,
-                     "filter_growth": growth, "growth_epochs": f"{before}->{after}"})
+                     "filter_growth": growth, "growth_epochs": f"{before}->{after}",
+                     "outgoing_growth_to_end": outgoing})
     return pd.DataFrame(rows)

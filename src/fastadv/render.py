@@ -166,7 +166,8 @@ def draw_cnn_table(job: FigureJob) -> None:
     F.write_table(run_table(df, runs), job.out,
                   f"Single-layer CNN, eps = {job.experiment['eps'][0]:g}/255, per method and seed: CO epoch and "
                   f"iteration (none: no CO), clean / PGD-50-10 accuracy (%) of the final and the early-stopped model "
-                  f"on {int(df['n_points'].iloc[0])} test points, the filter whose norm grows most ({job.hardware(df)}). "
+                  f"on {int(df['n_points'].iloc[0])} test points, the filter whose norm grows most across CO and the "
+                  f"growth of its outgoing weights' norm from CO to the end ({job.hardware(df)}). "
                   "Paper (Fig. 11, one FGSM run): CO around epoch 6, FGSM accuracy ≈ 45 % after it, PGD ≈ 18 % before.")
 
 

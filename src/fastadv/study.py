@@ -46,7 +46,7 @@ def _check_keys(d, allowed, where):
 
 def validate_experiment_scalars(exp, where: str) -> dict:
     """The scalar part of a resolved experiment (dataset, methods, ε grid, seeds, model kinds …)."""
-    _check_keys(exp, tuple(EXPERIMENT_SCALARS) + EXPERIMENT_SECTIONS, where)
+    _check_keys(exp, tuple(EXPERIMENT_SCALARS) + EXPERIMENT_SECTIONS + ("variants",), where)
     missing = [k for k in EXPERIMENT_SCALARS if k not in exp]
     if missing:
         raise FastAdvError(f"missing config key(s) in {where}: {', '.join(missing)}")
