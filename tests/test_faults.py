@@ -18,6 +18,8 @@ EXIT_PREEMPTED = 75
 
 def train_cmd(out: Path, synthetic_root: Path) -> list[str]:
     sets = [f"data.root={synthetic_root}", "data.dataset=svhn", "data.subset=256", "optim.batch_size=32", "optim.epochs=3",
+            # lr 0.02: at the scale's lr the separable synthetic task's loss blows up (the run ends 'diverged', exit 3)
+            "optim.lr_max=0.02",
             "model.width=4", "method.name=fgsm_rs", "monitor.test_points=32", "monitor.train_points=32",
             "monitor.pgd_steps=2", "runtime.threads=1", "runtime.checkpoint_every=1", "runtime.progress=never"]
     cmd = [sys.executable, "-m", "fastadv", "train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(out)]
