@@ -185,6 +185,32 @@ def test_fp16_double_backprop_agrees_with_fp32():
     assert all(torch.isfinite(p).all() for p in model.parameters()) and scaler.get_scale() <= 65536.0
 
 
+def test_fp16_run_whose_gradients_are_never_finite_ends_diverged_not_completed(tmp_path, tiny_cfg, monkeypatch):
+    """Under fp16 a step with non-finite gradients is skipped and the loss scale halved, while the loss stays
+    finite. A loss whose gradient is NaN at every scale (√|0·Σθ|: value 0, gradient 0·∞) must end the run
+    'diverged' with that reason (its final model finite), not 'completed' as if it had trained."""
+    import dataclasses
+
+    from fastadv.config import deep_merge
+    from fastadv.methods.fgsm import FGSM
+    from fastadv.train import train
+
+    step = FGSM.step
+
+    def nan_gradient_step(self, model, x, y, ctx):
+        res = step(self, model, x, y, ctx)
+        zero = sum(p.sum() for p in model.parameters()) * 0
+        return dataclasses.replace(res, loss=res.loss + zero.abs().sqrt())
+
+    monkeypatch.setattr(FGSM, "step", nan_gradient_step)
+    cfg = deep_merge(tiny_cfg, {"method": {"name": "fgsm"}, "optim": {"batch_size": 4, "epochs": 2},
+                                "runtime": {"precision": "fp16"}})  # 32 skipped steps: scale 2^16 → 2^-16
+    summary = train(cfg, tmp_path / "run")
+    assert summary["status"] == "diverged" and "fp16 loss scale" in summary["reason"]
+    final = torch.load(tmp_path / "run/model_final.pt", weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
+
+
 def test_fidelity_report_runs_both_settings_of_each_switch(tmp_path, tiny_cfg):
     """Every measured row is there and in its range; the restart-rule row equals `fastadv evaluate`
     with restart_rule both on the same model and points."""

@@ -205,6 +205,7 @@ class Run:
         self.autocast, self.scaler = mixed_precision(rt["precision"], self.device)
         self.progress = TrainProgress()
         self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
+        self.divergence: str | None = None  # why the run diverged, when not a non-finite training loss
 
     def layout(self, t: torch.Tensor) -> torch.Tensor:
         """Images in the memory layout of ``runtime.channels_last`` (labels pass through)."""
@@ -288,6 +289,12 @@ class Run:
                                    self.cfg["optim"]["lr_max"], self.cfg["optim"]["lr_peak"]),
                **p.training_row(), "train_seconds": p.train_seconds}
         if p.global_step and not math.isfinite(row["train_loss"]):
+            return False
+        # fp16: a skipped step halves the loss scale; below 1 the gradients were non-finite even unscaled, step
+        # after step, so the weights stopped changing while the loss stays finite (a silent no-op run otherwise)
+        if self.scaler.is_enabled() and self.scaler.get_scale() < 1.0:
+            self.divergence = (f"fp16 loss scale fell to {self.scaler.get_scale():g}: non-finite gradients at every "
+                               f"scale, steps skipped (use runtime.precision fp32 or bf16)")
             return False
         at_epoch_end = p.it in (0, self.iters_per_epoch)
         gen = generator(self.device, self.seed, p.epoch, "monitor", *(() if at_epoch_end else (p.global_step,)))
@@ -402,7 +409,7 @@ def train(cfg: dict, out_dir: str | Path, max_iterations: int | None = None,
         for epoch in tqdm(range(p.epoch, cfg["optim"]["epochs"] + 1), disable=not show, desc="epochs",
                           initial=p.epoch, total=cfg["optim"]["epochs"] + 1):
             if not run.train_epoch(sig, stop_after, show):
-                status, reason = "diverged", f"non-finite training loss in epoch {epoch}"
+                status, reason = "diverged", run.divergence or f"non-finite training loss in epoch {epoch}"
                 run.model.load_state_dict(run.last_finite)  # the final model is the last finite one
                 break
             run.end_of_epoch()
