@@ -66,6 +66,28 @@ def test_unscaled_targets_build_the_configured_scale(tmp_path):
     assert "input: results/smoke/figA.pdf" in r.stdout and "results/paper" not in r.stdout
 
 
+def test_longest_trainings_are_scheduled_first(tmp_path):
+    """train_model's priority is the run's estimated passes (fastadv.guard.training_priority): the quick
+    demo starts GradAlign (7.3 passes per iteration) before PGD-2 (3) before FGSM/FGSM-RS (2); evaluations
+    (priority 0) come after every training that is ready."""
+    from fastadv.guard import training_passes
+
+    wf = copy_workflow(tmp_path)
+    out = snakemake(wf, "-n", "--cores", "2", "results/quick/fig1.pdf", "--config", "scale=quick").stdout
+    priority, rule, variant = {}, None, None
+    for line in map(str.strip, out.splitlines()):
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[-1].rstrip(":")
+        elif line.startswith("wildcards:") and rule == "train_model":
+            variant = dict(kv.split("=") for kv in line[len("wildcards: "):].split(", "))["variant"]
+        elif line.startswith("priority:") and rule == "train_model":
+            priority.setdefault(variant, set()).add(float(line.split()[1]))
+    assert priority.keys() == {"fgsm", "fgsm_rs", "gradalign", "pgd2"} and all(len(v) == 1 for v in priority.values())
+    p = {k: v.pop() for k, v in priority.items()}
+    assert p["gradalign"] > p["pgd2"] > p["fgsm"] == p["fgsm_rs"] > 0
+    assert p["gradalign"] == training_passes(Study.load(PARAMS, "quick").train_config("fig1", "gradalign", 16.0, 0))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the guard stops GPU-scale runs on machines without CUDA")
 def test_gpu_scale_on_a_cpu_machine_stops_before_the_first_job(tmp_path):
     wf = copy_workflow(tmp_path)

@@ -37,6 +37,14 @@ def training_passes(cfg: dict) -> float:
     return o["epochs"] * math.ceil(images / o["batch_size"]) * PASSES[m["name"]](m)
 
 
+def training_priority(cfg: dict) -> float:
+    """Scheduling priority of a training job: its estimated passes. The workflow starts the longest
+    trainings first (longest-processing-time-first), so the last jobs to start are short ones and the job
+    slots finish together; the quick demo lost ≈ 3 min when a GradAlign training started last and ran
+    alone while the other core idled (docs/performance.md)."""
+    return training_passes(cfg)
+
+
 def cpu_refusal(jobs: list[tuple[str, dict]], study_of, cuda: bool, allow_cpu: bool) -> str | None:
     """The message that stops a run, or None when it may go on.
 

@@ -75,6 +75,14 @@ def run_config(wildcards):
     return json.dumps(cfg, sort_keys=True)
 
 
+def train_priority(wildcards):
+    """Longest trainings first (fastadv.guard.training_priority)."""
+    from fastadv.guard import training_priority
+
+    return training_priority(study(wildcards.scale).train_config(
+        wildcards.experiment, wildcards.variant, float(wildcards.eps), int(wildcards.seed)))
+
+
 def eval_config(wildcards):
     cfg = study(wildcards.scale).eval_config(wildcards.experiment)
     cfg.pop("threads")

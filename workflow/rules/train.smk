@@ -17,6 +17,7 @@ rule train_model:
     conda:
         "../envs/fastadv.yaml"
     threads: resource("train_threads")
+    priority: train_priority
     resources:
         mem_mb=resource("train_mem_mb"),
         runtime=resource("train_runtime"),
