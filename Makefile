@@ -41,4 +41,5 @@ pull: setup
 	$(SNAKEMAKE) --touch results/$(SCALE)/fig1.pdf
 
 clean:
-	rm -rf runs results logs benchmarks .snakemake
+	rm -rf runs results logs .snakemake
+	find benchmarks -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +  # the rules' timings; the scripts stay

@@ -13,6 +13,7 @@ from fastadv.config import deep_merge
 from fastadv.study import resolve_train_config
 from fastadv.data import prepare
 from tests.helpers import PARAMS, data_source, write_separable_dataset
+from tests.isolation import pytest_pyfunc_call  # noqa: F401  (@pytest.mark.isolated)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
+# oneDNN restricted to its AVX2 kernels, as on CPUs without AVX-512 (where channels-last crashed: issue 30)
+AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 BIN = str(Path(sys.executable).parent)
 
 

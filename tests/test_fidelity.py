@@ -8,7 +8,7 @@ from fastadv.attacks import fgsm_attack
 from fastadv.attacks.pgd import restart_rules
 from fastadv.methods import StepContext, build_method
 from fastadv.train import mixed_precision, train, train_step
-from tests.helpers import toy_model
+from tests.helpers import AVX2, toy_model
 
 
 @pytest.fixture
@@ -155,6 +155,7 @@ def test_extra_clean_forward_moves_batchnorm_statistics_only():
     assert not torch.equal(stats[False][1], stats[True][1])  # … but batch norm saw the batch twice
 
 
+@pytest.mark.isolated  # CPU float16 kernels under autocast, double backward
 def test_fp16_double_backprop_agrees_with_fp32():
     """runtime.precision fp16 (autocast + loss scaling, as the scripts' --half_prec): the GradAlign penalty's
     parameter gradient (g1 and η fixed) under float16 autocast against fp32 on the CPU's kernels, and one
@@ -185,6 +186,7 @@ def test_fp16_double_backprop_agrees_with_fp32():
     assert all(torch.isfinite(p).all() for p in model.parameters()) and scaler.get_scale() <= 65536.0
 
 
+@pytest.mark.isolated  # CPU float16 kernels under autocast, double backward
 def test_fp16_run_whose_gradients_are_never_finite_ends_diverged_not_completed(tmp_path, tiny_cfg, monkeypatch):
     """Under fp16 a step with non-finite gradients is skipped and the loss scale halved, while the loss stays
     finite. A loss whose gradient is NaN at every scale (√|0·Σθ|: value 0, gradient 0·∞) must end the run
@@ -243,6 +245,7 @@ def test_fidelity_report_runs_both_settings_of_each_switch(tmp_path, tiny_cfg):
     assert json.loads((tmp_path / "e.json").read_text())["pgd"]["restart_rule"] == "both"
 
 
+@pytest.mark.isolated(env=AVX2)
 def test_channels_last_training_agrees_with_the_default_layout(tiny_cfg, tmp_path):
     """runtime.channels_last only changes the memory layout: a training step's parameter gradient agrees to
     float round-off, and a short run ends within round-off-driven noise of the default (not bit for bit)."""
@@ -259,7 +262,8 @@ def test_channels_last_training_agrees_with_the_default_layout(tiny_cfg, tmp_pat
         grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(F.cross_entropy(m(xx), y),
                                                                          list(m.parameters()))]))
     assert float(F.cosine_similarity(grads[0], grads[1], dim=0)) > 0.99999
-    cfg = deep_merge(tiny_cfg, {"method": {"name": "standard"}, "optim": {"epochs": 2}})
+    cfg = deep_merge(tiny_cfg, {"method": {"name": "standard"}, "optim": {"epochs": 2}, "model": {"width": 8}})
     a = train(cfg, tmp_path / "a")
     b = train(deep_merge(cfg, {"runtime": {"channels_last": True}}), tmp_path / "b")
+    assert b["memory_layout"]["channels_last"] and not a["memory_layout"]["channels_last"]
     assert a["final"]["test_clean_acc"] == pytest.approx(b["final"]["test_clean_acc"], abs=0.05)

@@ -104,22 +104,29 @@ def _step_runner(cfg: dict, name: str, train_set, idx, iterations: int, warmup: 
     import torch
 
     from .methods import StepContext, build_method
+    from .runtime import memory_layout
     from .train import make_model, make_optimizer, mixed_precision, train_step
 
     run = copy.deepcopy(cfg)
     run["method"]["name"] = name
     model, method = make_model(run, device), build_method(run["method"], run["data"]["dataset"])
+    layout = memory_layout(model, run["runtime"]["channels_last"])
+    if layout["channels_last"]:  # the layout the training loop would use (train.Run)
+        model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(run, model)
     autocast, scaler = mixed_precision(run["runtime"]["precision"], device)
     model.train()
     gen = torch.Generator(device=device).manual_seed(0)
     x, y = train_set.batch(idx, gen)
+    if layout["channels_last"]:
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def steps(n=iterations):
         for _ in range(n):
             train_step(model, opt, method, x, y, StepContext(gen), run["optim"]["lr_max"], autocast, scaler)
 
     steps(warmup)
+    steps.channels_last = layout["channels_last"]  # reported beside the timing
     return steps
 
 
@@ -150,11 +157,13 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
                      "seconds_per_epoch": per_it["median"] * -(-len(train_set) // bs), "ratio_to_fgsm": ratio["median"],
                      "ratio_min": ratio["min"], "ratio_max": ratio["max"], "repeats": repeats,
                      "model": f"{cfg['model']['name']}-w{cfg['model']['width']}", "batch_size": len(idx),
+                     "channels_last": runners[m].channels_last,
                      "device": hw["gpu"] or hw["cpu"], "threads": hw["torch_threads"], "torch": hw["torch"]})
     print(f"training step, {rows[0]['model']}, batch {len(idx)}, {rows[0]['device']}, {rows[0]['threads']} threads, "
           f"torch {rows[0]['torch']}; median [min, max] of {repeats} interleaved repeats of {iterations} steps:")
     for r in rows:
         print(f"  {r['method']:<13} {r['samples_per_s']:9.1f} samples/s  {r['seconds_per_epoch']:8.1f} s/epoch  "
-              f"{r['ratio_to_fgsm']:.2f}x FGSM [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]")
+              f"{r['ratio_to_fgsm']:.2f}x FGSM [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]"
+              f"{'  channels-last' if r['channels_last'] else ''}")
     _append_csv(csv_out, rows)
     return rows

@@ -52,6 +52,33 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+# oneDNN 3.12 (torch 2.14.1) crashes (SIGSEGV/SIGABRT on one thread) or hangs (two threads) in its AVX2
+# kernel for the weight gradient of a channels-last 1×1 convolution with stride > 1 and fewer than 8 input
+# channels; AVX-512 machines take another kernel, hence "passes on one CI machine, dies on the next"
+# (docs/performance.md, "channels-last crash"). Decided from the model alone, so a run's layout (and its
+# round-off) does not depend on which CPU it ran on.
+CHANNELS_LAST_MIN_CHANNELS = 8
+
+
+def channels_last_hazard(model: torch.nn.Module) -> str | None:
+    """Why ``model`` must not train channels-last (the first offending layer), or None."""
+    for name, m in model.named_modules():
+        if (isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1
+                and m.in_channels < CHANNELS_LAST_MIN_CHANNELS):
+            return (f"layer {name!r} is a 1x1 convolution with stride {max(m.stride)} and {m.in_channels} input "
+                    f"channels (< {CHANNELS_LAST_MIN_CHANNELS}): oneDNN's channels-last weight gradient crashes "
+                    f"on AVX2 CPUs")
+    return None
+
+
+def memory_layout(model: torch.nn.Module, channels_last: bool) -> dict:
+    """The memory layout a run trains ``model`` in: ``runtime.channels_last`` unless the model takes the
+    crashing oneDNN path, in which case the default layout, with the reason (recorded in summary.json)."""
+    reason = channels_last_hazard(model) if channels_last else None
+    return {"channels_last_requested": channels_last, "channels_last": channels_last and reason is None,
+            "reason": reason}
+
+
 def derived_seed(*parts) -> int:
     """A 63-bit seed from (seed, epoch, step, purpose …): every random draw in training is a
     pure function of where it happens, so a resumed run draws exactly what an

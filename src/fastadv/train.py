@@ -43,7 +43,7 @@ from .data import info, load_arrays, load_split
 from .errors import FastAdvError
 from .methods import StepContext, build_method
 from .models import build_model, init_weights
-from .runtime import derived_seed, generator, hardware_stamp, select_device, set_threads
+from .runtime import derived_seed, generator, hardware_stamp, memory_layout, select_device, set_threads
 from .schedule import learning_rate, warmup_factor
 
 EXIT_PREEMPTED = 75
@@ -190,7 +190,11 @@ class Run:
                                    arrays=arrays).head(cfg["monitor"]["test_points"])
         self.train_mon = self.train_set.head(cfg["monitor"]["train_points"])
         self.model = make_model(cfg, self.device)
-        if rt["channels_last"]:  # faster convolutions on CPUs (FGSM step 1.34× at width 8); numerics differ slightly
+        self.memory_layout = memory_layout(self.model, rt["channels_last"])
+        if self.memory_layout["reason"]:
+            print(f"runtime.channels_last ignored, training in the default layout: {self.memory_layout['reason']}",
+                  file=sys.stderr)
+        if self.memory_layout["channels_last"]:  # round-off differs from the default layout; speed: params.yaml
             self.model = self.model.to(memory_format=torch.channels_last)
             self.test_mon, self.train_mon = (tuple(self.layout(t) for t in s) for s in (self.test_mon, self.train_mon))
         self.opt = make_optimizer(cfg, self.model)
@@ -208,8 +212,8 @@ class Run:
         self.divergence: str | None = None  # why the run diverged, when not a non-finite training loss
 
     def layout(self, t: torch.Tensor) -> torch.Tensor:
-        """Images in the memory layout of ``runtime.channels_last`` (labels pass through)."""
-        if t.dim() == 4 and self.cfg["runtime"]["channels_last"]:
+        """Images in the run's memory layout (labels pass through)."""
+        if t.dim() == 4 and self.memory_layout["channels_last"]:
             return t.contiguous(memory_format=torch.channels_last)
         return t
 
@@ -351,7 +355,7 @@ class Run:
             "co_epoch": co[0]["epoch"] if co else None, "co_iteration": co[0]["iteration"] if co else None,
             "train_seconds": p.train_seconds, "seconds_per_epoch": p.train_seconds / max(epochs_done, 1),
             "final": {k: p.history[-1][k] for k in ("test_clean_acc", "test_fgsm_acc", "test_pgd_acc", "grad_alignment")},
-            "hardware": hardware_stamp(self.device),
+            "hardware": hardware_stamp(self.device), "memory_layout": self.memory_layout,
         }
         atomic.write_json(self.out / "summary.json", summary)
         return summary
