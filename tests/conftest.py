@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastadv.config import deep_merge
-from fastadv.study import resolve_train_config
-from fastadv.data import prepare
+from fastadv.config.params import deep_merge
+from fastadv.config.study import resolve_train_config
+from fastadv.data.datasets import prepare
 from tests.helpers import PARAMS, data_source, write_separable_dataset
 from tests.isolation import pytest_pyfunc_call  # noqa: F401  (@pytest.mark.isolated)
 

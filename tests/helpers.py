@@ -108,9 +108,9 @@ def separable_threshold_model(scale: float = 40.0) -> torch.nn.Module:
 def save_separable_threshold_model(path, data_root) -> dict:
     """:func:`separable_threshold_model` as a model file of a run on the separable task in ``data_root``;
     returns the run config it records."""
-    from fastadv.checkpoint import save_model
-    from fastadv.config import deep_merge
-    from fastadv.study import resolve_config
+    from fastadv.training.checkpoint import save_model
+    from fastadv.config.params import deep_merge
+    from fastadv.config.study import resolve_config
 
     cfg = deep_merge(resolve_config(PARAMS, "train", "smoke"), {
         "data": {"root": str(data_root), "dataset": "svhn", "subset": None},

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import fastadv
-from fastadv import evaluate as ev
+from fastadv.evaluation import protocol as ev
 from fastadv.attacks import fgsm_attack, pgd_attack
-from fastadv.checkpoint import save_model
-from fastadv.config import deep_merge
-from fastadv.study import resolve_config
-from fastadv.data import load_split, prepare
+from fastadv.training.checkpoint import save_model
+from fastadv.config.params import deep_merge
+from fastadv.config.study import resolve_config
+from fastadv.data.datasets import load_split, prepare
 from fastadv.models import build_model
 from tests.helpers import (PARAMS, REPO, data_source, save_separable_threshold_model, toy_model,
                            write_separable_dataset)
@@ -49,7 +49,7 @@ def test_robust_accuracy_on_tensors_equals_the_evaluation_command(tmp_path):
 
 
 def test_the_workflow_side_of_the_package_imports_without_torch():
-    code = "import sys, fastadv.study, fastadv.guard, fastadv.config; print('torch' in sys.modules)"
+    code = "import sys, fastadv.config.study, fastadv.workflow.guard, fastadv.config.params; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
     with pytest.raises(AttributeError, match="public API: FGSM, FastAdvError, PGD"):
         fastadv.nonsense

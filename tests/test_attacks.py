@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from fastadv import pgd_attack
 from fastadv.attacks import fgsm_attack, pgd_perturbation
-from fastadv.monitor import accuracy, pgd_accuracy
+from fastadv.training.monitor import accuracy, pgd_accuracy
 from tests.helpers import toy_model
 
 

@@ -9,9 +9,9 @@ import torch
 
 from fastadv import atomic
 from fastadv.cli import main
-from fastadv.figures import require_runs
+from fastadv.paper.figures import require_runs
 from fastadv.errors import FastAdvError
-from fastadv.train import train
+from fastadv.training.loop import train
 from tests.helpers import PARAMS
 
 

@@ -1,8 +1,8 @@
 """Benchmark commands run and report consistent numbers (no timing assertions: those are for humans)."""
 import pandas as pd
 
-from fastadv.benchmark import bench_eval, bench_train
-from fastadv.checkpoint import save_model
+from fastadv.evaluation.benchmark import bench_eval, bench_train
+from fastadv.training.checkpoint import save_model
 from fastadv.models import build_model
 
 

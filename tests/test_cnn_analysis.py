@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastadv.cnn_analysis import (co_epochs, feature_maps, feature_maps_figure, filter_norms_figure,
+from fastadv.paper.cnn_analysis import (co_epochs, feature_maps, feature_maps_figure, filter_norms_figure,
                                   filter_weights_figure, load_run, noise_sensitive_filter, run_table)
-from fastadv.config import deep_merge
-from fastadv.study import resolve_config
-from fastadv.figures import training_metrics
-from fastadv.lemma2 import alignment_bound, lemma2_figure, lemma2_table
-from fastadv.train import train
+from fastadv.config.params import deep_merge
+from fastadv.config.study import resolve_config
+from fastadv.paper.figures import training_metrics
+from fastadv.paper.lemma2 import alignment_bound, lemma2_figure, lemma2_table
+from fastadv.training.loop import train
 from tests.helpers import PARAMS, write_separable_dataset
 
 

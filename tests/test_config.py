@@ -5,9 +5,9 @@ import pytest
 import yaml
 
 from fastadv.cli import main
-from fastadv.config import deep_merge, parse_set
-from fastadv.study import resolve_train_config
-from fastadv.study import Study
+from fastadv.config.params import deep_merge, parse_set
+from fastadv.config.study import resolve_train_config
+from fastadv.config.study import Study
 from fastadv.errors import FastAdvError
 from tests.helpers import PARAMS
 
@@ -92,7 +92,7 @@ def test_top_level_scale_is_every_command_default(tmp_path, capsys):
 
 
 def test_gpu_scale_guard_estimates_and_exemptions():
-    from fastadv.guard import CPU_SECONDS_PER_PASS, cpu_refusal
+    from fastadv.workflow.guard import CPU_SECONDS_PER_PASS, cpu_refusal
 
     studies = {s: Study.load(PARAMS, s) for s in ("paper", "smoke")}
     job = ("train_model", {"scale": "paper", "experiment": "fig1", "variant": "fgsm", "eps": "8", "seed": "0"})
@@ -150,7 +150,7 @@ def test_defaults_ship_in_the_package_and_a_local_params_file_wins(tmp_path, mon
 
 def test_every_resolved_experiment_is_accepted_by_the_figure_command(capsys):
     """What the workflow passes to `fastadv figure --resolved` (Study.experiment, with its variants)."""
-    from fastadv.study import validate_experiment_scalars
+    from fastadv.config.study import validate_experiment_scalars
 
     study = Study.load(PARAMS, "paper")
     for name in study.doc["experiments"]:

@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 import torch
 
-from fastadv import data
+from fastadv.data import datasets as data
 from fastadv.errors import FastAdvError
 
 

@@ -4,9 +4,9 @@ uncertainty; hidden markers are reported as such, not guessed; the published val
 import numpy as np
 import pytest
 
-from fastadv.digitize import Axis, digitize, load_image, to_published
+from fastadv.paper.digitize import Axis, digitize, load_image, to_published
 from fastadv.errors import FastAdvError
-from fastadv.reference import load_published
+from fastadv.paper.reference import load_published
 
 FACE, TEXT = (234, 234, 241), (38, 38, 38)
 COLOURS = {"a": (0, 0, 0), "b": (235, 51, 35), "c": (0, 33, 245)}

@@ -6,21 +6,21 @@ import jsonschema
 import pytest
 import torch
 
-import fastadv.evaluate as ev
-from fastadv.checkpoint import save_model
+import fastadv.evaluation.protocol as ev
+from fastadv.training.checkpoint import save_model
 from fastadv.cli import main
-from fastadv.config import deep_merge
-from fastadv.study import resolve_config
-from fastadv.data import load_split
+from fastadv.config.params import deep_merge
+from fastadv.config.study import resolve_config
+from fastadv.data.datasets import load_split
 from fastadv.errors import FastAdvError
 from fastadv.models import build_model
-from fastadv.monitor import accuracy
-from fastadv.results import collect
-from fastadv.train import train
+from fastadv.training.monitor import accuracy
+from fastadv.evaluation.results import collect
+from fastadv.training.loop import train
 from tests.helpers import (PARAMS, SEPARABLE_BRIGHT, SEPARABLE_DARK, SEPARABLE_FLIP_EPS,
                            save_separable_threshold_model, write_separable_dataset)
 
-SCHEMA = json.loads((Path(ev.__file__).parent / "schemas" / "eval_result.schema.json").read_text())
+SCHEMA = json.loads((Path(ev.__file__).parent / "eval_result.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from fastadv.attacks import fgsm_attack
 from fastadv.attacks.pgd import restart_rules
 from fastadv.methods import StepContext, build_method
-from fastadv.train import mixed_precision, train, train_step
+from fastadv.training.loop import mixed_precision, train, train_step
 from tests.helpers import AVX2, toy_model
 
 
@@ -193,9 +193,9 @@ def test_fp16_run_whose_gradients_are_never_finite_ends_diverged_not_completed(t
     'diverged' with that reason (its final model finite), not 'completed' as if it had trained."""
     import dataclasses
 
-    from fastadv.config import deep_merge
+    from fastadv.config.params import deep_merge
     from fastadv.methods.fgsm import FGSM
-    from fastadv.train import train
+    from fastadv.training.loop import train
 
     step = FGSM.step
 
@@ -219,9 +219,9 @@ def test_fidelity_report_runs_both_settings_of_each_switch(tmp_path, tiny_cfg):
     import json
 
     from fastadv.cli import main
-    from fastadv.config import deep_merge
-    from fastadv.study import resolve_config
-    from fastadv.train import train
+    from fastadv.config.params import deep_merge
+    from fastadv.config.study import resolve_config
+    from fastadv.training.loop import train
     from tests.helpers import PARAMS
 
     train(deep_merge(tiny_cfg, {"optim": {"epochs": 2}, "monitor": {"every_iterations": 1}}), tmp_path / "run")
@@ -236,7 +236,7 @@ def test_fidelity_report_runs_both_settings_of_each_switch(tmp_path, tiny_cfg):
     assert 0 <= float(t[(t["row"] == 2) & t["measured"].str.contains("FGSM training")]["value"].iloc[0]) <= 1
     cfg = deep_merge(resolve_config(PARAMS, "evaluate", "smoke"), {"n_points": 24, "batch_size": 1024,
                                                                    "restart_rule": "both", "full_clean": False})
-    from fastadv.evaluate import evaluate
+    from fastadv.evaluation.protocol import evaluate
 
     res = evaluate(tmp_path / "run/model_final.pt", tmp_path / "e.json", cfg)
     row3 = t[t["row"] == 3]["value"].iloc[0]
@@ -249,7 +249,7 @@ def test_fidelity_report_runs_both_settings_of_each_switch(tmp_path, tiny_cfg):
 def test_channels_last_training_agrees_with_the_default_layout(tiny_cfg, tmp_path):
     """runtime.channels_last only changes the memory layout: a training step's parameter gradient agrees to
     float round-off, and a short run ends within round-off-driven noise of the default (not bit for bit)."""
-    from fastadv.config import deep_merge
+    from fastadv.config.params import deep_merge
     from fastadv.models import build_model
 
     torch.manual_seed(0)

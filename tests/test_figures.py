@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastadv import figures as F
+from fastadv.paper import figures as F
 from fastadv.errors import FastAdvError
-from fastadv.reference import load_published
+from fastadv.paper.reference import load_published
 
 
 @pytest.fixture

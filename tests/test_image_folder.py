@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from fastadv.cli import main
-from fastadv.data import load_split
+from fastadv.data.datasets import load_split
 from fastadv.errors import FastAdvError
-from fastadv.image_folder import CROP_RATIO, CROP_SCALE, _crop_box, prepare
+from fastadv.data.image_folder import CROP_RATIO, CROP_SCALE, _crop_box, prepare
 from tests.helpers import PARAMS
 
 CLASSES = ["n02", "n01", "n03"]  # deliberately unsorted: labels follow the sorted names

@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
-from fastadv.benchmark import bench_train
-from fastadv.config import deep_merge
+from fastadv.evaluation.benchmark import bench_train
+from fastadv.config.params import deep_merge
 from fastadv.models import build_model
-from fastadv.runtime import channels_last_hazard, memory_layout
-from fastadv.train import train
+from fastadv.training.runtime import channels_last_hazard, memory_layout
+from fastadv.training.loop import train
 from tests.helpers import AVX2
 
 

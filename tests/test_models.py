@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastadv import load_model
-from fastadv.checkpoint import save_model
+from fastadv.training.checkpoint import save_model
 from fastadv.errors import FastAdvError
 from fastadv.models import build_model
 from fastadv.models.preact_resnet import PreActResNet18
@@ -45,7 +45,7 @@ def test_unknown_model_lists_valid_names():
 def test_resnet50_is_torchvisions_with_its_own_normalisation_and_init():
     from torchvision.models import resnet50
 
-    from fastadv.train import make_model as _model
+    from fastadv.training.loop import make_model as _model
 
     cfg = {"data": {"dataset": "imagenet"}, "model": {"name": "resnet50", "width": 64, "normalize": True},
            "runtime": {"seed": 0}}

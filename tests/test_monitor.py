@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastadv.config import deep_merge
+from fastadv.config.params import deep_merge
 from fastadv.models import build_model
-from fastadv.monitor import statistics
-from fastadv.train import Preempted, train
+from fastadv.training.monitor import statistics
+from fastadv.training.loop import Preempted, train
 from tests.helpers import toy_model
 
 

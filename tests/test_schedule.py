@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fastadv.schedule import learning_rate, warmup_factor
+from fastadv.training.schedule import learning_rate, warmup_factor
 
 
 def test_cyclic_matches_official_interpolation_and_peaks_at_two_fifths():

@@ -57,6 +57,32 @@ def test_no_import_cycles():
     assert not cycles, cycles
 
 
+# The README's code map: which package may import which (besides atomic, errors, lazy and the package root).
+BELOW_TRAINING = {"config", "methods", "data", "models", "attacks"}
+MAY_IMPORT = {
+    "config": {"methods"}, "methods": {"config", "attacks"}, "data": {"config"}, "models": set(), "attacks": set(),
+    "training": BELOW_TRAINING, "evaluation": BELOW_TRAINING | {"training"},
+    "paper": BELOW_TRAINING | {"training", "evaluation"}, "workflow": {"config", "methods"},
+}
+ANYWHERE = {"atomic", "errors", "lazy", "fastadv"}
+
+
+def test_packages_import_only_what_the_code_map_allows():
+    def package(module: str) -> str:
+        return module.split(".")[1] if "." in module else "fastadv"
+
+    wrong = []
+    for p in PKG.rglob("*.py"):
+        src = package(module_name(p))
+        if src not in MAY_IMPORT:
+            continue  # cli, __main__, the package root: the top of the pipeline
+        for target in imports_of(p):
+            dst = package(target)
+            if dst != src and dst not in ANYWHERE | MAY_IMPORT[src]:
+                wrong.append(f"{module_name(p)} imports {target}")
+    assert not wrong, wrong
+
+
 def test_no_function_is_longer_than_60_lines():
     long = []
     for p in PKG.rglob("*.py"):
@@ -67,34 +93,48 @@ def test_no_function_is_longer_than_60_lines():
 
 
 def test_method_registry_config_schema_and_readme_agree():
-    """The registered classes, the declarations the torch-free config reads from their decorators, the
-    generated schema and the README's table (`fastadv methods`) all name the same methods and parameters."""
-    from fastadv.config import method_defaults, method_names, schema
-    from fastadv.method_registry import _builtin, methods_table
-    from fastadv.methods import REGISTRY
-    from fastadv.study import json_schema
+    """The specs the registry finds, the config's method names and defaults, the generated schema and the
+    README's table (`fastadv methods`) all name the same methods and parameters; every spec's ``impl`` is
+    a Method subclass in the file that declares it."""
+    from fastadv.config.params import method_defaults, method_names, schema
+    from fastadv.config.study import json_schema
+    from fastadv.methods import Method
+    from fastadv.methods.registry import method_class, methods_table, specs
     from tests.helpers import REPO
 
-    assert set(REGISTRY) == set(method_names()) == set(_builtin())
-    for name, cls in REGISTRY.items():  # what the decorator registered = what its source declares
-        from fastadv.method_registry import _RUNTIME
-
-        assert _RUNTIME[name]["params"] == _builtin()[name].params, name
-        assert cls.registered_name == name
+    files = {p.stem for p in (PKG / "methods").glob("*.py")} - {"__init__", "base", "registry"}
+    assert set(specs()) == set(method_names()) == files  # one file per method, each found unlisted
+    for name, spec in specs().items():
+        cls = method_class(name)
+        assert issubclass(cls, Method) and cls.__module__ == f"fastadv.methods.{name}", name
     generated = json_schema()["properties"]["train"]["properties"]["method"]["properties"]
-    assert set(generated["name"]["enum"]) == set(REGISTRY)
-    assert {k for k in schema("train")["method"] if k in REGISTRY} == set(method_defaults()) == \
-        {k for k in generated if k in REGISTRY}
+    assert set(generated["name"]["enum"]) == set(specs())
+    with_params = {n for n, s in specs().items() if s.params}
+    assert {k for k in schema("train")["method"] if k in specs()} == set(method_defaults()) == with_params == \
+        {k for k in generated if k in specs()}
     assert methods_table() in (REPO / "README.md").read_text(), "README: paste the output of `fastadv methods`"
+
+
+def test_reading_the_method_specs_imports_no_torch():
+    """The workflow plans with the specs (names, schema, cost, labels) without paying torch's import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from fastadv.methods.registry import specs, method_label; import fastadv.config.study, "
+            "fastadv.workflow.guard; specs(); method_label({'name': 'pgd', 'pgd': {'steps': 2}}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'numpy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 def test_every_variant_label_is_what_results_call_it():
     """Tables and figures find a run by the label its evaluation records: it must be the variant's label."""
-    from fastadv.evaluate import method_label
-    from fastadv.study import Study
+    from fastadv.config.study import Study
+    from fastadv.methods.registry import label_style, method_label
     from tests.helpers import PARAMS
 
     study = Study.load(PARAMS)
     for variant in study.doc["variants"]:
         cfg = study.train_config(variant=variant)
         assert method_label(cfg["method"], cfg["model"]) == variant, variant
+        assert label_style(variant)[1] != "#000000", f"{variant}: no colour in its method's SPEC.styles"

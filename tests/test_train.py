@@ -7,10 +7,10 @@ import torch
 import yaml
 
 from fastadv.cli import main
-from fastadv.config import deep_merge
+from fastadv.config.params import deep_merge
 from fastadv.errors import FastAdvError
-from fastadv.monitor import flag_co
-from fastadv.train import Preempted, train
+from fastadv.training.monitor import flag_co
+from fastadv.training.loop import Preempted, train
 from tests.helpers import AVX2, PARAMS
 
 METHOD_SETS = {
@@ -150,7 +150,7 @@ def test_co_flag_rule_on_a_scripted_history():
 
 @pytest.mark.isolated(env=AVX2)
 def test_resume_is_bit_exact_in_the_channels_last_layout(tmp_path, tiny_cfg):
-    # width 8: narrower PreActResNets train in the default layout (runtime.channels_last_hazard)
+    # width 8: narrower PreActResNets train in the default layout (fastadv.training.runtime)
     cfg = run_cfg(tiny_cfg, method={"name": "fgsm"}, model={"width": 8},
                   runtime={"checkpoint_every": 2, "channels_last": True})
     assert train(cfg, tmp_path / "ref")["memory_layout"]["channels_last"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from fastadv.study import Study, json_schema, typed_overrides
-from fastadv.reference import load_published
+from fastadv.config.study import Study, json_schema, typed_overrides
+from fastadv.paper.reference import load_published
 from tests.helpers import PARAMS, REPO, copy_workflow, data_source, snakemake, write_separable_dataset
 
 
@@ -67,10 +67,10 @@ def test_unscaled_targets_build_the_configured_scale(tmp_path):
 
 
 def test_longest_trainings_are_scheduled_first(tmp_path):
-    """train_model's priority is the run's estimated passes (fastadv.guard.training_priority): the quick
+    """train_model's priority is the run's estimated passes (fastadv.workflow.guard.training_priority): the quick
     demo starts GradAlign (7.3 passes per iteration) before PGD-2 (3) before FGSM/FGSM-RS (2); evaluations
     (priority 0) come after every training that is ready."""
-    from fastadv.guard import training_passes
+    from fastadv.workflow.guard import training_passes
 
     wf = copy_workflow(tmp_path)
     out = snakemake(wf, "-n", "--cores", "2", "results/quick/fig1.pdf", "--config", "scale=quick").stdout

@@ -1,6 +1,6 @@
 """fastadv: fast adversarial training and GradAlign (Andriushchenko & Flammarion, NeurIPS 2020).
 
-The public API (imported on first use, so ``import fastadv.study`` stays free of torch)::
+The public API (imported on first use, so ``import fastadv.config.study`` stays free of torch)::
 
     model = fastadv.load_model(path)                    # eval mode, inputs in [0,1]
     x, y = fastadv.load_cifar10(n=1000, root="data")    # the first n test images, verified
@@ -14,8 +14,9 @@ from importlib import import_module
 __version__ = "0.1.0"
 _API = {
     "FGSM": "attacks.fgsm", "PGD": "attacks.pgd", "fgsm_attack": "attacks.fgsm", "pgd_attack": "attacks.pgd",
-    "load_model": "checkpoint", "load_cifar10": "data", "robust_accuracy": "evaluate",
-    "gradient_alignment": "monitor", "grad_align_penalty": "methods.gradalign", "default_lambda": "methods.gradalign",
+    "load_model": "training.checkpoint", "load_cifar10": "data.datasets", "robust_accuracy": "evaluation.protocol",
+    "gradient_alignment": "training.monitor", "grad_align_penalty": "methods.gradalign",
+    "default_lambda": "methods.gradalign",
     "FastAdvError": "errors",
 }
 __all__ = sorted(_API)

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import FastAdvError
+from fastadv.errors import FastAdvError
 
 DEFAULT_CONFIG = "params.yaml"
 
@@ -35,8 +35,8 @@ def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None
 
 
 def _study(args):
-    from .config import default_params
-    from .study import Study
+    from fastadv.config.params import default_params
+    from fastadv.config.study import Study
 
     return Study.load(args.config or default_params(), args.scale)
 
@@ -60,7 +60,7 @@ def _resolved_json(args, section: str | None = None) -> dict:
 def _config(args, section: str) -> dict:
     """The run's ``train``/``evaluate`` config: ``--resolved`` as it is, else the params file
     resolved for --scale/--experiment (and --variant/--eps/--seed), then ``--set``."""
-    from .study import apply_sets
+    from fastadv.config.study import apply_sets
 
     if args.resolved is not None:
         return apply_sets(_resolved_json(args, section), section, args.sets)
@@ -71,7 +71,7 @@ def _config(args, section: str) -> dict:
 
 
 def cmd_prepare(args) -> int:
-    from .data import prepare
+    from fastadv.data.datasets import prepare
 
     source = args.source or os.environ.get("FASTADV_DATA_SOURCE") or "download"
     out = prepare(args.dataset, source, args.root)
@@ -81,7 +81,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import EXIT_PREEMPTED, Preempted, train
+    from fastadv.training.loop import EXIT_PREEMPTED, Preempted, train
 
     cfg = _config(args, "train")
     try:
@@ -95,7 +95,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate
+    from fastadv.evaluation.protocol import evaluate
 
     cfg = _config(args, "evaluate")
     r = evaluate(args.model, args.out, cfg, eps255=args.eps, data_root=args.data_root)
@@ -106,7 +106,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_collect(args) -> int:
-    from .results import collect, write_table
+    from fastadv.evaluation.results import collect, write_table
 
     df = collect(args.results)
     write_table(df, args.out)
@@ -115,8 +115,8 @@ def cmd_collect(args) -> int:
 
 
 def cmd_figure(args) -> int:
-    from .render import FIGURES, FigureJob
-    from .study import validate_experiment_scalars
+    from fastadv.paper.render import FIGURES, FigureJob
+    from fastadv.config.study import validate_experiment_scalars
 
     if args.resolved is not None:
         doc = _resolved_json(args)
@@ -135,9 +135,9 @@ def cmd_figure(args) -> int:
 
 
 def cmd_lemma2(args) -> int:
-    from . import atomic
-    from .figures import write_table
-    from .lemma2 import lemma2_figure, lemma2_table
+    from fastadv import atomic
+    from fastadv.paper.figures import write_table
+    from fastadv.paper.lemma2 import lemma2_figure, lemma2_table
 
     out = Path(args.out)
     given = {k: getattr(args, k) for k in ("samples", "images", "inits") if getattr(args, k) is not None}
@@ -152,8 +152,8 @@ def cmd_lemma2(args) -> int:
 
 
 def cmd_fidelity(args) -> int:
-    from .fidelity import fidelity_report
-    from .figures import write_table
+    from fastadv.paper.fidelity import fidelity_report
+    from fastadv.paper.figures import write_table
 
     table = fidelity_report(args.model, args.data_root, args.n_points, args.eval_points)
     write_table(table, args.out, f"Effect of each switch of parity with the official GradAlign code on {args.model} "
@@ -165,8 +165,8 @@ def cmd_fidelity(args) -> int:
 def cmd_digitize(args) -> int:
     import yaml
 
-    from . import atomic
-    from .digitize import digitize, load_image, load_spec, to_published
+    from fastadv import atomic
+    from fastadv.paper.digitize import digitize, load_image, load_spec, to_published
 
     spec = load_spec(args.spec)
     df = digitize(load_image(args.image), spec)
@@ -181,15 +181,14 @@ def cmd_digitize(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from . import methods  # noqa: F401 (registers the built-in methods)
-    from .method_registry import methods_table
+    from fastadv.methods.registry import methods_table
 
     print(methods_table())
     return 0
 
 
 def cmd_copy(args) -> int:
-    from . import atomic
+    from fastadv import atomic
 
     src = Path(args.src)
     if not src.is_file():
@@ -200,7 +199,7 @@ def cmd_copy(args) -> int:
 
 
 def cmd_bench_eval(args) -> int:
-    from .benchmark import bench_eval
+    from fastadv.evaluation.benchmark import bench_eval
 
     bench_eval(args.model, n_points=args.n_points, batch_size=args.batch_size, threads=args.threads,
                repeats=args.repeats, csv_out=args.csv, data_root=args.data_root)
@@ -210,14 +209,14 @@ def cmd_bench_eval(args) -> int:
 def cmd_schema(args) -> int:
     import yaml
 
-    from .study import json_schema
+    from fastadv.config.study import json_schema
 
     print(yaml.safe_dump(json_schema(), sort_keys=False), end="")
     return 0
 
 
 def cmd_bench_train(args) -> int:
-    from .benchmark import bench_train
+    from fastadv.evaluation.benchmark import bench_train
 
     cfg = _config(args, "train")
     bench_train(cfg, args.methods, iterations=args.iterations, repeats=args.repeats, csv_out=args.csv)
@@ -234,7 +233,7 @@ def cmd_show_config(args) -> int:
 
 def _add_run_commands(sub) -> None:
     """prepare, train, evaluate, collect: what the workflow's jobs run."""
-    from .config import DATASETS
+    from fastadv.config.params import DATASETS
 
     pp = sub.add_parser("prepare", help="verify a dataset source and write the canonical <root>/<dataset>.npz "
                                         "(imagenet: the manifest <root>/imagenet.json of an ImageFolder tree)")
@@ -292,7 +291,7 @@ def _add_figure_commands(sub) -> None:
     pf.add_argument("--resolved", default=None, metavar="JSON",
                     help='{"scale": NAME, "experiment": {...}} as the workflow resolved them; no params file is read')
     pf.add_argument("--published", action="store_true",
-                    help="also show the paper's published values (src/fastadv/published_values.yaml): "
+                    help="also show the paper's published values (src/fastadv/paper/published_values.yaml): "
                          "faded open squares on fig1, published_* columns in the runtime/autoattack tables")
     pf.set_defaults(func=cmd_figure)
 

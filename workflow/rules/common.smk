@@ -4,13 +4,14 @@ import json
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from fastadv.config import DATASETS, FOLDER_DATASETS
-from fastadv.study import Study, typed_overrides, validate_study
+from fastadv.config.params import DATASETS, FOLDER_DATASETS
+from fastadv.config.study import Study, typed_overrides, validate_study
+from fastadv.workflow.schema import schema_file
 
 # Nested --config values arrive as strings (Snakemake reads them with YAML's BaseLoader): give them
 # the types params.yaml would, then validate the whole config once.
 update_config(config, typed_overrides(dict(workflow.config_settings.config)))
-validate(config, schema="../schemas/config.schema.yaml")
+validate(config, schema=schema_file())  # = ../schemas/config.schema.yaml plus installed methods
 STUDY_DOC = validate_study(config)
 SCALE = STUDY_DOC["scale"]  # the scale the unscaled targets results/<name> build
 SCALES = sorted({*STUDY_DOC["scales"], "paper"})
@@ -76,8 +77,8 @@ def run_config(wildcards):
 
 
 def train_priority(wildcards):
-    """Longest trainings first (fastadv.guard.training_priority)."""
-    from fastadv.guard import training_priority
+    """Longest trainings first (fastadv.workflow.guard.training_priority)."""
+    from fastadv.workflow.guard import training_priority
 
     return training_priority(study(wildcards.scale).train_config(
         wildcards.experiment, wildcards.variant, float(wildcards.eps), int(wildcards.seed)))
@@ -185,13 +186,13 @@ def dataset_of(experiment):
 
 
 def refuse_gpu_scale_on_cpu():
-    """Stop before the first job when the run would train at a GPU scale without CUDA (fastadv.guard).
+    """Stop before the first job when the run would train at a GPU scale without CUDA (fastadv.workflow.guard).
     Not under a cluster executor: its jobs run on other nodes."""
     if not workflow.local_exec:
         return
     import torch
 
-    from fastadv.guard import cpu_refusal
+    from fastadv.workflow.guard import cpu_refusal
 
     jobs = [(job.rule.name, dict(job.wildcards_dict)) for job in workflow.dag.needrun_jobs()]
     message = cpu_refusal(jobs, study, torch.cuda.is_available(), STUDY_DOC["allow_cpu"])

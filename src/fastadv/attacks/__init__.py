@@ -3,8 +3,8 @@
 None of them changes the model's train/eval mode: the caller chooses (training-time
 attacks run in train mode as in the GradAlign code, evaluation in eval mode).
 """
-from .fgsm import FGSM, fgsm_attack
-from .grad import input_grad
-from .pgd import PGD, pgd_attack, pgd_perturbation
+from fastadv.attacks.fgsm import FGSM, fgsm_attack
+from fastadv.attacks.grad import input_grad
+from fastadv.attacks.pgd import PGD, pgd_attack, pgd_perturbation
 
 __all__ = ["FGSM", "PGD", "fgsm_attack", "input_grad", "pgd_attack", "pgd_perturbation"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .grad import input_grad
+from fastadv.attacks.grad import input_grad
 
 
 def uniform_delta(x: torch.Tensor, eps: float, gen: torch.Generator | None = None) -> torch.Tensor:

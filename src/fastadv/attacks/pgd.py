@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fgsm import uniform_delta
-from .grad import input_grad
+from fastadv.attacks.fgsm import uniform_delta
+from fastadv.attacks.grad import input_grad
 
 
 def pgd_perturbation(model, x, y, eps: float, alpha: float, steps: int, delta: torch.Tensor,

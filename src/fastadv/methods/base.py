@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+from fastadv.lazy import deferred, lazy
 
-from ..attacks.fgsm import fgsm_point
-from ..attacks.grad import loss_and_input_grad
+# imported at the first training step, so that the method files import without torch (fastadv.lazy)
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+fgsm_point = deferred("fastadv.attacks.fgsm", "fgsm_point")
+loss_and_input_grad = deferred("fastadv.attacks.grad", "loss_and_input_grad")
 
 
 @dataclass

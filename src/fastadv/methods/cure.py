@@ -17,11 +17,29 @@ detached, batch-mean gradients and λ 1000 (8/255) / 50000 (16/255) under ELLE-A
 """
 from __future__ import annotations
 
-import torch
+from fastadv.lazy import deferred, lazy
+from fastadv.methods.base import Method, StepOutput, regularised_step
+from fastadv.methods.registry import MethodSpec, Param
 
-from ..attacks.grad import loss_and_input_grad, per_example_ce
-from .base import Method, StepOutput, regularised_step
-from ..method_registry import Param, register
+# imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
+torch = lazy("torch")
+loss_and_input_grad = deferred("fastadv.attacks.grad", "loss_and_input_grad")
+per_example_ce = deferred("fastadv.attacks.grad", "per_example_ce")
+
+SPEC = MethodSpec(
+    "cure",
+    summary="CURE (Moosavi-Dezfooli et al. 2019): base loss + γ·‖∇ₓℓ(x+hz) − ∇ₓℓ(x)‖², z = sign(∇ₓℓ(x))/‖·‖, double backprop",
+    impl="fastadv.methods.cure:CURE",
+    params={
+        "lambda": Param("float", 4.0, "γ (paper: 4)", min=0),
+        "step": Param("float", 1.0, "‖h·z‖∞ / ε: 1 = the FGSM corner (the paper's h is for normalised inputs)", min=0, min_exclusive=True),
+        "base": Param("choice", "clean", "clean: ℓ(x), the paper's objective; fgsm: ℓ(x + δ_FGSM), a CO regulariser", choices=("clean", "fgsm")),
+        "alpha": Param("float", 1.25, "FGSM step / ε when base is fgsm", min=0, min_exclusive=True),
+    },
+    passes=7.3,  # double backprop like GradAlign: counted the same
+    labels=(({"method.cure.base": "fgsm"}, "cure_fgsm"),),
+    styles={"cure": ("CURE", "#17becf"), "cure_fgsm": ("FGSM+CURE", "#17becf")},
+)
 
 
 def curvature_penalty(model, x, y, step: float, loss_fn=per_example_ce,
@@ -37,12 +55,6 @@ def curvature_penalty(model, x, y, step: float, loss_fn=per_example_ce,
     return (diff.flatten(1) ** 2).sum(1)
 
 
-@register("cure", summary="CURE (Moosavi-Dezfooli et al. 2019): base loss + γ·‖∇ₓℓ(x+hz) − ∇ₓℓ(x)‖², z = sign(∇ₓℓ(x))/‖·‖, double backprop", params={
-    "lambda": Param("float", 4.0, "γ (paper: 4)", min=0),
-    "step": Param("float", 1.0, "‖h·z‖∞ / ε: 1 = the FGSM corner (the paper's h is for normalised inputs)", min=0, min_exclusive=True),
-    "base": Param("choice", "clean", "clean: ℓ(x), the paper's objective; fgsm: ℓ(x + δ_FGSM), a CO regulariser", choices=("clean", "fgsm")),
-    "alpha": Param("float", 1.25, "FGSM step / ε when base is fgsm", min=0, min_exclusive=True),
-})
 class CURE(Method):
     """Base loss + γ·CURE penalty. params: ``lambda`` γ (paper: 4), ``step`` ‖h·z‖∞ / ε,
     ``base`` clean | fgsm, ``alpha`` FGSM step / ε for base fgsm (zero init)."""

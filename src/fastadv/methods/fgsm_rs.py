@@ -1,11 +1,22 @@
-from ..attacks import fgsm_attack
-from .base import Method, StepOutput, ce_step
-from ..method_registry import Param, register
+from fastadv.lazy import deferred
+from fastadv.methods.base import Method, StepOutput, ce_step
+from fastadv.methods.registry import MethodSpec, Param
+
+# imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
+fgsm_attack = deferred("fastadv.attacks", "fgsm_attack")
+
+SPEC = MethodSpec(
+    "fgsm_rs",
+    summary="FGSM from δ₀ ~ U[−ε,ε] (Wong et al. 2020)",
+    impl="fastadv.methods.fgsm_rs:FGSMRS",
+    params={
+        "alpha": Param("float", 1.25, "step / ε after the uniform start (Wong et al. 2020)", min=0, min_exclusive=True),
+    },
+    passes=2,
+    styles={"fgsm_rs": ("FGSM-RS", "#ff7f0e")},
+)
 
 
-@register("fgsm_rs", summary="FGSM from δ₀ ~ U[−ε,ε] (Wong et al. 2020)", params={
-    "alpha": Param("float", 1.25, "step / ε after the uniform start (Wong et al. 2020)", min=0, min_exclusive=True),
-})
 class FGSMRS(Method):
     """FGSM with random start (Wong, Rice & Kolter, "Fast is better than free", ICLR 2020):
     δ₀ ~ U[-ε,ε]^d, δ = Π_ε(δ₀ + α·sign(∇ₓℓ(x+δ₀))), x+δ clipped to [0,1].

@@ -1,18 +1,28 @@
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from fastadv.lazy import deferred, lazy
+from fastadv.methods.base import Method, StepOutput, ce_step
+from fastadv.methods.registry import MethodSpec, Param
 
-from ..attacks.grad import input_grad
-from .base import Method, StepOutput, ce_step
-from ..method_registry import Param, register
+# imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+input_grad = deferred("fastadv.attacks.grad", "input_grad")
+
+SPEC = MethodSpec(
+    "free",
+    summary="Free AT with minibatch replay (Shafahi et al. 2019); 96 epochs, lr_max 0.04 in the scripts",
+    impl="fastadv.methods.free:Free",
+    params={
+        "replay": Param("int", 8, "m, replays of each batch (scripts: 8, with 96 epochs)", min=1),
+        "alpha": Param("float", 1.0, "step / ε (scripts: fgsm_alpha 1.0)", min=0, min_exclusive=True),
+        "variant": Param("choice", "official", "official: the GradAlign code's second pass at x + δ_new; shafahi: one pass", choices=("official", "shafahi")),
+    },
+    passes=1,  # one pass per replayed iteration; the replays are counted as iterations
+    styles={"free": ("Free AT (m=8)", "#8c564b")},
+)
 
 
-@register("free", summary="Free AT with minibatch replay (Shafahi et al. 2019); 96 epochs, lr_max 0.04 in the scripts", params={
-    "replay": Param("int", 8, "m, replays of each batch (scripts: 8, with 96 epochs)", min=1),
-    "alpha": Param("float", 1.0, "step / ε (scripts: fgsm_alpha 1.0)", min=0, min_exclusive=True),
-    "variant": Param("choice", "official", "official: the GradAlign code's second pass at x + δ_new; shafahi: one pass", choices=("official", "shafahi")),
-})
 class Free(Method):
     """Free adversarial training (Shafahi et al., "Adversarial Training for Free!", NeurIPS 2019).
 

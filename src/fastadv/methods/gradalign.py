@@ -12,14 +12,29 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
+from fastadv.errors import FastAdvError
+from fastadv.lazy import deferred, lazy
+from fastadv.methods.base import Method, StepOutput
+from fastadv.methods.registry import MethodSpec, Param
 
-from ..attacks.fgsm import fgsm_point, uniform_delta
-from ..attacks.grad import input_grad
-from ..errors import FastAdvError
-from .base import Method, StepOutput
-from ..method_registry import Param, register
+# imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+fgsm_point = deferred("fastadv.attacks.fgsm", "fgsm_point")
+uniform_delta = deferred("fastadv.attacks.fgsm", "uniform_delta")
+input_grad = deferred("fastadv.attacks.grad", "input_grad")
+
+SPEC = MethodSpec(
+    "gradalign",
+    summary="FGSM + λ·E[1 − cos(∇ₓℓ(x), ∇ₓℓ(x+η))], double backprop (Andriushchenko & Flammarion 2020); lr_max 0.3 in the scripts",
+    impl="fastadv.methods.gradalign:GradAlign",
+    params={
+        "lambda": Param("float", None, "λ; null: the scripts' λ(ε), CIFAR-10 0.02·10^(ε/8), SVHN 1.5625·1.6^(ε/8)", optional=True, min=0),
+        "alpha": Param("float", 1.25, "FGSM step / ε (zero init, as the scripts)", min=0, min_exclusive=True),
+    },
+    passes=7.3,  # ≈ 7.3 passes: the measured GradAlign/FGSM step ratio (3.3-4.0× at the paper scale) × FGSM's 2
+    styles={"gradalign": ("FGSM+GradAlign", "#2ca02c")},
+)
 
 
 def default_lambda(dataset: str, eps255: float) -> float:
@@ -67,10 +82,6 @@ def grad_align_penalty(model, x, y, eps: float, eta: torch.Tensor | None = None,
     return torch.where(valid, 1.0 - cos, torch.zeros_like(cos)).sum() / valid.sum().clamp_min(1)
 
 
-@register("gradalign", summary="FGSM + λ·E[1 − cos(∇ₓℓ(x), ∇ₓℓ(x+η))], double backprop (Andriushchenko & Flammarion 2020); lr_max 0.3 in the scripts", params={
-    "lambda": Param("float", None, "λ; null: the scripts' λ(ε), CIFAR-10 0.02·10^(ε/8), SVHN 1.5625·1.6^(ε/8)", optional=True, min=0),
-    "alpha": Param("float", 1.25, "FGSM step / ε (zero init, as the scripts)", min=0, min_exclusive=True),
-})
 class GradAlign(Method):
     """FGSM (zero init) + λ·GradAlign penalty. params: ``lambda`` (None → λ(ε), see
     :func:`default_lambda`), ``alpha`` FGSM step in units of ε (1.25 in the scripts)."""

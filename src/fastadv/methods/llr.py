@@ -15,12 +15,33 @@ squared gap between two random points of the ε-ball, no inner maximisation, no 
 """
 from __future__ import annotations
 
-import torch
+from fastadv.lazy import deferred, lazy
+from fastadv.methods.base import Method, StepOutput, regularised_step
+from fastadv.methods.registry import MethodSpec, Param
 
-from ..attacks.fgsm import uniform_delta
-from ..attacks.grad import loss_and_input_grad, per_example_ce
-from .base import Method, StepOutput, regularised_step
-from ..method_registry import Param, register
+# imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
+torch = lazy("torch")
+uniform_delta = deferred("fastadv.attacks.fgsm", "uniform_delta")
+loss_and_input_grad = deferred("fastadv.attacks.grad", "loss_and_input_grad")
+per_example_ce = deferred("fastadv.attacks.grad", "per_example_ce")
+
+SPEC = MethodSpec(
+    "llr",
+    summary="LLR (Qin et al. 2019): base loss + λ·max_δ|ℓ(x+δ) − ℓ(x) − δᵀ∇ℓ(x)| + μ·|δ_LLᵀ∇ℓ(x)|",
+    impl="fastadv.methods.llr:LLR",
+    params={
+        "lambda": Param("float", 4.0, "λ (paper, CIFAR-10)", min=0),
+        "mu": Param("float", 3.0, "μ (paper, CIFAR-10)", min=0),
+        "steps": Param("int", 10, "signed-ascent steps finding δ_LL", min=1),
+        "alpha": Param("float", 0.25, "their step / ε", min=0, min_exclusive=True),
+        "base": Param("choice", "clean", "clean: ℓ(x), the paper's objective; fgsm: ℓ(x + δ_FGSM)", choices=("clean", "fgsm")),
+        "fgsm_alpha": Param("float", 1.25, "FGSM step / ε when base is fgsm", min=0, min_exclusive=True),
+    },
+    passes=3,
+    passes_param="steps",
+    labels=(({"method.llr.base": "fgsm"}, "llr_fgsm"),),
+    styles={"llr": ("LLR", "#9edae5"), "llr_fgsm": ("FGSM+LLR", "#9edae5")},
+)
 
 
 def linearity_gap(model, x, y, delta, loss_x, grad_x, loss_fn=per_example_ce) -> torch.Tensor:
@@ -55,14 +76,6 @@ def llr_penalty(model, x, y, eps: float, steps: int, alpha: float, lam: float, m
     return lam * gap + mu * grad_term
 
 
-@register("llr", summary="LLR (Qin et al. 2019): base loss + λ·max_δ|ℓ(x+δ) − ℓ(x) − δᵀ∇ℓ(x)| + μ·|δ_LLᵀ∇ℓ(x)|", params={
-    "lambda": Param("float", 4.0, "λ (paper, CIFAR-10)", min=0),
-    "mu": Param("float", 3.0, "μ (paper, CIFAR-10)", min=0),
-    "steps": Param("int", 10, "signed-ascent steps finding δ_LL", min=1),
-    "alpha": Param("float", 0.25, "their step / ε", min=0, min_exclusive=True),
-    "base": Param("choice", "clean", "clean: ℓ(x), the paper's objective; fgsm: ℓ(x + δ_FGSM)", choices=("clean", "fgsm")),
-    "fgsm_alpha": Param("float", 1.25, "FGSM step / ε when base is fgsm", min=0, min_exclusive=True),
-})
 class LLR(Method):
     """Base loss + LLR penalty. params: ``lambda`` λ, ``mu`` μ, ``steps`` and ``alpha`` (/ε) of the
     inner maximisation, ``base`` clean | fgsm, ``fgsm_alpha`` FGSM step / ε for base fgsm."""

@@ -1,16 +1,28 @@
-import torch
+from fastadv.lazy import deferred, lazy
+from fastadv.methods.base import Method, StepOutput, ce_step, clean_forward
+from fastadv.methods.registry import MethodSpec, Param
 
-from ..attacks import pgd_perturbation
-from ..attacks.fgsm import uniform_delta
-from .base import Method, StepOutput, ce_step, clean_forward
-from ..method_registry import Param, register
+# imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
+torch = lazy("torch")
+pgd_perturbation = deferred("fastadv.attacks", "pgd_perturbation")
+uniform_delta = deferred("fastadv.attacks.fgsm", "uniform_delta")
+
+SPEC = MethodSpec(
+    "pgd",
+    summary="PGD-k AT (Madry et al. 2018); PGD-2 and PGD-10 are variants",
+    impl="fastadv.methods.pgd:PGD",
+    params={
+        "steps": Param("int", 10, "k (paper: PGD-2 and PGD-10)", min=1),
+        "alpha": Param("float", 0.2, "step / ε: PGD-10 ε/5, PGD-2 ε/2 (scripts)", min=0, min_exclusive=True),
+        "random_init": Param("bool", False, "the scripts use --attack_init=zero", ),
+    },
+    passes=1,
+    passes_param="steps",
+    labels=(({}, "pgd{steps}"),),
+    styles={"pgd2": ("PGD-2", "#1f77b4"), "pgd10": ("PGD-10", "#9467bd")},
+)
 
 
-@register("pgd", summary="PGD-k AT (Madry et al. 2018); PGD-2 and PGD-10 are variants", params={
-    "steps": Param("int", 10, "k (paper: PGD-2 and PGD-10)", min=1),
-    "alpha": Param("float", 0.2, "step / ε: PGD-10 ε/5, PGD-2 ε/2 (scripts)", min=0, min_exclusive=True),
-    "random_init": Param("bool", False, "the scripts use --attack_init=zero", ),
-})
 class PGD(Method):
     """PGD-k adversarial training (Madry et al., ICLR 2018).
 

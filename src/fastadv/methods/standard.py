@@ -1,8 +1,16 @@
-from .base import Method, StepOutput, ce_step, clean_forward
-from ..method_registry import register
+from fastadv.methods.base import Method, StepOutput, ce_step, clean_forward
+from fastadv.methods.registry import MethodSpec
 
 
-@register("standard", summary="clean training (with `extra_clean_forward`, the batch passes batch norm twice, as the GradAlign code)")
+SPEC = MethodSpec(
+    "standard",
+    summary="clean training (with `extra_clean_forward`, the batch passes batch norm twice, as the GradAlign code)",
+    impl="fastadv.methods.standard:Standard",
+    passes=1,
+    styles={"standard": ("Standard", "#7f7f7f")},
+)
+
+
 class Standard(Method):
     """Standard (non-adversarial) training: cross-entropy on clean inputs (with ``extra_clean_forward``,
     the batch passes twice through batch norm, as in the GradAlign code)."""

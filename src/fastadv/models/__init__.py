@@ -5,11 +5,11 @@ from functools import partial
 
 from torch import nn
 
-from ..errors import unknown_choice
-from .cnn import MnistCNN, OneLayerCNN
-from .preact_resnet import PreActResNet18
-from .resnet50 import ResNet50
-from .init import init_weights
+from fastadv.errors import unknown_choice
+from fastadv.models.cnn import MnistCNN, OneLayerCNN
+from fastadv.models.preact_resnet import PreActResNet18
+from fastadv.models.resnet50 import ResNet50
+from fastadv.models.init import init_weights
 
 REGISTRY = {
     "preact_resnet18": PreActResNet18,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .normalize import Normalize
+from fastadv.models.normalize import Normalize
 
 
 class MnistCNN(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .normalize import Normalize
+from fastadv.models.normalize import Normalize
 
 
 class PreActBlock(nn.Module):

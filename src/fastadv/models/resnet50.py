@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .normalize import Normalize
+from fastadv.models.normalize import Normalize
 
 
 class ResNet50(nn.Module):

@@ -15,12 +15,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .attacks import fgsm_attack
-from .attacks.grad import input_grad, loss_scaling
-from .checkpoint import load_model, load_model_record
-from .data import load_split
-from .evaluate import robust_flags
-from .methods import StepContext, build_method, default_lambda, grad_align_penalty
+from fastadv.attacks import fgsm_attack
+from fastadv.attacks.grad import input_grad, loss_scaling
+from fastadv.training.checkpoint import load_model, load_model_record
+from fastadv.data.datasets import load_split
+from fastadv.evaluation.protocol import robust_flags
+from fastadv.methods import StepContext, build_method, default_lambda, grad_align_penalty
 
 
 def _param_grad(model, loss) -> torch.Tensor:

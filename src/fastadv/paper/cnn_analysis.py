@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .errors import FastAdvError
-from .figures import _plt, save_figure
+from fastadv.errors import FastAdvError
+from fastadv.paper.figures import _plt, save_figure
 
 GREEN = 1  # RGB channel index shown in Fig. 5
 

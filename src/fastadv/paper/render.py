@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import atomic
-from . import figures as F
-from .errors import FastAdvError
+from fastadv import atomic
+from fastadv.paper import figures as F
+from fastadv.errors import FastAdvError
 
 
 @dataclass
@@ -53,7 +53,7 @@ class FigureJob:
         atomic.write_text(self.out.with_name(self.out.stem + "_data.csv"), drawn.to_csv(index=False))
 
     def published_values(self):
-        from .reference import load_published
+        from fastadv.paper.reference import load_published
 
         return load_published() if self.published else None
 
@@ -108,7 +108,7 @@ def draw_table7(job: FigureJob) -> None:
 
 
 def draw_vs_published(job: FigureJob) -> None:
-    from .reference import load_published
+    from fastadv.paper.reference import load_published
 
     df = job.table()
     title = (f"Measured ({job.scale} scale; {job.hardware(df)}) against published values (%). "
@@ -119,7 +119,7 @@ def draw_vs_published(job: FigureJob) -> None:
 
 
 def draw_published(job: FigureJob) -> None:
-    from .reference import load_published
+    from fastadv.paper.reference import load_published
 
     job.save_data(F.published_figures(load_published(), job.out))
 
@@ -135,20 +135,20 @@ def draw_metrics(job: FigureJob) -> None:
 
 
 def draw_filter_weights(job: FigureJob) -> None:
-    from .cnn_analysis import filter_weights_figure, load_run
+    from fastadv.paper.cnn_analysis import filter_weights_figure, load_run
 
     job.save_data(filter_weights_figure(load_run(job.run_dir()), job.out, job.scale))
 
 
 def draw_filter_norms(job: FigureJob) -> None:
-    from .cnn_analysis import filter_norms_figure, load_run
+    from fastadv.paper.cnn_analysis import filter_norms_figure, load_run
 
     job.save_data(filter_norms_figure(load_run(job.run_dir()), job.out, job.scale))
 
 
 def draw_feature_maps(job: FigureJob) -> None:
-    from .cnn_analysis import feature_maps_figure, load_run
-    from .data import load_split
+    from fastadv.paper.cnn_analysis import feature_maps_figure, load_run
+    from fastadv.data.datasets import load_split
 
     run = load_run(job.run_dir())
     cfg = run["summary"]["config"]
@@ -158,7 +158,7 @@ def draw_feature_maps(job: FigureJob) -> None:
 
 def draw_cnn_table(job: FigureJob) -> None:
     """Per method and seed of the single-layer CNN experiment: CO, accuracies, the grown filter."""
-    from .cnn_analysis import load_run, run_table
+    from fastadv.paper.cnn_analysis import load_run, run_table
 
     df = job.table()
     runs = {(Path(p).parents[2].name, int(Path(p).parent.name.removeprefix("seed"))): load_run(Path(p).parent)

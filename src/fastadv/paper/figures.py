@@ -6,35 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import atomic
-from .errors import FastAdvError
-from .reference import published_points, published_value
+from fastadv import atomic
+from fastadv.errors import FastAdvError
+from fastadv.methods.registry import label_style
+from fastadv.paper.reference import published_points, published_value
 
-# One colour and display name per method label, the same in every figure.
-METHOD_STYLE = {
-    "standard": ("Standard", "#7f7f7f"),
-    "fgsm": ("FGSM", "#d62728"),
-    "fgsm_rs": ("FGSM-RS", "#ff7f0e"),
-    "gradalign": ("FGSM+GradAlign", "#2ca02c"),
-    "gradalign_fd": ("FGSM+GradAlign (FD)", "#98df8a"),
-    "nfgsm": ("N-FGSM", "#e377c2"),
-    "nfgsm_original": ("N-FGSM (its own setup)", "#f7b6d2"),
-    "elle": ("ELLE", "#bcbd22"),
-    "elle_a": ("ELLE-A", "#dbdb8d"),
-    "elle_original": ("ELLE (its own setup)", "#c7c78a"),
-    "cure_fgsm": ("FGSM+CURE", "#17becf"),
-    "llr_fgsm": ("FGSM+LLR", "#9edae5"),
-    "cure": ("CURE", "#17becf"),
-    "llr": ("LLR", "#9edae5"),
-    "pgd2": ("PGD-2", "#1f77b4"),
-    "pgd10": ("PGD-10", "#9467bd"),
-    "free": ("Free AT (m=8)", "#8c564b"),
-}
 PANELS = {"final": "final model", "best": "early-stopped model"}
 
 
 def style(label: str) -> tuple[str, str]:
-    return METHOD_STYLE.get(label, (label, "#000000"))
+    """Display name and colour of a method label, the same in every figure (each method's SPEC.styles)."""
+    return label_style(label)
 
 
 def _plt():

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
-from .subset import subset_indices
-from .errors import FastAdvError
+from fastadv import atomic
+from fastadv.data.subset import subset_indices
+from fastadv.errors import FastAdvError
 
 MANIFEST_FORMAT = "fastadv-imagefolder-2"  # files: [path, label, bytes, width, height]
 SPLITS = {"train": "train", "test": "val"}
@@ -131,7 +131,7 @@ def _crop_box(w: int, h: int, gen: torch.Generator) -> tuple[int, int, int, int]
 
 
 class FolderDataset:
-    """A split of an ImageFolder tree; the same interface as :class:`fastadv.data.DeviceDataset`."""
+    """A split of an ImageFolder tree; the same interface as :class:`fastadv.data.datasets.DeviceDataset`."""
 
     def __init__(self, source: Path, files: list, device: torch.device, augment: bool, threads: int = 0):
         self.source, self.files, self.device, self.augment = source, files, device, augment

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FastAdvError
+from fastadv.errors import FastAdvError
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .attacks import pgd_attack
-from .checkpoint import load_model, load_model_record
-from .data import load_split
-from .evaluate import PROTOCOLS
-from .runtime import generator, hardware_stamp, select_device, set_threads
+from fastadv.attacks import pgd_attack
+from fastadv.training.checkpoint import load_model, load_model_record
+from fastadv.data.datasets import load_split
+from fastadv.evaluation.protocol import PROTOCOLS
+from fastadv.training.runtime import generator, hardware_stamp, select_device, set_threads
 
 
 def _sync(device) -> None:
@@ -47,7 +47,7 @@ def spread(values: list[float]) -> dict:
 def _append_csv(path: str | None, rows: list[dict]) -> None:
     if not path:
         return
-    from . import atomic
+    from fastadv import atomic
 
     p = Path(path)
     df = pd.concat([pd.read_csv(p), pd.DataFrame(rows)]) if p.is_file() else pd.DataFrame(rows)
@@ -103,9 +103,9 @@ def _step_runner(cfg: dict, name: str, train_set, idx, iterations: int, warmup: 
 
     import torch
 
-    from .methods import StepContext, build_method
-    from .runtime import memory_layout
-    from .train import make_model, make_optimizer, mixed_precision, train_step
+    from fastadv.methods import StepContext, build_method
+    from fastadv.training.runtime import memory_layout
+    from fastadv.training.loop import make_model, make_optimizer, mixed_precision, train_step
 
     run = copy.deepcopy(cfg)
     run["method"]["name"] = name

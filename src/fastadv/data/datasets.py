@@ -29,10 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import atomic, image_folder
-from .config import FOLDER_DATASETS
-from .errors import FastAdvError, unknown_choice
-from .subset import subset_indices  # noqa: F401 (public here too)
+from fastadv import atomic
+from fastadv.data import image_folder
+from fastadv.config.params import FOLDER_DATASETS
+from fastadv.errors import FastAdvError, unknown_choice
+from fastadv.data.subset import subset_indices  # noqa: F401 (public here too)
 
 # SHA-256 of each array's C-contiguous bytes (hashlib.sha256(a.tobytes())).
 ARRAY_SHA256 = {

@@ -1,7 +1,7 @@
 """Learning-rate and warm-up schedules, as functions of training progress."""
 from __future__ import annotations
 
-from .errors import unknown_choice
+from fastadv.errors import unknown_choice
 
 SCHEDULES = ("cyclic", "piecewise", "constant")
 

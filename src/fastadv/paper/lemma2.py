@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .models import build_model, init_weights
-from .runtime import derived_seed
+from fastadv.models import build_model, init_weights
+from fastadv.training.runtime import derived_seed
 
 PATCH_PIXELS = 27          # p: a 3×3 patch of an RGB image
 EPS_GRID = (2, 4, 8, 12, 16)  # ε in /255 (the paper's range)
@@ -85,7 +85,7 @@ def lemma2_table(eps_grid=EPS_GRID, widths=WIDTHS, samples: int = BOUND_SAMPLES,
 
 def lemma2_figure(table: pd.DataFrame, out_pdf) -> pd.DataFrame:
     """Measured alignment at initialisation vs number of filters, one colour per ε, the bound dashed."""
-    from .figures import _plt, save_figure
+    from fastadv.paper.figures import _plt, save_figure
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(3.6, 2.6))

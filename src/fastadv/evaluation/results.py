@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import atomic
-from .errors import FastAdvError
-from .evaluate import load_result
+from fastadv import atomic
+from fastadv.errors import FastAdvError
+from fastadv.evaluation.protocol import load_result
 
 COLUMNS = ["dataset", "method", "method_label", "train_eps", "eps", "train_seed", "model_kind", "model_epoch",
            "n_points", "clean_acc_full", "clean_acc", "pgd_protocol", "pgd_acc", "pgd_acc_max_loss", "autoattack_acc",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
-from .data import info
-from .errors import FastAdvError
-from .models import build_model
+from fastadv import atomic
+from fastadv.data.datasets import info
+from fastadv.errors import FastAdvError
+from fastadv.models import build_model
 
 MODEL_FORMAT = "fastadv-model-v1"
 STATE_FORMAT = "fastadv-train-state-v1"

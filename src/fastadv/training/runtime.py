@@ -35,7 +35,7 @@ def claim_gpu(count: int) -> int:
 
 
 def select_device(name: str) -> torch.device:
-    from .errors import FastAdvError
+    from fastadv.errors import FastAdvError
 
     if name == "cuda" and not torch.cuda.is_available():
         raise FastAdvError("runtime.device 'cuda' requested but no CUDA device is available; valid here: auto, cpu")

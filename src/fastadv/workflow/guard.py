@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from fastadv.methods.registry import spec_of
+
 # Training images per dataset (the subset setting may take fewer).
 TRAIN_IMAGES = {"cifar10": 50_000, "svhn": 73_257, "mnist": 60_000, "imagenet": 1_281_167}
 # One forward + backward pass of PreActResNet-18 (width 64) on a CIFAR-10 batch of 128 on a
@@ -17,24 +19,17 @@ TRAIN_IMAGES = {"cifar10": 50_000, "svhn": 73_257, "mnist": 60_000, "imagenet": 
 # `fastadv bench-train --scale paper --methods standard fgsm gradalign --iterations 2 --repeats 2`
 # (FGSM 2.14 s per iteration, 836 s per epoch; GradAlign 3.66× FGSM).
 CPU_SECONDS_PER_PASS = 1.07
-# Forward + backward passes per training iteration: FGSM's two, and the measured ratios to FGSM
-# (exact GradAlign 3.3-4.0× at the paper scale; GradAlign-FD 1.45-1.55×, ELLE 2.5× at the quick scale).
-PASSES = {
-    "standard": lambda m: 1, "fgsm": lambda m: 2, "fgsm_rs": lambda m: 2, "nfgsm": lambda m: 2,
-    "gradalign": lambda m: 7.3, "gradalign_fd": lambda m: 3, "elle": lambda m: 5, "elle_a": lambda m: 5,
-    "cure": lambda m: 7.3, "llr": lambda m: m["llr"]["steps"] + 3, "pgd": lambda m: m["pgd"]["steps"] + 1,
-    "free": lambda m: 1,  # one pass per replayed iteration; the replays are counted as iterations
-}
 PGD_EVAL_PASSES_PER_POINT = 50 * 10 + 1  # PGD-50-10 on a point no restart breaks (an upper bound)
 
 
 def training_passes(cfg: dict) -> float:
-    """Batch forward/backward passes of one training run (its config resolved)."""
+    """Batch forward/backward passes of one training run (its config resolved; passes per iteration: each
+    method's SPEC, fastadv.methods.registry)."""
     o, m = cfg["optim"], cfg["method"]
     images = TRAIN_IMAGES.get(cfg["data"]["dataset"], 50_000)
     if cfg["data"]["subset"] is not None:
         images = min(images, cfg["data"]["subset"])
-    return o["epochs"] * math.ceil(images / o["batch_size"]) * PASSES[m["name"]](m)
+    return o["epochs"] * math.ceil(images / o["batch_size"]) * spec_of(m["name"]).passes_per_iteration(m)
 
 
 def training_priority(cfg: dict) -> float:
@@ -49,7 +44,7 @@ def cpu_refusal(jobs: list[tuple[str, dict]], study_of, cuda: bool, allow_cpu: b
     """The message that stops a run, or None when it may go on.
 
     ``jobs``: (rule name, wildcards) of every job the run would execute; ``study_of(scale)``: the
-    :class:`fastadv.study.Study` at that scale. The run is refused when it would train at a scale
+    :class:`fastadv.config.study.Study` at that scale. The run is refused when it would train at a scale
     that asks for GPUs, no CUDA device is visible and the user did not set ``allow_cpu``.
     """
     if cuda or allow_cpu:

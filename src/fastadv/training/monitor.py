@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attacks import fgsm_attack, pgd_attack
-from .attacks.fgsm import uniform_delta
+from fastadv.attacks import fgsm_attack, pgd_attack
+from fastadv.attacks.fgsm import uniform_delta
 
 
 def _chunks(n: int, batch_size: int):
@@ -126,3 +126,38 @@ def flag_co(pgd_acc: list[float], fgsm_acc: list[float], pgd_ratio: float, min_g
         best_before = max(pgd_acc[:e], default=0.0)
         flags.append(e > 0 and p < pgd_ratio * best_before and f - p >= min_gap)
     return flags
+
+
+class Monitor:
+    """The statistics of one evaluation of a run (the official train.py's, every ``monitor.every_iterations``
+    iterations, eval mode): on the first ``test_points`` test images, and PGD-10 accuracy on the first
+    ``train_points`` training images (the early-stopping criterion); the CO flags over the history."""
+
+    def __init__(self, cfg_monitor: dict, test_points: tuple, train_points: tuple):
+        self.cfg, self.test_points, self.train_points = cfg_monitor, test_points, train_points
+
+    def evaluate(self, model, eps: float, gen: torch.Generator) -> dict:
+        """The statistics' columns of a history row (``model`` is left in eval mode)."""
+        m = self.cfg
+        model.eval()
+        stats = statistics(model, *self.test_points, eps, m["pgd_steps"], gen, m["batch_size"])
+        row = {f"test_{k}" if k != "grad_alignment" else k: v for k, v in stats.items()}
+        row["train_pgd_acc"] = pgd_accuracy(model, *self.train_points, eps, eps / 4, m["pgd_steps"], gen=gen,
+                                            batch_size=m["batch_size"])
+        row.update(getattr(model, "diagnostics", dict)())
+        return row
+
+    def flag(self, history: list[dict]) -> None:
+        """Sets every row's ``co`` from the whole history (:func:`flag_co`)."""
+        flags = flag_co([r["test_pgd_acc"] for r in history], [r["test_fgsm_acc"] for r in history],
+                        self.cfg["co_pgd_ratio"], self.cfg["co_min_gap"])
+        for r, f in zip(history, flags):
+            r["co"] = bool(f)
+
+    @staticmethod
+    def describe(row: dict) -> str:
+        """The row as the one line the run prints."""
+        return (f"epoch {row['epoch']:3d} it {row['iteration']:6d} lr {row['lr']:.4f} loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.3f} | test clean {row['test_clean_acc']:.3f} fgsm {row['test_fgsm_acc']:.3f} "
+                f"pgd {row['test_pgd_acc']:.3f} align {row['grad_alignment']:.3f}{' CO' if row['co'] else ''} | "
+                f"{row['train_seconds']:.1f}s")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import FastAdvError
+from fastadv.errors import FastAdvError
 
 
 @dataclass(frozen=True)

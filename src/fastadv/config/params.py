@@ -2,7 +2,7 @@
 
 The values (and the comments saying what each means and where it comes from)
 live once, in ``params.yaml`` — except each training method's parameters, which its
-own file declares (fastadv.method_registry; params.yaml may override them). This module
+own file declares (fastadv.methods.registry; params.yaml may override them). This module
 holds only the *types*: every key must be present, no unknown key is accepted, and each
 value is type- and range-checked, so a typo is an error naming the key and the valid ones.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from . import method_registry
-from .errors import FastAdvError
-from .spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int  # noqa: F401 (the types, here for study)
+from fastadv.methods import registry as method_registry
+from fastadv.errors import FastAdvError
+from fastadv.config.spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int  # noqa: F401 (the types, here for study)
 
 DATASETS = ("cifar10", "svhn", "mnist", "imagenet")
 FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
@@ -28,7 +28,7 @@ TOP_LEVEL_SCALARS = ("scale", "allow_cpu")
 
 
 def method_names() -> tuple[str, ...]:
-    return tuple(method_registry.declared())
+    return tuple(sorted(method_registry.specs()))
 
 
 def method_schema() -> dict:
@@ -39,7 +39,7 @@ def method_schema() -> dict:
         # ε in units of 1/255; above half the pixel range nothing is "adversarial".
         "eps": _float(min=0, max=128, min_exclusive=True),
     }
-    for name, d in method_registry.declared().items():
+    for name, d in method_registry.specs().items():
         if d.params:
             out[name] = {k: p.spec() for k, p in d.params.items()}
     out.update(clamp_in_graph=_BOOL, extra_clean_forward=_BOOL)
@@ -48,7 +48,7 @@ def method_schema() -> dict:
 
 def method_defaults() -> dict:
     """Every method's declared parameter defaults: what a params file leaves out of ``train.method``."""
-    return {name: {k: p.default for k, p in d.params.items()} for name, d in method_registry.declared().items()
+    return {name: {k: p.default for k, p in d.params.items()} for name, d in method_registry.specs().items()
             if d.params}
 
 

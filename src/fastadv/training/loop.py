@@ -35,16 +35,19 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from . import atomic, monitor
-from .attacks.grad import loss_scaling
-from .checkpoint import STATE_FORMAT, load_weights_only, save_model
-from .config import config_diff
-from .data import info, load_arrays, load_split
-from .errors import FastAdvError
-from .methods import StepContext, build_method
-from .models import build_model, init_weights
-from .runtime import derived_seed, generator, hardware_stamp, memory_layout, select_device, set_threads
-from .schedule import learning_rate, warmup_factor
+from fastadv import atomic
+from fastadv.training import monitor
+from fastadv.attacks.grad import loss_scaling
+from fastadv.training.checkpoint import STATE_FORMAT, load_weights_only, save_model
+from fastadv.config.params import config_diff
+from fastadv.data.datasets import info, load_arrays, load_split
+from fastadv.errors import FastAdvError
+from fastadv.methods import StepContext, build_method
+from fastadv.models import build_model, init_weights
+from fastadv.training.runtime import (
+    derived_seed, generator, hardware_stamp, memory_layout, select_device, set_threads,
+)
+from fastadv.training.schedule import learning_rate, warmup_factor
 
 EXIT_PREEMPTED = 75
 # Keys that do not change what is computed: a run may be resumed with other values.
@@ -186,9 +189,9 @@ class Run:
         arrays = load_arrays(d["root"], d["dataset"])
         self.train_set = load_split(d["root"], d["dataset"], "train", self.device, d["subset"], d["subset_mode"],
                                     self.seed, augment=d["augment"], arrays=arrays)
-        self.test_mon = load_split(d["root"], d["dataset"], "test", self.device,
-                                   arrays=arrays).head(cfg["monitor"]["test_points"])
-        self.train_mon = self.train_set.head(cfg["monitor"]["train_points"])
+        test_points = load_split(d["root"], d["dataset"], "test", self.device, arrays=arrays).head(
+            cfg["monitor"]["test_points"])
+        train_points = self.train_set.head(cfg["monitor"]["train_points"])
         self.model = make_model(cfg, self.device)
         self.memory_layout = memory_layout(self.model, rt["channels_last"])
         if self.memory_layout["reason"]:
@@ -196,7 +199,8 @@ class Run:
                   file=sys.stderr)
         if self.memory_layout["channels_last"]:  # round-off differs from the default layout; speed: params.yaml
             self.model = self.model.to(memory_format=torch.channels_last)
-            self.test_mon, self.train_mon = (tuple(self.layout(t) for t in s) for s in (self.test_mon, self.train_mon))
+            test_points, train_points = (tuple(self.layout(t) for t in s) for s in (test_points, train_points))
+        self.monitor = monitor.Monitor(cfg["monitor"], test_points, train_points)
         self.opt = make_optimizer(cfg, self.model)
         self.method = build_method(cfg["method"], d["dataset"])
         n, bs = len(self.train_set), o["batch_size"]
@@ -287,7 +291,7 @@ class Run:
     def end_of_evaluation(self) -> bool:
         """Statistics on the fixed points (eval mode), CO flags, early-stopping choice, history row.
         Returns False (the run diverged) when the training loss since the last row is not finite."""
-        p, m = self.progress, self.cfg["monitor"]
+        p = self.progress
         row = {"epoch": p.epoch, "iteration": p.global_step, "epochs": p.global_step / self.iters_per_epoch,
                "lr": learning_rate(self.cfg["optim"]["lr_schedule"], p.global_step / self.total_iters,
                                    self.cfg["optim"]["lr_max"], self.cfg["optim"]["lr_peak"]),
@@ -302,28 +306,16 @@ class Run:
             return False
         at_epoch_end = p.it in (0, self.iters_per_epoch)
         gen = generator(self.device, self.seed, p.epoch, "monitor", *(() if at_epoch_end else (p.global_step,)))
-        eps = self.method.eps
-        self.model.eval()
-        stats = monitor.statistics(self.model, *self.test_mon, eps, m["pgd_steps"], gen, m["batch_size"])
-        row.update({f"test_{k}" if k != "grad_alignment" else k: v for k, v in stats.items()})
-        row["train_pgd_acc"] = monitor.pgd_accuracy(self.model, *self.train_mon, eps, eps / 4, m["pgd_steps"],
-                                                    gen=gen, batch_size=m["batch_size"])
-        row.update(getattr(self.model, "diagnostics", dict)())
+        row.update(self.monitor.evaluate(self.model, self.method.eps, gen))
         p.history.append(row)
-        flags = monitor.flag_co([r["test_pgd_acc"] for r in p.history], [r["test_fgsm_acc"] for r in p.history],
-                                m["co_pgd_ratio"], m["co_min_gap"])
-        for r, f in zip(p.history, flags):
-            r["co"] = bool(f)
+        self.monitor.flag(p.history)
         if row["train_pgd_acc"] > p.best["acc"]:
             p.best = {"acc": row["train_pgd_acc"], "epoch": p.epoch, "iteration": p.global_step,
                       "state": _cpu_state(self.model)}
         p.running = dict.fromkeys(RUNNING, 0.0)
         self.last_finite = _cpu_state(self.model)
         atomic.write_text(self.out / "history.csv", pd.DataFrame(p.history).to_csv(index=False))
-        print(f"epoch {p.epoch:3d} it {p.global_step:6d} lr {row['lr']:.4f} loss {row['train_loss']:.4f} "
-              f"acc {row['train_acc']:.3f} | test clean {row['test_clean_acc']:.3f} fgsm {row['test_fgsm_acc']:.3f} "
-              f"pgd {row['test_pgd_acc']:.3f} align {row['grad_alignment']:.3f}{' CO' if row['co'] else ''} | "
-              f"{p.train_seconds:.1f}s", flush=True)
+        print(self.monitor.describe(row), flush=True)
         return True
 
     def end_of_epoch(self) -> None:

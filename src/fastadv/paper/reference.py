@@ -8,7 +8,7 @@ from importlib import resources
 import pandas as pd
 import yaml
 
-from .errors import FastAdvError
+from fastadv.errors import FastAdvError
 
 FIELDS = {"dataset", "method", "eps", "model", "metric", "mean", "std", "seeds", "source", "origin"}
 OPTIONAL = {"hardware", "uncertainty", "read_off", "figure"}
@@ -20,7 +20,7 @@ MODELS = {"final", "best", "unstated"}
 def load_published(text: str | None = None) -> pd.DataFrame:
     """The published values as a table (accuracies in %); ``text``: another YAML list (tests)."""
     if text is None:
-        text = resources.files("fastadv").joinpath("published_values.yaml").read_text()
+        text = resources.files("fastadv.paper").joinpath("published_values.yaml").read_text()
     rows = yaml.safe_load(text) or []
     for i, row in enumerate(rows):
         keys = set(row)

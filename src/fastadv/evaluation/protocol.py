@@ -24,14 +24,15 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
-from .attacks import pgd_attack
-from .attacks.pgd import pgd_restart_outcomes, restart_rules
-from .checkpoint import load_model, load_model_record
-from .data import load_split
-from .errors import FastAdvError
-from .monitor import accuracy
-from .runtime import generator, hardware_stamp, select_device, set_threads
+from fastadv import atomic
+from fastadv.attacks import pgd_attack
+from fastadv.attacks.pgd import pgd_restart_outcomes, restart_rules
+from fastadv.training.checkpoint import load_model, load_model_record
+from fastadv.data.datasets import load_split
+from fastadv.errors import FastAdvError
+from fastadv.methods.registry import method_label
+from fastadv.training.monitor import accuracy
+from fastadv.training.runtime import generator, hardware_stamp, select_device, set_threads
 
 RESULT_FORMAT = "fastadv-eval-v1"
 STATE_FORMAT = "fastadv-eval-state-v1"
@@ -214,20 +215,6 @@ def split_accuracy(model, split, batch_size: int) -> float:
         with torch.no_grad():
             correct += int((model(x).argmax(1) == y).sum())
     return correct / len(split)
-
-
-def method_label(method_cfg: dict, model_cfg: dict | None = None) -> str:
-    """Name that tells variants apart in tables and figures (the variant labels of params.yaml): pgd →
-    pgd2/pgd10, CURE/LLR on the FGSM base → cure_fgsm/llr_fgsm, N-FGSM/ELLE on Wong et al.'s network
-    (as their own code runs them) → nfgsm_original/elle_original."""
-    name = method_cfg["name"]
-    if name == "pgd":
-        return f"pgd{method_cfg['pgd']['steps']}"
-    if name in ("cure", "llr") and method_cfg[name]["base"] == "fgsm":
-        return f"{name}_fgsm"
-    if name in ("nfgsm", "elle") and (model_cfg or {}).get("name") == "preact_resnet18_wong":
-        return f"{name}_original"
-    return name
 
 
 def load_result(path: str | Path) -> dict:

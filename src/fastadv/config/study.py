@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import DATASETS, deep_merge, parse_scalar, parse_set, read_params, validate_section
-from .spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int
-from .errors import FastAdvError, unknown_choice
+from fastadv.config.params import DATASETS, deep_merge, parse_scalar, parse_set, read_params, validate_section
+from fastadv.config.spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int
+from fastadv.errors import FastAdvError, unknown_choice
 
 MODEL_KINDS = ("final", "best")
 EXPERIMENT_SCALARS = {
@@ -227,7 +227,7 @@ def _spec_schema(spec) -> dict:
 def json_schema() -> dict:
     """JSON schema of params.yaml, generated from the Python specs (Snakemake validates with it;
     a test keeps workflow/schemas/config.schema.yaml equal to this)."""
-    from .config import schema
+    from fastadv.config.params import schema
 
     TRAIN_SCHEMA, EVAL_SCHEMA, RESOURCES_SCHEMA = schema("train"), schema("evaluate"), schema("resources")
 
@@ -299,7 +299,7 @@ def typed_overrides(value, schema: dict | None = None):
 
 
 def resolve_config(path: str | Path, section: str, scale: str | None = None, sets: list[str] = ()) -> dict:
-    """params.yaml ``section`` ← scale overrides ← ``--set`` overrides, validated (see fastadv.study)."""
+    """params.yaml ``section`` ← scale overrides ← ``--set`` overrides, validated (see fastadv.config.study)."""
     study = Study.load(path, scale)
     return study.train_config(sets=sets) if section == "train" else study.eval_config(sets=sets)
 

@@ -1,0 +1,3 @@
+"""Training: the loop of one run (loop), its device, threads, seeds and memory layout (runtime), the
+learning-rate schedule (schedule), the statistics monitored during training (monitor) and model/state
+files (checkpoint). May import: config, data, models, attacks, methods, atomic, errors."""
