@@ -104,29 +104,27 @@ def _step_runner(cfg: dict, name: str, train_set, idx, iterations: int, warmup: 
     import torch
 
     from fastadv.methods import StepContext, build_method
-    from fastadv.training.runtime import memory_layout
+    from fastadv.training.runtime import in_layout, memory_layout
     from fastadv.training.loop import make_model, make_optimizer, mixed_precision, train_step
 
     run = copy.deepcopy(cfg)
     run["method"]["name"] = name
     model, method = make_model(run, device), build_method(run["method"], run["data"]["dataset"])
-    layout = memory_layout(model, run["runtime"]["channels_last"])
-    if layout["channels_last"]:  # the layout the training loop would use (train.Run)
-        model = model.to(memory_format=torch.channels_last)
+    channels_last = memory_layout(model, run["runtime"]["channels_last"])["channels_last"]  # as training.loop.Run
+    model = in_layout(model, channels_last)
     opt = make_optimizer(run, model)
     autocast, scaler = mixed_precision(run["runtime"]["precision"], device)
     model.train()
     gen = torch.Generator(device=device).manual_seed(0)
     x, y = train_set.batch(idx, gen)
-    if layout["channels_last"]:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = in_layout(x, channels_last)
 
     def steps(n=iterations):
         for _ in range(n):
             train_step(model, opt, method, x, y, StepContext(gen), run["optim"]["lr_max"], autocast, scaler)
 
     steps(warmup)
-    steps.channels_last = layout["channels_last"]  # reported beside the timing
+    steps.channels_last = channels_last  # reported beside the timing
     return steps
 
 

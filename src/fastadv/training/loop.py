@@ -45,7 +45,7 @@ from fastadv.errors import FastAdvError
 from fastadv.methods import StepContext, build_method
 from fastadv.models import build_model, init_weights
 from fastadv.training.runtime import (
-    derived_seed, generator, hardware_stamp, memory_layout, select_device, set_threads,
+    derived_seed, generator, hardware_stamp, in_layout, memory_layout, select_device, set_threads,
 )
 from fastadv.training.schedule import learning_rate, warmup_factor
 
@@ -197,9 +197,8 @@ class Run:
         if self.memory_layout["reason"]:
             print(f"runtime.channels_last ignored, training in the default layout: {self.memory_layout['reason']}",
                   file=sys.stderr)
-        if self.memory_layout["channels_last"]:  # round-off differs from the default layout; speed: params.yaml
-            self.model = self.model.to(memory_format=torch.channels_last)
-            test_points, train_points = (tuple(self.layout(t) for t in s) for s in (test_points, train_points))
+        self.model = self.layout(self.model)  # channels-last: round-off differs from the default; speed: params.yaml
+        test_points, train_points = (tuple(self.layout(t) for t in s) for s in (test_points, train_points))
         self.monitor = monitor.Monitor(cfg["monitor"], test_points, train_points)
         self.opt = make_optimizer(cfg, self.model)
         self.method = build_method(cfg["method"], d["dataset"])
@@ -215,11 +214,9 @@ class Run:
         self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
         self.divergence: str | None = None  # why the run diverged, when not a non-finite training loss
 
-    def layout(self, t: torch.Tensor) -> torch.Tensor:
-        """Images in the run's memory layout (labels pass through)."""
-        if t.dim() == 4 and self.memory_layout["channels_last"]:
-            return t.contiguous(memory_format=torch.channels_last)
-        return t
+    def layout(self, obj):
+        """The model or a batch of images in the run's memory layout (labels pass through)."""
+        return in_layout(obj, self.memory_layout["channels_last"])
 
     # -- resume -------------------------------------------------------------------------------------
     def save_state(self) -> None:

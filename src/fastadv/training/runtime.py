@@ -79,6 +79,16 @@ def memory_layout(model: torch.nn.Module, channels_last: bool) -> dict:
             "reason": reason}
 
 
+def in_layout(obj, channels_last: bool):
+    """A model, or a batch of images (4-d), in the channels-last layout when ``channels_last``; other
+    tensors (labels) and the default layout pass through unchanged."""
+    if not channels_last:
+        return obj
+    if isinstance(obj, torch.nn.Module):
+        return obj.to(memory_format=torch.channels_last)
+    return obj.contiguous(memory_format=torch.channels_last) if obj.dim() == 4 else obj
+
+
 def derived_seed(*parts) -> int:
     """A 63-bit seed from (seed, epoch, step, purpose …): every random draw in training is a
     pure function of where it happens, so a resumed run draws exactly what an
