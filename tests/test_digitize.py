@@ -96,3 +96,22 @@ def test_published_values_load_with_their_sources():
     with pytest.raises(FastAdvError, match="origin 'blog'"):
         load_published("- {dataset: cifar10, method: fgsm, eps: 8, model: final, metric: pgd_acc, mean: 1, "
                        "std: null, seeds: null, origin: blog, source: x}")
+
+
+def test_a_marker_drawn_at_zero_is_recorded_at_zero_not_below():
+    """Pixel quantisation reads a marker at 0 % as −0.05 %: the entry records the axis limit, says so, and
+    keeps its uncertainty; an accuracy outside [0, 100] in the data file is refused."""
+    import pandas as pd
+
+    df = pd.DataFrame([{"panel": "left", "series": "a", "x": 8.0, "value": v, "std": float("nan"), "uncertainty": 0.36,
+                        "how": "marker centre", "calibration_residual": 0.12} for v in (-0.05, 42.0, 100.3)])
+    rows = to_published(df, spec())
+    assert [r["mean"] for r in rows] == [0.0, 42.0, 100.0] and [r["uncertainty"] for r in rows] == [0.36] * 3
+    assert rows[0]["read_off"] == ("marker centre; read -0.05, beyond the axis limit, recorded at 0; "
+                                   "axis fit residual 0.12")
+    assert rows[1]["read_off"] == "marker centre; axis fit residual 0.12"
+    accuracies = load_published().query("metric.str.endswith('_acc')", engine="python")["mean"]
+    assert accuracies.between(0, 100).all()
+    with pytest.raises(FastAdvError, match=r"published value #0: pgd_acc -0.05 %; valid: \[0, 100\]"):
+        load_published("- {dataset: cifar10, method: fgsm, eps: 8, model: final, metric: pgd_acc, mean: -0.05, "
+                       "std: null, seeds: null, origin: paper, source: x}")

@@ -86,12 +86,12 @@ def _package_copy(tmp: Path) -> Path:
     return tmp / "site"
 
 
-def _plugin_package(tmp: Path) -> Path:
+def _plugin_package(tmp: Path, source: str = METHOD_FILE.format(module="fastadv_noise")) -> Path:
     """A separate distribution adding the method through the entry-point group, pip-installed."""
     pkg = tmp / "plugin"
     (pkg / "fastadv_noise").mkdir(parents=True)
     (pkg / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
-    (pkg / "fastadv_noise/__init__.py").write_text(METHOD_FILE.format(module="fastadv_noise"))
+    (pkg / "fastadv_noise/__init__.py").write_text(source)
     _pip_install(pkg, tmp / "site")
     return tmp / "site"
 
@@ -133,3 +133,12 @@ def test_a_new_method_file_is_listed_validated_trained_planned_and_labelled(rout
         print(method_label({"name": "noise", "noise": {"scale": 0.5}}), *style("noise"), sep="|")""")],
         env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert label == "noise|Noise AT|#123456"
+
+
+@pytest.mark.slow
+def test_a_broken_plugin_is_named_in_a_one_line_error(tmp_path):
+    site = _plugin_package(tmp_path, 'raise RuntimeError("boom")\n')
+    r = subprocess.run([sys.executable, "-m", "fastadv", "methods"], env={**os.environ, "PYTHONPATH": str(site)},
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == ("fastadv: error: entry point 'noise' = 'fastadv_noise:SPEC' of group "
+                                                      "'fastadv.methods' failed to load: RuntimeError: boom")

@@ -38,3 +38,13 @@ def test_a_registered_method_trains_validates_and_documents_itself(toy, tiny_cfg
     assert main(["config", "--config", str(PARAMS), "--set", "method.name=toy_noise", "--set", "method.toy_noise.scale=2"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["method"]["toy_noise"]["scale"] == 2
     assert main(["methods"]) == 0 and "| `toy_noise` | training on x" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "my-method"}, "method name 'my-method' is not an identifier"),
+    ({"passes_param": "steps"}, "method 'toy': passes_param 'steps' is not one of its parameters; valid: scale"),
+])
+def test_a_malformed_spec_is_refused_naming_what_is_wrong(kwargs, message):
+    base = {"name": "toy", "summary": "s", "impl": "m:C", "params": {"scale": Param("float", 0.5, "noise / ε")}}
+    with pytest.raises(FastAdvError, match=message):
+        MethodSpec(**{**base, **kwargs})

@@ -74,6 +74,13 @@ class MethodSpec:
     labels: tuple = ()
     styles: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise FastAdvError(f"method name {self.name!r} is not an identifier (it becomes a config key)")
+        if self.passes_param is not None and self.passes_param not in self.params:
+            raise FastAdvError(f"method {self.name!r}: passes_param {self.passes_param!r} is not one of its "
+                               f"parameters; valid: {', '.join(self.params) or 'none'}")
+
     def passes_per_iteration(self, method_cfg: dict) -> float:
         extra = method_cfg[self.name][self.passes_param] if self.passes_param else 0
         return self.passes + extra
@@ -109,7 +116,11 @@ def _builtin_specs() -> list[MethodSpec]:
 def _entry_point_specs() -> list[tuple[str, MethodSpec]]:
     found = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        spec = ep.load()
+        try:
+            spec = ep.load()
+        except Exception as e:  # a broken plug-in: say which one, keep the cause
+            raise FastAdvError(f"entry point {ep.name!r} = {ep.value!r} of group {ENTRY_POINT_GROUP!r} failed to "
+                               f"load: {type(e).__name__}: {e}") from e
         if not isinstance(spec, MethodSpec):
             raise FastAdvError(f"entry point {ep.name!r} = {ep.value!r} of group {ENTRY_POINT_GROUP!r} is a "
                                f"{type(spec).__name__}, not a fastadv.methods.registry.MethodSpec")

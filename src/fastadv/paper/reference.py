@@ -1,6 +1,7 @@
 """Published values of the GradAlign paper (``published_values.yaml``) for overlays on our
-figures and tables: Andriushchenko & Flammarion, NeurIPS 2020, and its author response.
-Each value carries the source it was printed in; none is read off a plot."""
+figures and tables: Andriushchenko & Flammarion, NeurIPS 2020, its author response (printed numbers and
+values read off its Figs. 1 and 8, with their read-off uncertainty), and third-party reproductions. Each
+value carries its source; accuracies lie in [0, 100] %."""
 from __future__ import annotations
 
 from importlib import resources
@@ -34,6 +35,8 @@ def load_published(text: str | None = None) -> pd.DataFrame:
                                f"valid metrics {sorted(METRICS)}, models {sorted(MODELS)}")
         if not row["source"]:
             raise FastAdvError(f"published value #{i} has no source")
+        if row["metric"].endswith("_acc") and not 0 <= row["mean"] <= 100:
+            raise FastAdvError(f"published value #{i}: {row['metric']} {row['mean']} %; valid: [0, 100]")
     return pd.DataFrame(rows, columns=sorted(FIELDS | OPTIONAL))
 
 
