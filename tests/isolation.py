@@ -39,9 +39,10 @@ def pytest_pyfunc_call(pyfuncitem):
         return None  # the ordinary in-process call
     env = {**os.environ, CHILD: "1", "PYTHONFAULTHANDLER": "1", **marker.kwargs.get("env", {})}
     timeout = marker.kwargs.get("timeout", DEFAULT_TIMEOUT)
-    # faulthandler_timeout: a hung child prints its threads' stacks before it is killed
+    # The child needs no hook (CHILD makes it run the test in-process); faulthandler_timeout: a hung child
+    # prints its threads' stacks before it is killed.
     cmd = [sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q", "-rs", "-p", "no:cacheprovider",
-           "-p", "tests.isolation", "-o", "addopts=", "-o", f"faulthandler_timeout={max(1, timeout - 3)}"]
+           "-o", "addopts=", "-o", f"faulthandler_timeout={max(1, timeout - 3)}"]
     alone = f"run alone: {CHILD}=1 python {' '.join(cmd[1:5])}"
     try:
         proc = subprocess.run(cmd, cwd=pyfuncitem.config.rootpath, env=env, capture_output=True, text=True,
