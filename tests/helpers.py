@@ -117,3 +117,18 @@ def save_separable_threshold_model(path, data_root) -> dict:
         "model": {"name": "one_layer_cnn", "width": 1}, "method": {"name": "standard"}})
     save_model(path, separable_threshold_model(), cfg, "final", 0)
     return cfg
+
+
+def dry_run_jobs(wf, *targets) -> dict:
+    """Job counts per rule from the dry run's "Job stats" table ({} when nothing is to be done)."""
+    r = snakemake(wf, "-n", "--cores", "2", *targets)
+    counts, in_table = {}, False
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if line.startswith("Job stats:"):
+            in_table = True
+        elif in_table and parts and parts[0] == "total":
+            break
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts

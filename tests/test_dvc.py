@@ -234,7 +234,7 @@ def built(tmp_path_factory):
 def test_repro_builds_the_smoke_figures_and_a_second_repro_does_nothing(built):
     work, log = built["work"], built["first_repro"]
     assert job_stats(log, "data") == {"prepare_data": 1}, log[-3000:]
-    assert job_stats(log) == {"train_model": 4, "evaluate_model": 8, "collect_results": 1, "plot_fig1": 1}, log[-3000:]
+    assert job_stats(log) == {"train_model": 4, "evaluate_model": 8, "collect_results": 1, "draw_accuracy_figure": 1}, log[-3000:]
     assert (work / TARGET).read_bytes().startswith(b"%PDF")
     assert (work / "results/smoke/fig1.png").read_bytes().startswith(b"\x89PNG")
     # Outputs are DVC's, not git's: only dvc.lock is new to git.
@@ -326,7 +326,7 @@ def test_push_pull_restores_outputs_and_touch_makes_snakemake_up_to_date(built):
         assert tree_hashes(wd, *OUTPUTS) == before
     # Re-rendering the figure needs no training: only the figure rule would run.
     (other / TARGET).unlink()
-    assert planned(other) == {"plot_fig1": 1}
+    assert planned(other) == {"draw_accuracy_figure": 1}
     dvc(other, "checkout", STAGE)  # and DVC puts it back
     assert tree_hashes(other, *OUTPUTS) == before
 
@@ -350,7 +350,7 @@ def test_one_hyperparameter_reruns_only_its_method(built):
     log = out(dvc(work, "repro", STAGE, merge=True))
     assert "Running stage 'data'" not in log and f"Running stage '{STAGE}'" in log, log[-3000:]
     # Job level: Snakemake inside the stage retrained and re-evaluated only the gradalign runs.
-    assert job_stats(log) == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "plot_fig1": 1}, log[-3000:]
+    assert job_stats(log) == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1}, log[-3000:]
     for p, mtime in logs.items():
         assert (p.stat().st_mtime_ns == mtime) == ("/fgsm/" in str(p)), p
     now = tree_hashes(work, "runs/smoke", "results/smoke")

@@ -42,13 +42,15 @@ def test_unknown_model_lists_valid_names():
         build_model("vit", width=4, num_classes=10, in_shape=(3, 32, 32))
 
 
-def test_resnet50_is_torchvisions_with_its_own_normalisation_and_init():
+def test_resnet50_is_torchvisions_with_its_own_normalisation_and_init(tiny_cfg):
     from torchvision.models import resnet50
 
+    from fastadv.config.run_config import TrainConfig
     from fastadv.training.loop import make_model as _model
 
-    cfg = {"data": {"dataset": "imagenet"}, "model": {"name": "resnet50", "width": 64, "normalize": True},
-           "runtime": {"seed": 0}}
+    cfg = TrainConfig.from_dict(tiny_cfg).replace(data={"dataset": "imagenet"},
+                                                  model={"name": "resnet50", "width": 64, "normalize": True},
+                                                  runtime={"seed": 0})
     model = _model(cfg, "cpu")
     ref = resnet50(weights=None)
     assert [k.removeprefix("net.") for k in model.state_dict() if k.startswith("net.")] == list(ref.state_dict())

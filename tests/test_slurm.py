@@ -70,4 +70,36 @@ def test_smoke_pipeline_through_slurm_profile(tmp_path, slurm_cluster):
     assert jobs and all(state == "COMPLETED" for _, _, state in jobs), acct.stdout
     rules = [comment.split("_wildcards_")[0].removeprefix("rule_") for _, comment, _ in jobs]
     assert rules.count("train_model") == 4 and rules.count("evaluate_model") == 8, acct.stdout
-    assert rules.count("collect_results") == 1 and rules.count("plot_fig1") == 1, acct.stdout
+    assert rules.count("collect_results") == 1 and rules.count("draw_accuracy_figure") == 1, acct.stdout
+
+
+@pytest.mark.slurm
+def test_a_two_task_slurm_step_trains_data_parallel(tmp_path, slurm_cluster, synthetic_root):
+    """``srun --ntasks=2 fastadv train …`` in a batch job: each task a rank (the environment comes from SLURM's:
+    fastadv.training.distributed.slurm_environment), rank 0 writes the files, and the run is bit for bit the
+    two-rank run torchrun makes on this machine."""
+    import shlex
+
+    import torch
+
+    from tests.test_distributed import BN_FREE, _args, torchrun
+
+    sets = BN_FREE + ["method.name=gradalign", "method.eps=4"]
+    args = " ".join(shlex.quote(a) for a in _args(tmp_path / "slurm", synthetic_root, sets))
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/bash\nexport OMP_NUM_THREADS=1\nsrun --ntasks=2 --cpus-per-task=1 {BIN}/fastadv {args}\n")
+    env = {**os.environ, **slurm_cluster, "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    env = {k: v for k, v in env.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    r = subprocess.run(["sbatch", "--wait", "--ntasks=2", "--cpus-per-task=1", "--mem=3000", "--account=fastadv",
+                        "--partition=debug", "-o", str(tmp_path / "job.log"), str(script)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{_tail(tmp_path / 'job.log')}"
+    log = (tmp_path / "job.log").read_text()
+    assert log.count("completed: ") == 1, log[-3000:]  # rank 0 alone reports
+    import json
+
+    assert json.loads((tmp_path / "slurm/summary.json").read_text())["distributed"] == {"world_size": 2,
+                                                                                        "backend": "gloo"}
+    torchrun(tmp_path / "torchrun", synthetic_root, sets)
+    a, b = (torch.load(tmp_path / d / "model_final.pt", weights_only=True)["state_dict"] for d in ("slurm", "torchrun"))
+    assert all(torch.equal(a[k], b[k]) for k in b)

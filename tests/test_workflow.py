@@ -8,7 +8,7 @@ import yaml
 
 from fastadv.config.study import Study, json_schema, typed_overrides
 from fastadv.paper.reference import load_published
-from tests.helpers import PARAMS, REPO, copy_workflow, data_source, snakemake, write_separable_dataset
+from tests.helpers import PARAMS, REPO, copy_workflow, data_source, dry_run_jobs, snakemake, write_separable_dataset
 
 
 def test_schema_file_is_generated_from_the_specs():
@@ -32,30 +32,15 @@ SMOKE_TARGETS = ["results/smoke/fig1.pdf", "results/smoke/fig1_curves_eps16.pdf"
                  "results/smoke/grad_alignment.pdf", "results/smoke/runtime.md", "results/smoke/autoattack.md"]
 
 
-def dry_run_jobs(wf, *targets) -> dict:
-    """Job counts per rule from the dry run's "Job stats" table ({} when nothing is to be done)."""
-    r = snakemake(wf, "-n", "--cores", "2", *targets)
-    counts, in_table = {}, False
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if line.startswith("Job stats:"):
-            in_table = True
-        elif in_table and parts and parts[0] == "total":
-            break
-        elif in_table and len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-    return counts
-
-
 def test_unscaled_targets_build_the_configured_scale(tmp_path):
     wf = copy_workflow(tmp_path)
     assert Study.load(PARAMS).scale == "paper"
     jobs = dry_run_jobs(wf, "results/fig1.pdf")
-    assert jobs["select_default_scale"] == 1 and jobs["train_model"] == 480 and jobs["plot_fig1"] == 1
+    assert jobs["select_default_scale"] == 1 and jobs["train_model"] == 480 and jobs["draw_accuracy_figure"] == 1
     r = snakemake(wf, "-n", "--cores", "2", "results/fig1.pdf", "--config", "scale=smoke")
     assert "input: results/smoke/fig1.pdf" in r.stdout
     assert dry_run_jobs(wf, "results/fig1.pdf", "--config", "scale=smoke") == {
-        "prepare_data": 1, "train_model": 4, "evaluate_model": 8, "collect_results": 1, "plot_fig1": 1,
+        "prepare_data": 1, "train_model": 4, "evaluate_model": 8, "collect_results": 1, "draw_accuracy_figure": 1,
         "select_default_scale": 1}
     # Every figure and table has its unscaled target.
     for name in ("figA.pdf", "grad_alignment.pdf", "fig1_curves_eps16.pdf", "runtime.md", "autoattack.md",
@@ -95,7 +80,7 @@ def test_gpu_scale_on_a_cpu_machine_stops_before_the_first_job(tmp_path):
     text = r.stdout + r.stderr
     assert r.returncode != 0
     assert "refusing to start 480 training(s) and 960 evaluation(s) at scale paper" in text, text[-3000:]
-    assert "snakemake --cores 2 --config scale=quick results/fig1.pdf" in text and "allow_cpu=true" in text
+    assert "snakemake --cores 2 results/fig1.pdf --config scale=quick" in text and "allow_cpu=true" in text
     assert not any((wf / d).exists() for d in ("data", "runs", "results", "logs")), "a job ran"
 
 
@@ -118,14 +103,14 @@ def test_paper_fig1_dag_has_every_run_and_evaluation(tmp_path):
     n_runs = len(Study.load(PARAMS).runs("fig1"))
     assert n_runs == 6 * 16 * 5
     assert jobs["train_model"] == n_runs and jobs["evaluate_model"] == 2 * n_runs
-    assert jobs["collect_results"] == 1 and jobs["plot_fig1"] == 1
+    assert jobs["collect_results"] == 1 and jobs["draw_accuracy_figure"] == 1
 
 
 def test_imagenet_experiment_is_wired_to_the_image_folder_manifest_and_resnet50(tmp_path):
     wf = copy_workflow(tmp_path)
     jobs = dry_run_jobs(wf, "results/paper/imagenet.pdf")
     assert jobs == {"prepare_image_folder": 1, "train_model": 9, "evaluate_model": 9, "collect_results": 1,
-                    "plot_fig1": 1}
+                    "draw_accuracy_figure": 1}
     cfg = Study.load(PARAMS).train_config("imagenet", "gradalign", 4.0, 0)
     assert cfg["data"]["dataset"] == "imagenet" and cfg["model"]["name"] == "resnet50"
     assert cfg["model"]["normalize"] and cfg["optim"]["epochs"] == 15
@@ -171,7 +156,7 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
         "gradalign: {method: {name: gradalign, gradalign: {lambda: 0.5}}, optim: {lr_max: 0.3}}"))
     r = snakemake(wf, "-n", "--cores", "2", "results/smoke/fig1.pdf")
     jobs = dry_run_jobs(wf, "results/smoke/fig1.pdf")
-    assert jobs == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "plot_fig1": 1}, r.stdout
+    assert jobs == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1}, r.stdout
     variants = [w for w in r.stdout.splitlines() if "wildcards:" in w and "variant=" in w]
     assert len(variants) == 6 and all("variant=gradalign" in w for w in variants), variants
     # … and executing that plan works: the stale interrupted-run state of the old config is
@@ -189,7 +174,7 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
     override = ["--config", "variants={fgsm: {method: {name: fgsm, fgsm: {alpha: 1.0}}}}"]
     ga_now = {p: p.read_bytes() for p in ga_before}
     assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {
-        "train_model": 2, "evaluate_model": 4, "collect_results": 1, "plot_fig1": 1}
+        "train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1}
     snakemake(wf, "--cores", "2", "results/smoke/fig1.pdf", *override)
     fgsm_runs = sorted(runs.glob("fgsm/*/seed0"))
     assert len(fgsm_runs) == 2
@@ -203,16 +188,16 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
 
 def test_paper_figures_and_tables_of_the_rebuttal_plan_the_right_runs(tmp_path):
     wf = copy_workflow(tmp_path)
-    assert dry_run_jobs(wf, "results/paper/figA.pdf") == {"prepare_data": 1, "train_model": 6, "plot_figA": 1}
+    assert dry_run_jobs(wf, "results/paper/figA.pdf") == {"prepare_data": 1, "train_model": 6, "draw_figure": 1}
     assert dry_run_jobs(wf, "results/paper/table7.md") == {"prepare_data": 1, "train_model": 4 * 2 * 5,
                                                           "evaluate_model": 4 * 2 * 5 * 2, "collect_results": 1,
-                                                          "table_methods": 1}
+                                                          "make_table": 1}
     assert dry_run_jobs(wf, "results/paper/fig8.pdf") == {"prepare_data": 2, "train_model": 480 + 6 * 12 * 5,
                                                          "evaluate_model": 960 + 6 * 12 * 5, "collect_results": 2,
-                                                         "plot_fig8": 1}
+                                                         "draw_figure": 1}
     assert dry_run_jobs(wf, "results/paper/vs_published.md") == {"prepare_data": 1, "train_model": 480,
                                                                 "evaluate_model": 960, "collect_results": 1,
-                                                                "table_vs_published": 1}
+                                                                "make_table": 1}
     svhn = Study.load(PARAMS).train_config("fig1_svhn", "gradalign", 8.0, 0)
     free = Study.load(PARAMS).train_config("fig1_svhn", "free", 8.0, 0)
     assert svhn["data"]["dataset"] == "svhn" and svhn["optim"]["lr_max"] == 0.05 and svhn["optim"]["epochs"] == 15
@@ -224,9 +209,9 @@ def test_section3_targets_plan_the_paper_runs(tmp_path):
     jobs = dry_run_jobs(wf, "results/paper/cnn4.md", "results/paper/cnn4_fig5.pdf", "results/paper/cnn4_fig6.pdf",
                         "results/paper/cnn4_fig7.pdf", "results/paper/cnn4_fig11.pdf", "results/paper/lemma2.md")
     assert jobs == {"prepare_data": 1, "train_model": 4 * 5, "evaluate_model": 4 * 5 * 2, "collect_results": 1,
-                    "table_cnn4": 1, "plot_cnn_filters": 3, "plot_training_metrics": 1, "check_lemma2": 1}
+                    "make_table": 1, "draw_figure": 3 + 1, "check_lemma2": 1}
     assert dry_run_jobs(wf, "results/paper/fig4.pdf") == {"prepare_data": 1, "train_model": 3,
-                                                         "plot_training_metrics": 1}
+                                                         "draw_figure": 1}
     cfg = Study.load(PARAMS).train_config("cnn4", "gradalign", 10.0, 0)
     assert cfg["model"] == {"name": "one_layer_cnn", "width": 4, "normalize": False}
     assert cfg["optim"]["name"] == "adam" and cfg["optim"]["lr_max"] == 0.003 and cfg["optim"]["drop_last"]

@@ -8,6 +8,7 @@ The public API (imported on first use, so ``import fastadv.config.study`` stays 
     x_adv = fastadv.PGD(model, eps=8/255)(x, y)         # attack objects: PGD, FGSM
     fastadv.gradient_alignment(model, x, y, eps=8/255)  # E cos(∇ℓ(x), ∇ℓ(x+η))
     fastadv.grad_align_penalty(model, x, y, eps=8/255)  # differentiable, for your own training loop
+    cfg = fastadv.TrainConfig.from_dict(d)              # a run's config, typed and validated; train(cfg, out)
 """
 from importlib import import_module
 
@@ -17,6 +18,7 @@ _API = {
     "load_model": "training.checkpoint", "load_cifar10": "data.datasets", "robust_accuracy": "evaluation.protocol",
     "gradient_alignment": "training.monitor", "grad_align_penalty": "methods.gradalign",
     "default_lambda": "methods.gradalign",
+    "TrainConfig": "config.run_config", "EvalConfig": "config.run_config", "train": "training.loop",
     "FastAdvError": "errors",
 }
 __all__ = sorted(_API)

@@ -89,8 +89,9 @@ def cmd_train(args) -> int:
     except Preempted as e:
         print(f"fastadv: pre-empted: {e}; rerun the same command to continue", file=sys.stderr)
         return EXIT_PREEMPTED
-    print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
-          f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
+    if os.environ.get("RANK", "0") == "0":  # data-parallel runs: rank 0 speaks for all
+        print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
+              f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
     return 0 if s["status"] == "completed" or args.diverged_ok else 3
 
 
@@ -128,9 +129,16 @@ def cmd_figure(args) -> int:
         study = _study(args)
         names = args.experiment or ["fig1"]
         scale, exp, others = study.scale, study.experiment(names[0]), [study.experiment(n) for n in names[1:]]
-    FIGURES[args.name](FigureJob(args.name, scale, exp, Path(args.out), args.results or [], args.histories, args.eps,
+    FIGURES[args.name](FigureJob(args.name, scale, exp, Path(args.out), args.results, args.histories, args.eps,
                                  args.published, args.data_root, others))
     print(f"{args.name}: {args.out}")
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from fastadv.paper.targets import targets_table
+
+    print(targets_table())
     return 0
 
 
@@ -271,12 +279,12 @@ def _add_run_commands(sub) -> None:
 
 
 def _add_figure_commands(sub) -> None:
-    """figure, fidelity, digitize, copy: tables and figures of the paper."""
+    """figure, targets, fidelity, digitize, copy: tables and figures of the paper."""
+    from fastadv.paper import targets
+
     pf = sub.add_parser("figure", help="render a figure of the paper from a results table")
-    pf.add_argument("name", choices=["fig1", "fig8", "published", "figA", "grad_alignment", "runtime", "autoattack", "table7",
-                                     "vs_published", "metrics", "filter_weights", "filter_norms", "feature_maps",
-                                     "cnn_table"])
-    pf.add_argument("--results", nargs="+", default=None,
+    pf.add_argument("name", choices=targets.renderers(), help="the renderer (`fastadv targets`: which target uses which)")
+    pf.add_argument("--results", nargs="*", default=[],
                     help="tidy results CSV(s) (fastadv collect), one per experiment (fig8: CIFAR-10's, SVHN's)")
     pf.add_argument("--histories", nargs="*", default=[],
                     help="history.csv files (figA, metrics: one per method; filter_*/feature_maps: the run's; "
@@ -294,6 +302,9 @@ def _add_figure_commands(sub) -> None:
                     help="also show the paper's published values (src/fastadv/paper/published_values.yaml): "
                          "faded open squares on fig1, published_* columns in the runtime/autoattack tables")
     pf.set_defaults(func=cmd_figure)
+
+    ptg = sub.add_parser("targets", help="the figures and tables the workflow builds (Markdown table)")
+    ptg.set_defaults(func=cmd_targets)
 
     pfi = sub.add_parser("fidelity", help="effect of each switch of parity with the official code on one model")
     pfi.add_argument("--model", required=True, help="a trained model file (e.g. a quick-scale FGSM model)")

@@ -6,6 +6,7 @@ from snakemake.utils import update_config, validate
 
 from fastadv.config.params import DATASETS, FOLDER_DATASETS
 from fastadv.config.study import Study, typed_overrides, validate_study
+from fastadv.paper import targets
 from fastadv.workflow.schema import schema_file
 
 # Nested --config values arrive as strings (Snakemake reads them with YAML's BaseLoader): give them
@@ -19,20 +20,14 @@ EXPERIMENTS = list(STUDY_DOC["experiments"])
 HISTORY = "runs/{scale}/{experiment}/{variant}/eps{eps}/seed{seed}/history.csv"
 EVAL_RESULT = "results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/{kind}.json"
 
-# Figures drawn like Fig. 1 and runtime tables: output name -> experiment.
-ACCURACY_EXPERIMENTS = [e for e in ("fig1", "methods_comparison", "imagenet") if e in EXPERIMENTS]
-RUNTIME_TABLES = {"runtime": "fig1", "methods_comparison_runtime": "methods_comparison"}
-# Figs. 4 and 11 (statistics at every evaluation): output name -> (experiment, variants drawn; None: all).
-METRICS_FIGURES = {"fig4": ("fig4", None), "cnn4_fig11": ("cnn4", ["fgsm", "gradalign"])}
-# Figs. 5-7 of the single-layer CNN (its FGSM run, first seed): output name -> `fastadv figure` name.
-CNN_FIGURES = {"cnn4_fig5": "filter_weights", "cnn4_fig6": "filter_norms", "cnn4_fig7": "feature_maps"}
+# The paper's figures and tables (fastadv.paper.targets): wildcard constraints of the three rules drawing them.
+FIGURE_TARGETS = targets.name_regex(targets.names("figure", EXPERIMENTS, clean_panel=False))
+ACCURACY_TARGETS = targets.name_regex(targets.names("figure", EXPERIMENTS, clean_panel=True))
+TABLE_TARGETS = targets.name_regex(targets.names("table", EXPERIMENTS))
+CHECK_CAPTIONS = {name: caption for name, (_, caption) in targets.CHECKS.items()}
 
 wildcard_constraints:
     scale="|".join(SCALES),
-    accuracy_experiment="|".join(ACCURACY_EXPERIMENTS),
-    runtime_table="|".join(RUNTIME_TABLES),
-    metrics_figure="|".join(METRICS_FIGURES),
-    cnn_figure="|".join(CNN_FIGURES),
     experiment="|".join(EXPERIMENTS),
     kind="final|best",
     seed=r"\d+",
@@ -54,10 +49,6 @@ def default_targets():
 
 def scaled_result(wildcards):
     return f"results/{SCALE}/{wildcards.name}"
-
-
-def runtime_results(wildcards):
-    return f"results/{wildcards.scale}/{RUNTIME_TABLES[wildcards.runtime_table]}/results.csv"
 
 
 def dataset_file(wildcards):
@@ -90,24 +81,6 @@ def eval_config(wildcards):
     return json.dumps(cfg, sort_keys=True)
 
 
-def experiment_config(experiment=None, others=()):
-    """Input function: the resolved experiment a figure or table is drawn for, with its scale (and the
-    further experiments of a figure that draws several, e.g. Fig. 8: CIFAR-10 and SVHN)."""
-
-    def resolved(wildcards):
-        if experiment:
-            name = experiment
-        elif hasattr(wildcards, "metrics_figure"):
-            name = METRICS_FIGURES[wildcards.metrics_figure][0]
-        else:
-            name = getattr(wildcards, "accuracy_experiment", None) or RUNTIME_TABLES[wildcards.runtime_table]
-        s = study(wildcards.scale)
-        return json.dumps({"scale": wildcards.scale, "experiment": s.experiment(name),
-                           "others": [s.experiment(o) for o in others]}, sort_keys=True)
-
-    return resolved
-
-
 def resource(name):
     return lambda wildcards: study(wildcards.scale).resources(wildcards.experiment)[name]
 
@@ -134,25 +107,6 @@ def run_file(scale, experiment, run, name):
                                                        eps=eps_tag(run["eps"]), seed=run["seed"])
 
 
-def metrics_histories(wildcards):
-    """Histories drawn in Fig. 4 / Fig. 11: the experiment's first ε and seed, the figure's variants."""
-    experiment, variants = METRICS_FIGURES[wildcards.metrics_figure]
-    runs = study(wildcards.scale).runs(experiment)
-    first = runs[0]
-    return [run_file(wildcards.scale, experiment, r, "history.csv") for r in runs
-            if r["eps"] == first["eps"] and r["seed"] == first["seed"] and (variants is None or r["variant"] in variants)]
-
-
-def cnn_run(name):
-    """Input function: file ``name`` of the single-layer CNN's FGSM run of the first seed (Figs. 5-7)."""
-
-    def path(wildcards):
-        run = next(r for r in study(wildcards.scale).runs("cnn4") if r["variant"] == "fgsm")
-        return run_file(wildcards.scale, "cnn4", run, name)
-
-    return path
-
-
 def fidelity_model(wildcards):
     """The final model of fig1's FGSM run at its largest ε and first seed (catastrophically overfitted
     where the scale shows CO): the model the fidelity table measures each switch on."""
@@ -161,18 +115,36 @@ def fidelity_model(wildcards):
     return run_file(wildcards.scale, "fig1", run, "model_final.pt")
 
 
-def histories_of(experiment):
-    """Input function: the history.csv of every run of ``experiment`` at the job's scale
-    (restricted to the job's ``eps`` wildcard and the first seed when it has one)."""
+def target_inputs(wildcards):
+    """Named inputs of a figure or table: the results tables and run histories its target reads, and the
+    other files of the runs it draws (snapshots, summary, the prepared data)."""
+    t, eps = targets.find(wildcards.target)
+    inputs = {"results": [f"results/{wildcards.scale}/{e}/results.csv" for e in t.results], "histories": [],
+              "run_files": []}
+    if t.histories:
+        runs = targets.runs_drawn(t, study(wildcards.scale).runs(t.source), eps)
+        inputs["histories"] = [run_file(wildcards.scale, t.source, r, "history.csv") for r in runs]
+    if t.histories == "fgsm_run":
+        inputs["run_files"] = [run_file(wildcards.scale, t.source, runs[0], name) for name in
+                               ("snapshots.npz", "summary.json")] + [dataset_of(t.source)(wildcards)]
+    return inputs
 
-    def histories(wildcards):
-        runs = study(wildcards.scale).runs(experiment)
-        if hasattr(wildcards, "eps"):
-            first = runs[0]["seed"]
-            runs = [r for r in runs if eps_tag(r["eps"]) == wildcards.eps and r["seed"] == first]
-        return [run_file(wildcards.scale, experiment, r, "history.csv") for r in runs]
 
-    return histories
+def target_field(name):
+    return lambda wildcards: getattr(targets.find(wildcards.target)[0], name)
+
+
+def target_options(wildcards):
+    return " ".join(targets.options(*targets.find(wildcards.target)))
+
+
+def target_experiments(wildcards):
+    """The resolved experiment a figure or table is drawn for, with its scale (and the further experiments of
+    one that draws several, e.g. Fig. 8: CIFAR-10 and SVHN)."""
+    t, _ = targets.find(wildcards.target)
+    s = study(wildcards.scale)
+    return json.dumps({"scale": wildcards.scale, "experiment": s.experiment(t.source),
+                       "others": [s.experiment(o) for o in t.results[1:]]}, sort_keys=True)
 
 
 def dataset_of(experiment):

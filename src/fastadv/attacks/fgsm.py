@@ -4,11 +4,22 @@ from __future__ import annotations
 import torch
 
 from fastadv.attacks.grad import input_grad
+from fastadv.shard import per_example
 
 
 def uniform_delta(x: torch.Tensor, eps: float, gen: torch.Generator | None = None) -> torch.Tensor:
-    """η ~ U[-ε, ε]^d, drawn from ``gen`` (the global RNG when None)."""
-    return torch.empty_like(x).uniform_(-eps, eps, generator=gen)
+    """η ~ U[-ε, ε]^d, drawn from ``gen`` (the global RNG when None); under data parallelism, this rank's rows
+    of the draw for the whole batch (fastadv.shard)."""
+    return per_example(lambda m: rows_like(x, m).uniform_(-eps, eps, generator=gen), len(x))
+
+
+def rows_like(x: torch.Tensor, m: int) -> torch.Tensor:
+    """An uninitialised tensor like ``x`` (dtype, device, memory layout) with ``m`` rows."""
+    if m == len(x):
+        return torch.empty_like(x)
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.empty((m, *x.shape[1:]), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def fgsm_point(x: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float) -> torch.Tensor:

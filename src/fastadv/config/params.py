@@ -95,6 +95,8 @@ TRAIN_SCHEMA: dict = {
         "channels_last": _BOOL,
         "checkpoint_every": _int(min=0),
         "progress": _choice("auto", "always", "never"),
+        "sync_batchnorm": _BOOL,
+        "dist_timeout_s": _int(min=1),
     },
 }
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from fastadv.attacks import pgd_attack
+from fastadv.config.run_config import TrainConfig, as_train_config
 from fastadv.training.checkpoint import load_model, load_model_record
 from fastadv.data.datasets import load_split
 from fastadv.evaluation.protocol import PROTOCOLS
 from fastadv.training.runtime import generator, hardware_stamp, select_device, set_threads
+from fastadv.units import eps_absolute
 
 
 def _sync(device) -> None:
@@ -62,7 +64,7 @@ def bench_eval(model_path, n_points: int = 256, batch_size: int = 1024, threads:
     cfg = load_model_record(model_path)["config"]
     model = load_model(model_path, device)
     x, y = load_split(data_root or cfg["data"]["root"], cfg["data"]["dataset"], "test", device).head(n_points)
-    eps = cfg["method"]["eps"] / 255
+    eps = eps_absolute(cfg["method"]["eps"])
     steps, restarts, alpha = PROTOCOLS["pgd50_10"]
     acc = {}
 
@@ -97,23 +99,20 @@ def bench_eval(model_path, n_points: int = 256, batch_size: int = 1024, threads:
     return row
 
 
-def _step_runner(cfg: dict, name: str, train_set, idx, iterations: int, warmup: int, device):
+def _step_runner(cfg: TrainConfig, name: str, train_set, idx, iterations: int, warmup: int, device):
     """A callable doing ``iterations`` training steps of method ``name`` (after ``warmup`` untimed ones)."""
-    import copy
-
     import torch
 
     from fastadv.methods import StepContext, build_method
     from fastadv.training.runtime import in_layout, memory_layout
     from fastadv.training.loop import make_model, make_optimizer, mixed_precision, train_step
 
-    run = copy.deepcopy(cfg)
-    run["method"]["name"] = name
-    model, method = make_model(run, device), build_method(run["method"], run["data"]["dataset"])
-    channels_last = memory_layout(model, run["runtime"]["channels_last"])["channels_last"]  # as training.loop.Run
+    run = cfg.replace(method={"name": name})
+    model, method = make_model(run, device), build_method(run.method, run.data.dataset)
+    channels_last = memory_layout(model, run.runtime.channels_last)["channels_last"]  # as training.loop.Run
     model = in_layout(model, channels_last)
     opt = make_optimizer(run, model)
-    autocast, scaler = mixed_precision(run["runtime"]["precision"], device)
+    autocast, scaler = mixed_precision(run.runtime.precision, device)
     model.train()
     gen = torch.Generator(device=device).manual_seed(0)
     x, y = train_set.batch(idx, gen)
@@ -121,26 +120,27 @@ def _step_runner(cfg: dict, name: str, train_set, idx, iterations: int, warmup: 
 
     def steps(n=iterations):
         for _ in range(n):
-            train_step(model, opt, method, x, y, StepContext(gen), run["optim"]["lr_max"], autocast, scaler)
+            train_step(model, opt, method, x, y, StepContext(gen), run.optim.lr_max, autocast, scaler)
 
     steps(warmup)
     steps.channels_last = channels_last  # reported beside the timing
     return steps
 
 
-def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int = 3, repeats: int = 3,
-                csv_out: str | None = None) -> list[dict]:
+def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 20, warmup: int = 3,
+                repeats: int = 3, csv_out: str | None = None) -> list[dict]:
     """Seconds per training iteration of each method on the same model, batch and process (attack +
     forward/backward + update, through the training loop's own ``train_step``; no monitoring): samples/s,
     the implied seconds per epoch of ``cfg``'s data, and the ratio to FGSM (the first method when FGSM is
     absent), each as the median [min, max] of ``repeats`` interleaved repeats."""
     import torch
 
-    set_threads(cfg["runtime"]["threads"])
-    device = select_device(cfg["runtime"]["device"])
-    d, bs = cfg["data"], cfg["optim"]["batch_size"]
-    train_set = load_split(d["root"], d["dataset"], "train", device, d["subset"], d["subset_mode"],
-                           cfg["runtime"]["seed"], augment=d["augment"])
+    cfg = as_train_config(cfg)
+    set_threads(cfg.runtime.threads)
+    device = select_device(cfg.runtime.device)
+    d, bs = cfg.data, cfg.optim.batch_size
+    train_set = load_split(d.root, d.dataset, "train", device, d.subset, d.subset_mode, cfg.runtime.seed,
+                           augment=d.augment)
     idx = torch.arange(min(bs, len(train_set)), device=device)
     runners = {m: _step_runner(cfg, m, train_set, idx, iterations, warmup, device) for m in methods}
     seconds = {m: [s / iterations for s in v] for m, v in interleaved(runners, repeats, device).items()}
@@ -154,7 +154,7 @@ def bench_train(cfg: dict, methods: list[str], iterations: int = 20, warmup: int
                      "seconds_max": per_it["max"], "samples_per_s": len(idx) / per_it["median"],
                      "seconds_per_epoch": per_it["median"] * -(-len(train_set) // bs), "ratio_to_fgsm": ratio["median"],
                      "ratio_min": ratio["min"], "ratio_max": ratio["max"], "repeats": repeats,
-                     "model": f"{cfg['model']['name']}-w{cfg['model']['width']}", "batch_size": len(idx),
+                     "model": f"{cfg.model.name}-w{cfg.model.width}", "batch_size": len(idx),
                      "channels_last": runners[m].channels_last,
                      "device": hw["gpu"] or hw["cpu"], "threads": hw["torch_threads"], "torch": hw["torch"]})
     print(f"training step, {rows[0]['model']}, batch {len(idx)}, {rows[0]['device']}, {rows[0]['threads']} threads, "

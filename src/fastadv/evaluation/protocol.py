@@ -18,6 +18,7 @@ too; every random start is a function of (seed, batch), so resuming changes noth
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 
 from fastadv import atomic
 from fastadv.attacks import pgd_attack
+from fastadv.config.run_config import EvalConfig, as_eval_config
 from fastadv.attacks.pgd import pgd_restart_outcomes, restart_rules
 from fastadv.training.checkpoint import load_model, load_model_record
 from fastadv.data.datasets import load_split
@@ -33,13 +35,14 @@ from fastadv.errors import FastAdvError
 from fastadv.methods.registry import method_label
 from fastadv.training.monitor import accuracy
 from fastadv.training.runtime import generator, hardware_stamp, select_device, set_threads
+from fastadv.units import eps_absolute, eps_in_255ths
 
 RESULT_FORMAT = "fastadv-eval-v1"
 STATE_FORMAT = "fastadv-eval-state-v1"
 PROTOCOLS = {
     # name: (steps, restarts, step size as a function of ε)
     "pgd50_10": (50, 10, lambda eps: eps / 4),
-    "wong_pgd50_10": (50, 10, lambda eps: 2 / 255),
+    "wong_pgd50_10": (50, 10, lambda eps: eps_absolute(2)),
 }
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 
@@ -147,64 +150,68 @@ def _autoattack(model, x, y, eps, seed, batch_size, state: _State, device) -> di
             "acc_after": dict(state.data["aa_acc"]), "acc": _fraction(state.data["aa_flags"])}
 
 
-def evaluate(model_path: str | Path, out_path: str | Path, cfg: dict, eps255: float | None = None,
+def evaluate(model_path: str | Path, out_path: str | Path, cfg: EvalConfig | dict, eps255: float | None = None,
              data_root: str | None = None) -> dict:
-    """Evaluate one model file; write the result JSON atomically to ``out_path`` and return it.
-
-    ``cfg``: the ``evaluate`` config section. ``eps255``: ε in /255 (default: training ε).
-    ``data_root``: where the prepared data are (default: the training run's ``data.root``).
-    """
+    """Evaluate one model file; write the result JSON atomically to ``out_path`` and return it. ``cfg``: the
+    ``evaluate`` section (a dict is validated and typed here). ``eps255``: ε in units of 1/255, as the command
+    line takes it (default: the training ε). ``data_root``: the prepared data (default: the run's data.root)."""
     t_start = time.perf_counter()
-    set_threads(cfg["threads"])
-    device = select_device(cfg["device"])
+    cfg = as_eval_config(cfg)
+    set_threads(cfg.threads)
+    device = select_device(cfg.device)
     record = load_model_record(model_path)
     model = load_model(model_path, device)
-    run_cfg = record["config"]
+    run_cfg = record["config"]  # as the model file stores it (any version's): read only what evaluation needs
     eps255 = run_cfg["method"]["eps"] if eps255 is None else eps255
     if not 0 < eps255 <= 128:
         raise FastAdvError(f"evaluation eps {eps255!r} out of range; valid: (0, 128] (units of 1/255)")
-    eps = eps255 / 255
-    dataset = run_cfg["data"]["dataset"]
-    test = load_split(data_root or run_cfg["data"]["root"], dataset, "test", device)
-    n = len(test) if cfg["n_points"] is None else min(cfg["n_points"], len(test))
+    eps = eps_absolute(eps255)
+    test = load_split(data_root or run_cfg["data"]["root"], run_cfg["data"]["dataset"], "test", device)
+    n = len(test) if cfg.n_points is None else min(cfg.n_points, len(test))
     x, y = test.head(n)
     out_path = Path(out_path)
-    key = {"model": str(Path(model_path).resolve()), "eps": eps255, "n": n, "protocol": cfg["protocol"],
-           "seed": cfg["seed"], "autoattack": cfg["autoattack"], "restart_rule": cfg["restart_rule"]}
+    key = {"model": str(Path(model_path).resolve()), "eps": eps255, "n": n, "protocol": cfg.protocol,
+           "seed": cfg.seed, "autoattack": cfg.autoattack, "restart_rule": cfg.restart_rule}
     state = _State(out_path.with_name(out_path.name + ".state.pt"), key)
 
     seconds = {}
-    t = time.perf_counter()
-    clean_full = split_accuracy(model, test, cfg["batch_size"]) if cfg["full_clean"] else None
-    clean = accuracy(model, x, y, cfg["batch_size"])
-    seconds["clean"] = time.perf_counter() - t
-    t = time.perf_counter()
-    robust = robust_flags(model, x, y, eps, cfg["protocol"], cfg["batch_size"], cfg["seed"], device,
-                         state.data["pgd"], state.save, cfg["restart_rule"])
-    seconds["pgd"] = time.perf_counter() - t
-    steps, restarts, alpha = PROTOCOLS[cfg["protocol"]]
+    with _timed(seconds, "clean"):
+        clean_full = split_accuracy(model, test, cfg.batch_size) if cfg.full_clean else None
+        clean = accuracy(model, x, y, cfg.batch_size)
+    with _timed(seconds, "pgd"):
+        robust = robust_flags(model, x, y, eps, cfg.protocol, cfg.batch_size, cfg.seed, device, state.data["pgd"],
+                              state.save, cfg.restart_rule)
     aa = None
-    if cfg["autoattack"]:
-        t = time.perf_counter()
-        aa = _autoattack(model, x, y, eps, cfg["seed"], cfg["autoattack_batch_size"], state, device)
-        seconds["autoattack"] = time.perf_counter() - t
+    if cfg.autoattack:
+        with _timed(seconds, "autoattack"):
+            aa = _autoattack(model, x, y, eps, cfg.seed, cfg.autoattack_batch_size, state, device)
     seconds["total"] = time.perf_counter() - t_start
     result = {
-        "format": RESULT_FORMAT,
-        "model_path": str(model_path), "model_kind": record["kind"], "model_epoch": record["epoch"],
-        "dataset": dataset, "method": run_cfg["method"]["name"], "method_label": method_label(run_cfg["method"], run_cfg["model"]),
-        "train_eps": run_cfg["method"]["eps"], "eps": eps255, "train_seed": run_cfg["runtime"]["seed"],
-        "eval_seed": cfg["seed"], "n_points": n, "points": f"first {n} test images",
-        "clean_acc_full": clean_full, "clean_acc": clean,
-        "pgd": {"protocol": cfg["protocol"], "steps": steps, "restarts": restarts, "alpha": alpha(eps) * 255,
-                "acc": _fraction(robust["worst_case"]), "restart_rule": cfg["restart_rule"],
-                "acc_max_loss": _fraction(robust["max_loss"]) if "max_loss" in robust else None},
-        "autoattack": aa, "seconds": seconds, "hardware": hardware_stamp(device), "train_config": run_cfg,
-        "eval_config": cfg,
+        "format": RESULT_FORMAT, "model_path": str(model_path), "model_kind": record["kind"],
+        "model_epoch": record["epoch"], "dataset": run_cfg["data"]["dataset"], "method": run_cfg["method"]["name"],
+        "method_label": method_label(run_cfg["method"], run_cfg["model"]), "train_eps": run_cfg["method"]["eps"],
+        "eps": eps255, "train_seed": run_cfg["runtime"]["seed"], "eval_seed": cfg.seed, "n_points": n,
+        "points": f"first {n} test images", "clean_acc_full": clean_full, "clean_acc": clean,
+        "pgd": _pgd_result(cfg, eps, robust), "autoattack": aa, "seconds": seconds,
+        "hardware": hardware_stamp(device), "train_config": run_cfg, "eval_config": cfg.to_dict(),
     }
     atomic.write_json(out_path, result)
     state.remove()
     return result
+
+
+@contextmanager
+def _timed(seconds: dict, key: str):
+    t = time.perf_counter()
+    yield
+    seconds[key] = time.perf_counter() - t
+
+
+def _pgd_result(cfg: EvalConfig, eps: float, robust: dict) -> dict:
+    steps, restarts, alpha = PROTOCOLS[cfg.protocol]
+    return {"protocol": cfg.protocol, "steps": steps, "restarts": restarts, "alpha": eps_in_255ths(alpha(eps)),
+            "acc": _fraction(robust["worst_case"]), "restart_rule": cfg.restart_rule,
+            "acc_max_loss": _fraction(robust["max_loss"]) if "max_loss" in robust else None}
 
 
 def split_accuracy(model, split, batch_size: int) -> float:

@@ -4,17 +4,26 @@ here is found without being listed; another installed package adds methods throu
 ``fastadv.methods``. Torch-free to import: the classes load torch at their first step (fastadv.lazy)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Mapping
+
 from fastadv.methods.base import Method, StepContext, StepOutput
 from fastadv.methods.gradalign import default_lambda, grad_align_penalty
 from fastadv.methods.registry import MethodSpec, Param, method_class, register, specs
+from fastadv.units import eps_absolute
 
 
-def build_method(method_cfg: dict, dataset: str) -> Method:
-    """From the ``train.method`` config section (ε there is in /255)."""
-    name = method_cfg["name"]
-    method = method_class(name)(method_cfg["eps"] / 255.0, method_cfg.get(name, {}), dataset)
-    method.clamp_in_graph = method_cfg.get("clamp_in_graph", False)
-    method.extra_clean_forward = method_cfg.get("extra_clean_forward", False)
+def build_method(method_cfg, dataset: str) -> Method:
+    """From the ``train.method`` section: a :class:`fastadv.config.run_config.MethodConfig`, or a mapping
+    written as in params files (ε in units of 1/255; a parity switch left out is off)."""
+    m = method_cfg
+    if isinstance(m, Mapping):
+        m = SimpleNamespace(name=m["name"], eps_abs=eps_absolute(m["eps"]), params=m.get(m["name"], {}),
+                            clamp_in_graph=m.get("clamp_in_graph", False),
+                            extra_clean_forward=m.get("extra_clean_forward", False))
+    method = method_class(m.name)(m.eps_abs, m.params, dataset)
+    method.clamp_in_graph = m.clamp_in_graph
+    method.extra_clean_forward = m.extra_clean_forward
     return method
 
 

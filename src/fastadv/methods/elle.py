@@ -14,6 +14,8 @@ from __future__ import annotations
 from fastadv.lazy import deferred, lazy
 from fastadv.methods.base import Method, StepOutput
 from fastadv.methods.registry import MethodSpec, Param
+from fastadv.shard import per_example
+from fastadv.units import eps_in_255ths
 
 # imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
 torch = lazy("torch")
@@ -34,6 +36,7 @@ SPEC = MethodSpec(
     passes=5,  # measured 2.5× FGSM at the quick scale
     labels=(({"model.name": "preact_resnet18_wong"}, "elle_original"),),
     styles={"elle": ("ELLE", "#bcbd22"), "elle_original": ("ELLE (its own setup)", "#c7c78a")},
+    data_parallel=True,
 )
 
 
@@ -43,7 +46,7 @@ def local_linearity_error(model, x, y, eps: float, gen: torch.Generator | None =
     triplet each (differentiable; the batch mean is ELLE's penalty)."""
     xa = x + uniform_delta(x, eps, gen)
     xb = x + uniform_delta(x, eps, gen)
-    a = torch.rand(x.shape[0], device=x.device, dtype=x.dtype, generator=gen)
+    a = per_example(lambda m: torch.rand(m, device=x.device, dtype=x.dtype, generator=gen), x.shape[0])
     a_img = a.view(-1, *([1] * (x.dim() - 1)))
     xc = (1 - a_img) * xa + a_img * xb
     losses = loss_fn(model(torch.cat([xa, xb, xc])), torch.cat([y, y, y]))
@@ -63,7 +66,7 @@ class ELLE(Method):
     def __init__(self, eps, params, dataset):
         super().__init__(eps, params, dataset)
         lam = params["lambda"]
-        self.lam = default_elle_lambda(eps * 255) if lam is None else float(lam)
+        self.lam = default_elle_lambda(eps_in_255ths(eps)) if lam is None else float(lam)
 
     def weight(self, error: torch.Tensor) -> float:
         """λ for this step (ELLE-A adapts it to ``error``, the batch's LLE)."""

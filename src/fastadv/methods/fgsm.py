@@ -14,6 +14,7 @@ SPEC = MethodSpec(
     },
     passes=2,
     styles={"fgsm": ("FGSM", "#d62728")},
+    data_parallel=True,
 )
 
 

@@ -14,6 +14,7 @@ SPEC = MethodSpec(
     },
     passes=2,
     styles={"fgsm_rs": ("FGSM-RS", "#ff7f0e")},
+    data_parallel=True,
 )
 
 

@@ -16,6 +16,7 @@ from fastadv.errors import FastAdvError
 from fastadv.lazy import deferred, lazy
 from fastadv.methods.base import Method, StepOutput
 from fastadv.methods.registry import MethodSpec, Param
+from fastadv.units import eps_in_255ths
 
 # imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
 torch = lazy("torch")
@@ -34,6 +35,7 @@ SPEC = MethodSpec(
     },
     passes=7.3,  # ≈ 7.3 passes: the measured GradAlign/FGSM step ratio (3.3-4.0× at the paper scale) × FGSM's 2
     styles={"gradalign": ("FGSM+GradAlign", "#2ca02c")},
+    data_parallel=True,
 )
 
 
@@ -89,7 +91,7 @@ class GradAlign(Method):
     def __init__(self, eps, params, dataset):
         super().__init__(eps, params, dataset)
         lam = params["lambda"]
-        self.lam = default_lambda(dataset, eps * 255) if lam is None else float(lam)
+        self.lam = default_lambda(dataset, eps_in_255ths(eps)) if lam is None else float(lam)
         if not math.isfinite(self.lam):
             raise FastAdvError(f"GradAlign λ must be finite, got {self.lam!r}")
 

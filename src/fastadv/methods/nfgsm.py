@@ -17,6 +17,7 @@ SPEC = MethodSpec(
     passes=2,
     labels=(({"model.name": "preact_resnet18_wong"}, "nfgsm_original"),),
     styles={"nfgsm": ("N-FGSM", "#e377c2"), "nfgsm_original": ("N-FGSM (its own setup)", "#f7b6d2")},
+    data_parallel=True,
 )
 
 

@@ -20,6 +20,7 @@ SPEC = MethodSpec(
     passes_param="steps",
     labels=(({}, "pgd{steps}"),),
     styles={"pgd2": ("PGD-2", "#1f77b4"), "pgd10": ("PGD-10", "#9467bd")},
+    data_parallel=True,
 )
 
 

@@ -63,6 +63,10 @@ class MethodSpec:
     run in tables and figures (a condition maps dotted keys of the run's ``method``/``model`` config to
     values, ``{}`` always holds; a label may name the method's parameters: ``"pgd{steps}"``); else the name.
     ``styles``: display name and colour of each label in figures.
+    ``data_parallel``: the method may train on several ranks (fastadv.training.distributed): its loss is a
+    mean of per-example terms, so DDP's average of the shards' gradients is the whole batch's — nothing is
+    computed from the batch as a whole (a batch-mean gradient's size, an adaptive λ) and no gradient is
+    added outside ``backward()``. Off unless declared.
     """
 
     name: str
@@ -73,6 +77,7 @@ class MethodSpec:
     passes_param: str | None = None
     labels: tuple = ()
     styles: dict = field(default_factory=dict)
+    data_parallel: bool = False
 
     def __post_init__(self):
         if not self.name.isidentifier():

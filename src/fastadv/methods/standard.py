@@ -8,6 +8,7 @@ SPEC = MethodSpec(
     impl="fastadv.methods.standard:Standard",
     passes=1,
     styles={"standard": ("Standard", "#7f7f7f")},
+    data_parallel=True,
 )
 
 

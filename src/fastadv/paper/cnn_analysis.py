@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from fastadv.errors import FastAdvError
 from fastadv.paper.figures import _plt, save_figure
+from fastadv.units import eps_in_255ths
 
 GREEN = 1  # RGB channel index shown in Fig. 5
 
@@ -136,7 +137,7 @@ def feature_maps_figure(run: dict, image: torch.Tensor, eps: float, out_pdf, sca
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"pre-activation feature maps at epoch {after}, ε = {eps * 255:g}/255 ({scale} scale)", fontsize=8)
+    fig.suptitle(f"pre-activation feature maps at epoch {after}, ε = {eps_in_255ths(eps):g}/255 ({scale} scale)", fontsize=8)
     save_figure(fig, out_pdf)
     plt.close(fig)
     return pd.DataFrame(drawn)

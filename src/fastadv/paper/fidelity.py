@@ -21,6 +21,7 @@ from fastadv.training.checkpoint import load_model, load_model_record
 from fastadv.data.datasets import load_split
 from fastadv.evaluation.protocol import robust_flags
 from fastadv.methods import StepContext, build_method, default_lambda, grad_align_penalty
+from fastadv.units import eps_absolute
 
 
 def _param_grad(model, loss) -> torch.Tensor:
@@ -137,7 +138,7 @@ def fidelity_report(model_path: str | Path, data_root: str | None = None, n_poin
     (training-time switches) or ``eval_points`` test images (the restart rule)."""
     cfg = load_model_record(model_path)["config"]
     dataset, eps255 = cfg["data"]["dataset"], cfg["method"]["eps"]
-    eps = eps255 / 255
+    eps = eps_absolute(eps255)
     model = load_model(model_path)
     root = data_root or cfg["data"]["root"]
     x, y = load_split(root, dataset, "train", "cpu").head(n_points)

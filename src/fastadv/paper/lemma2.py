@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from fastadv.models import build_model, init_weights
 from fastadv.training.runtime import derived_seed
+from fastadv.units import eps_absolute
 
 PATCH_PIXELS = 27          # p: a 3×3 patch of an RGB image
 EPS_GRID = (2, 4, 8, 12, 16)  # ε in /255 (the paper's range)
@@ -74,9 +75,9 @@ def lemma2_table(eps_grid=EPS_GRID, widths=WIDTHS, samples: int = BOUND_SAMPLES,
     measured − bound in units of the combined standard error."""
     rows = []
     for e in eps_grid:
-        bound, bound_se = alignment_bound(e / 255, samples=samples, seed=seed)
+        bound, bound_se = alignment_bound(eps_absolute(e), samples=samples, seed=seed)
         for m in widths:
-            mean, se = measured_alignment(e / 255, m, images, inits, seed)
+            mean, se = measured_alignment(eps_absolute(e), m, images, inits, seed)
             combined = math.hypot(se, bound_se)
             rows.append({"eps": e, "filters": m, "bound": bound, "bound_se": bound_se, "measured": mean,
                          "measured_se": se, "margin_in_se": (mean - bound) / combined if combined else math.inf})

@@ -10,6 +10,7 @@ import pandas as pd
 from fastadv import atomic
 from fastadv.paper import figures as F
 from fastadv.errors import FastAdvError
+from fastadv.units import eps_absolute
 
 
 @dataclass
@@ -80,7 +81,7 @@ def draw_grad_alignment(job: FigureJob) -> None:
 def draw_runtime(job: FigureJob) -> None:
     df = job.table()
     F.write_table(F.runtime_table(df, job.published_values(), job.experiment["dataset"]), job.out,
-                  f"Training time per run and ratio to FGSM ({job.hardware(df)}).")
+                  f"Training time per run and ratio to FGSM ({job.hardware(df)}).", latex=True)
 
 
 def draw_autoattack(job: FigureJob) -> None:
@@ -115,7 +116,7 @@ def draw_vs_published(job: FigureJob) -> None:
              + ("The paper's setting: the difference is the reproduction gap." if job.scale == "paper" else
                 f"At the {job.scale} scale (smaller data, model, schedule) the numbers are expected to differ: "
                 "compare trends, not values."))
-    F.write_table(F.vs_published_table(df, load_published(), job.experiment["dataset"]), job.out, title)
+    F.write_table(F.vs_published_table(df, load_published(), job.experiment["dataset"]), job.out, title, latex=True)
 
 
 def draw_published(job: FigureJob) -> None:
@@ -153,7 +154,7 @@ def draw_feature_maps(job: FigureJob) -> None:
     run = load_run(job.run_dir())
     cfg = run["summary"]["config"]
     x, _ = load_split(job.data_root or cfg["data"]["root"], cfg["data"]["dataset"], "test", "cpu").head(1)
-    job.save_data(feature_maps_figure(run, x[0], cfg["method"]["eps"] / 255, job.out, job.scale))
+    job.save_data(feature_maps_figure(run, x[0], eps_absolute(cfg["method"]["eps"]), job.out, job.scale))
 
 
 def draw_cnn_table(job: FigureJob) -> None:
@@ -168,7 +169,8 @@ def draw_cnn_table(job: FigureJob) -> None:
                   f"iteration (none: no CO), clean / PGD-50-10 accuracy (%) of the final and the early-stopped model "
                   f"on {int(df['n_points'].iloc[0])} test points, the filter whose norm grows most across CO and the "
                   f"growth of its outgoing weights' norm from CO to the end ({job.hardware(df)}). "
-                  "Paper (Fig. 11, one FGSM run): CO around epoch 6, FGSM accuracy ≈ 45 % after it, PGD ≈ 18 % before.")
+                  "Paper (Fig. 11, one FGSM run): CO around epoch 6, FGSM accuracy ≈ 45 % after it, PGD ≈ 18 % before.",
+                  latex=True)
 
 
 FIGURES = {

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from fastadv import atomic
+from fastadv.config.run_config import TrainConfig, as_train_config
 from fastadv.data.datasets import info
 from fastadv.errors import FastAdvError
 from fastadv.models import build_model
@@ -39,11 +40,10 @@ def load_weights_only(path: str | Path, expect_format: str) -> dict:
     return obj
 
 
-def model_spec(cfg: dict) -> dict:
+def model_spec(cfg: TrainConfig) -> dict:
     """The architecture part of a train config, stored with every model file."""
-    d = info(cfg["data"]["dataset"])
-    norm = cfg["model"]["normalize"]
-    return {"name": cfg["model"]["name"], "width": cfg["model"]["width"], "num_classes": d.num_classes,
+    d, norm = info(cfg.data.dataset), cfg.model.normalize
+    return {"name": cfg.model.name, "width": cfg.model.width, "num_classes": d.num_classes,
             "in_shape": list(d.shape), "mean": list(d.mean) if norm else None, "std": list(d.std) if norm else None}
 
 
@@ -52,10 +52,11 @@ def model_from_spec(spec: dict) -> torch.nn.Module:
                        in_shape=tuple(spec["in_shape"]), mean=spec["mean"], std=spec["std"])
 
 
-def save_model(path, model, cfg: dict, kind: str, epoch: int) -> None:
+def save_model(path, model, cfg: TrainConfig | dict, kind: str, epoch: int) -> None:
+    cfg = as_train_config(cfg)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     atomic.save_torch(path, {"format": MODEL_FORMAT, "spec": model_spec(cfg), "state_dict": state,
-                             "config": cfg, "kind": kind, "epoch": epoch})
+                             "config": cfg.to_dict(), "kind": kind, "epoch": epoch})
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:

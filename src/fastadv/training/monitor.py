@@ -133,26 +133,32 @@ class Monitor:
     iterations, eval mode): on the first ``test_points`` test images, and PGD-10 accuracy on the first
     ``train_points`` training images (the early-stopping criterion); the CO flags over the history."""
 
-    def __init__(self, cfg_monitor: dict, test_points: tuple, train_points: tuple):
-        self.cfg, self.test_points, self.train_points = cfg_monitor, test_points, train_points
+    def __init__(self, cfg: "MonitorConfig", test_points: tuple, train_points: tuple):  # noqa: F821 (config.run_config)
+        self.cfg, self.test_points, self.train_points = cfg, test_points, train_points
 
     def evaluate(self, model, eps: float, gen: torch.Generator) -> dict:
-        """The statistics' columns of a history row (``model`` is left in eval mode)."""
+        """The statistics' columns of a history row (``model`` is left in eval mode; ``eps`` absolute)."""
         m = self.cfg
         model.eval()
-        stats = statistics(model, *self.test_points, eps, m["pgd_steps"], gen, m["batch_size"])
+        stats = statistics(model, *self.test_points, eps, m.pgd_steps, gen, m.batch_size)
         row = {f"test_{k}" if k != "grad_alignment" else k: v for k, v in stats.items()}
-        row["train_pgd_acc"] = pgd_accuracy(model, *self.train_points, eps, eps / 4, m["pgd_steps"], gen=gen,
-                                            batch_size=m["batch_size"])
+        row["train_pgd_acc"] = pgd_accuracy(model, *self.train_points, eps, eps / 4, m.pgd_steps, gen=gen,
+                                            batch_size=m.batch_size)
         row.update(getattr(model, "diagnostics", dict)())
         return row
 
     def flag(self, history: list[dict]) -> None:
         """Sets every row's ``co`` from the whole history (:func:`flag_co`)."""
         flags = flag_co([r["test_pgd_acc"] for r in history], [r["test_fgsm_acc"] for r in history],
-                        self.cfg["co_pgd_ratio"], self.cfg["co_min_gap"])
+                        self.cfg.co_pgd_ratio, self.cfg.co_min_gap)
         for r, f in zip(history, flags):
             r["co"] = bool(f)
+
+    @staticmethod
+    def improves(row: dict, best: dict) -> bool:
+        """The early-stopping choice: a row becomes the best model when its PGD accuracy on the fixed training
+        points beats every earlier row's (strictly: on a tie the earlier model stays)."""
+        return row["train_pgd_acc"] > best["acc"]
 
     @staticmethod
     def describe(row: dict) -> str:

@@ -65,5 +65,5 @@ def cpu_refusal(jobs: list[tuple[str, dict]], study_of, cuda: bool, allow_cpu: b
             f"{', '.join(scales)} (it asks for GPUs: resources.gpu > 0) without a CUDA device: on this machine's "
             f"CPU that is roughly {train_hours:,.0f} h of training and up to {eval_hours:,.0f} h of evaluation "
             f"(at {CPU_SECONDS_PER_PASS} s per forward/backward pass of PreActResNet-18 on a 128-image batch, "
-            "measured on 2 CPU cores). The CPU demo: snakemake --cores 2 --config scale=quick results/fig1.pdf; "
+            "measured on 2 CPU cores). The CPU demo: snakemake --cores 2 results/fig1.pdf --config scale=quick; "
             "to run this anyway: add --config allow_cpu=true")
