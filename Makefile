@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FASTADV_DATA_SOURCE ?= $(if $(wildcard ../shared/data/cifar10.npz),$(abspath ../shared/data),download)
 export FASTADV_DATA_SOURCE
 
-.PHONY: setup test test-fast demo smoke pull clean
+.PHONY: setup test test-fast demo smoke pull clean gpu-check
 
 $(BIN)/fastadv: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ SCALE := $(shell sed -n 's/^scale: *\([A-Za-z0-9_-]*\).*/\1/p' params.yaml)
 pull: setup
 	$(BIN)/dvc pull --with-deps figures
 	$(SNAKEMAKE) --touch results/$(SCALE)/fig1.pdf
+
+# On a machine with a GPU: precision, speed and one-epoch checks at the paper scale (README, Performance).
+gpu-check: setup
+	$(SNAKEMAKE) data/cifar10.npz
+	$(BIN)/fastadv gpu-check --out results/gpu_check
 
 clean:
 	rm -rf runs results logs .snakemake

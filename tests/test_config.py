@@ -62,7 +62,7 @@ def test_set_values_are_yaml_never_code():
 def test_resolved_config_is_used_as_it_is_and_excludes_other_sources(capsys):
     """What the workflow passes (`--resolved`) is the config the command uses and shows; --set still applies."""
     cfg = Study.load(PARAMS, "smoke").train_config("fig1", "gradalign", 16.0, 3)
-    assert main(["config", "--resolved", json.dumps(cfg), "--set", "optim.epochs=5"]) == 0
+    assert main(["config", "--all", "--resolved", json.dumps(cfg), "--set", "optim.epochs=5"]) == 0
     assert yaml.safe_load(capsys.readouterr().out) == deep_merge(cfg, {"optim": {"epochs": 5}})
     assert main(["config", "--resolved", json.dumps(cfg), "--scale", "quick"]) == 2
     assert "--resolved is the whole config; drop --scale" in capsys.readouterr().err
@@ -136,10 +136,10 @@ def test_defaults_ship_in_the_package_and_a_local_params_file_wins(tmp_path, mon
     import sys
 
     monkeypatch.chdir(tmp_path)  # no params.yaml here: the packaged defaults (= the repository's file)
-    assert main(["config", "--scale", "quick"]) == 0
+    assert main(["config", "--all", "--scale", "quick"]) == 0
     assert yaml.safe_load(capsys.readouterr().out) == Study.load(PARAMS, "quick").train_config()
     (tmp_path / "params.yaml").write_text(PARAMS.read_text().replace("    epochs: 30 ", "    epochs: 7 "))
-    assert main(["config"]) == 0
+    assert main(["config", "--all"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["optim"]["epochs"] == 7
     # An installed package (not this checkout) carries the file itself, not a link.
     r = subprocess.run([sys.executable, "-c", "from importlib import resources; "

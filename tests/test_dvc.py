@@ -158,14 +158,15 @@ def test_one_stage_for_the_configured_scale_calling_the_snakemake_target(tmp_pat
     assert sorted(line.split()[0] for line in stages.splitlines()) == ["data", "figures"]
     assert "runs/smoke, results/smoke" in stages and "paper" not in stages, stages
     figures = dvc_yaml()["stages"]["figures"]
-    assert figures["cmd"] == "snakemake --cores all results/${scale}/fig1.pdf"
+    assert figures["cmd"] == 'PATH="$PWD/.venv/bin:$PATH" snakemake --cores all results/${scale}/fig1.pdf'
     outs = {k: v for o in figures["outs"] for k, v in o.items()}
     assert outs == {"runs/${scale}": {"persist": True}, "results/${scale}": {"persist": True}}
-    assert {"Snakefile", "workflow", "src/fastadv", "data/cifar10.npz"} <= set(figures["deps"])
-    # A bare `dvc repro` reproduces the configured scale only (the dry run needs the data file to exist).
-    (project / "data/cifar10.npz").write_bytes(b"placeholder")
+    assert {"Snakefile", "workflow", "src/fastadv", "data"} <= set(figures["deps"])
+    # A bare `dvc repro` reproduces the configured scale only; its dry run works on a fresh clone (no data yet).
+    assert not (project / "data/cifar10.npz").exists()
     dry = out(dvc(project, "repro", "--dry", merge=True))
     assert "snakemake --cores all results/smoke/fig1.pdf" in dry and "results/paper" not in dry, dry
+    assert dry.index("Running stage 'data'") < dry.index("Running stage 'figures'"), dry
 
 
 def test_params_are_keys_of_params_yaml_and_no_value_is_repeated():
@@ -196,6 +197,22 @@ def test_cache_links_instead_of_copying_and_no_remote_by_default():
     cfg.read(REPO / ".dvc/config")
     assert cfg["cache"]["type"].strip('"') == "hardlink,symlink"
     assert not any(s.startswith("'remote") or s.startswith("remote") for s in cfg.sections())
+
+
+def test_stages_find_the_project_tools_without_an_activated_environment(tmp_path):
+    """`.venv/bin/dvc repro` with .venv/bin not on PATH (a fresh shell after `make setup`): the stage's
+    snakemake and the jobs' fastadv are the project's."""
+    if data_source() is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    project = make_project(tmp_path / "p")
+    sh(project, "git", "init", "-q")
+    (project / ".venv").symlink_to(REPO / ".venv")
+    bare = {**env(), "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                             if Path(p).resolve() != Path(BIN).resolve())}
+    assert shutil.which("snakemake", path=bare["PATH"]) is None and shutil.which("fastadv", path=bare["PATH"]) is None
+    r = subprocess.run([DVC, "repro", "data"], cwd=project, env=bare, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (project / "data/cifar10.npz").is_file()
 
 
 def test_bytecode_does_not_change_the_source_dependency(tmp_path):

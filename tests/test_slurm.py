@@ -54,8 +54,9 @@ def test_smoke_pipeline_through_slurm_profile(tmp_path, slurm_cluster):
     copy_workflow(wf)
     env = {**os.environ, **slurm_cluster, "PATH": BIN + os.pathsep + os.environ["PATH"],
            "FASTADV_DATA_SOURCE": str(src)}
-    # The profile unchanged (account "fastadv", partition "debug" exist on the test cluster);
-    # only the plugin's first status check comes sooner than its default 40 s.
+    # The profile unchanged: it names no account or partition, so the plugin must find root's account on
+    # the test cluster (sacctmgr) and sbatch the default partition; only the plugin's first status check
+    # comes sooner than its default 40 s.
     r = subprocess.run(
         [f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm",
          "--slurm-init-seconds-before-status-checks", "5", "results/smoke/fig1.pdf"],

@@ -84,6 +84,16 @@ def cmd_train(args) -> int:
     from fastadv.training.loop import EXIT_PREEMPTED, Preempted, train
 
     cfg = _config(args, "train")
+    if args.resolved is None:  # the workflow's jobs were checked when it planned them
+        import torch
+
+        from fastadv.workflow.guard import train_refusal
+
+        study = _study(args)
+        refusal = train_refusal(cfg, study.scale, study.resources(args.experiment)["gpu"], torch.cuda.is_available(),
+                                args.allow_cpu or study.doc["allow_cpu"], _folder_images(cfg["data"]))
+        if refusal:
+            raise FastAdvError(refusal)
     try:
         s = train(cfg, args.out, restart_if_changed=args.restart_if_changed)
     except Preempted as e:
@@ -93,6 +103,20 @@ def cmd_train(args) -> int:
         print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
               f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
     return 0 if s["status"] == "completed" or args.diverged_ok else 3
+
+
+def _folder_images(data: dict) -> int | None:
+    """Training images of a prepared image folder (its manifest), None for the other datasets or unprepared."""
+    from fastadv.config.params import FOLDER_DATASETS
+
+    if data["dataset"] not in FOLDER_DATASETS:
+        return None
+    from fastadv.data.image_folder import load_manifest
+
+    try:
+        return len(load_manifest(data["root"], data["dataset"])["splits"]["train"])
+    except FastAdvError:
+        return None  # training will say what is missing
 
 
 def cmd_evaluate(args) -> int:
@@ -231,10 +255,32 @@ def cmd_bench_train(args) -> int:
     return 0
 
 
+def cmd_gpu_check(args) -> int:
+    import torch
+
+    from fastadv.evaluation.gpu_check import gpu_check
+
+    if not torch.cuda.is_available() and args.scale is None and args.resolved is None:
+        raise FastAdvError("no CUDA device here: gpu-check is for a machine with one (make gpu-check there); "
+                           "`fastadv gpu-check --scale smoke --out DIR` runs the same checks at a tiny size on this CPU")
+    report = gpu_check(_config(args, "train"), args.out, iterations=args.iterations, repeats=args.repeats)
+    for c in report["checks"]:
+        print(f"{c['check']:<10} {c['status']}{'' if report['cuda'] or not c['about_cuda'] else ' (CPU: says nothing about CUDA)'}")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0 if all(c["status"] != "FAIL" for c in report["checks"]) else 1
+
+
 def cmd_show_config(args) -> int:
     import yaml
 
     cfg = _config(args, "train")
+    if not args.all:  # the run's effective values: the chosen method's block only, nulls resolved
+        from fastadv.methods import build_method
+
+        m = cfg["method"]
+        used = build_method(m, cfg["data"]["dataset"]).effective_params()
+        switches = {k: v for k, v in m.items() if not isinstance(v, dict) and k not in ("name", "eps")}
+        cfg = {**cfg, "method": {"name": m["name"], "eps": m["eps"], **({m["name"]: used} if used else {}), **switches}}
     print(yaml.safe_dump(cfg, sort_keys=False), end="")
     return 0
 
@@ -262,6 +308,9 @@ def _add_run_commands(sub) -> None:
     pt.add_argument("--restart-if-changed", action="store_true",
                     help="an interrupted run in OUT made with another config is discarded and restarted "
                          "(default: refuse); a finished run is never overwritten")
+    pt.add_argument("--allow-cpu", action="store_true",
+                    help="train at a scale that asks for GPUs on a machine without CUDA although it would take "
+                         "over an hour (the workflow's --config allow_cpu=true)")
     pt.set_defaults(func=cmd_train)
 
     pe = sub.add_parser("evaluate", help="clean / PGD-50-10 / AutoAttack accuracy of one model file -> JSON")
@@ -355,19 +404,31 @@ def _add_tool_commands(sub) -> None:
     p2.add_argument("--seed", type=int, default=0)
     p2.set_defaults(func=cmd_lemma2)
 
+    pg = sub.add_parser("gpu-check", help="precision, speed and one-epoch checks for a GPU (make gpu-check)")
+    _add_config_args(pg)
+    pg.add_argument("--out", required=True, help="folder for report.json, report.md and the check runs")
+    pg.add_argument("--iterations", type=int, default=10, help="timed training steps per repeat")
+    pg.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the timings")
+    pg.set_defaults(func=cmd_gpu_check)
+
     pm = sub.add_parser("methods", help="the training methods and their parameters (Markdown table)")
     pm.set_defaults(func=cmd_methods)
 
     ps = sub.add_parser("schema", help="print the JSON schema of params.yaml (as YAML)")
     ps.set_defaults(func=cmd_schema)
 
-    pc = sub.add_parser("config", help="print the resolved train config")
+    pc = sub.add_parser("config", help="print a run's effective train config (the chosen method's parameters, "
+                                       "λ resolved)")
     _add_config_args(pc)
+    pc.add_argument("--all", action="store_true", help="the whole resolved config: every method's block, as stored")
     pc.set_defaults(func=cmd_show_config)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fastadv import __version__
+
     p = argparse.ArgumentParser(prog="fastadv", description="Fast adversarial training and GradAlign, reproducibly.")
+    p.add_argument("--version", action="version", version=f"fastadv {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _add_run_commands(sub)
     _add_figure_commands(sub)

@@ -70,11 +70,14 @@ TRAIN_SCHEMA: dict = {
         "name": _choice("sgd", "adam"),
         "epochs": _int(min=1),
         "batch_size": _int(min=1),
-        "lr_schedule": _choice("cyclic", "piecewise", "constant"),
+        "lr_schedule": _choice("cyclic", "piecewise", "constant", "interpolated"),
         "lr_max": _float(min=0, min_exclusive=True),
         "lr_peak": _float(min=0, max=1, min_exclusive=True),
+        "lr_epochs": ListSpec(_float(min=0), optional=True),
+        "lr_values": ListSpec(_float(min=0), optional=True),
         "momentum": _float(min=0, max=1),
         "weight_decay": _float(min=0),
+        "no_decay_on_batchnorm": _BOOL,
         "warmup_epochs": _float(min=0),
         "drop_last": _BOOL,
     },
@@ -97,6 +100,7 @@ TRAIN_SCHEMA: dict = {
         "progress": _choice("auto", "always", "never"),
         "sync_batchnorm": _BOOL,
         "dist_timeout_s": _int(min=1),
+        "dvclive": _BOOL,
     },
 }
 
@@ -104,7 +108,7 @@ TRAIN_SCHEMA: dict = {
 # `fastadv evaluate` settings (the paper's final evaluation).
 EVAL_SCHEMA: dict = {
     "n_points": _int(min=1, optional=True),
-    "protocol": _choice("pgd50_10", "wong_pgd50_10"),
+    "protocol": _choice("pgd50_10", "wong_pgd50_10", "wong_imagenet_pgd50_10"),
     "restart_rule": _choice("worst_case", "both"),
     "autoattack": _BOOL,
     "batch_size": _int(min=1),
@@ -156,7 +160,22 @@ def validate_section(cfg: dict, section: str, partial: bool = False, where: str 
     missing); errors name the key by its dotted path in the params file, ``where`` (default: ``section``)."""
     if section == "train" and not partial and isinstance(cfg, dict):  # methods' parameters default to their declarations
         cfg = {**cfg, "method": deep_merge(method_defaults(), cfg.get("method") or {})}
-    return _validate(cfg, schema(section), where or section, partial)
+    out = _validate(cfg, schema(section), where or section, partial)
+    if section == "train" and not partial:
+        _check_lr_points(out["optim"], f"{where or section}.optim")
+    return out
+
+
+def _check_lr_points(optim: dict, where: str) -> None:
+    """``interpolated`` needs (epoch, lr) points: two lists of one length, epochs not decreasing."""
+    if optim["lr_schedule"] != "interpolated":
+        return
+    epochs, values = optim["lr_epochs"], optim["lr_values"]
+    if epochs is None or values is None or len(epochs) != len(values):
+        raise FastAdvError(f"{where}.lr_schedule interpolated needs {where}.lr_epochs and {where}.lr_values, two "
+                           f"lists of one length; got {epochs!r} and {values!r}")
+    if any(b < a for a, b in zip(epochs, epochs[1:])):
+        raise FastAdvError(f"{where}.lr_epochs must not decrease; got {epochs!r}")
 
 
 def validate_train(cfg: dict, partial: bool = False) -> dict:

@@ -41,10 +41,10 @@ class _Section:
 
     @classmethod
     def from_dict(cls, d: Mapping):
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        return cls(**{f.name: _frozen(d[f.name]) for f in fields(cls)})
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: _thawed(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,11 @@ class OptimConfig(_Section):
     lr_schedule: str
     lr_max: float
     lr_peak: float
+    lr_epochs: tuple | None
+    lr_values: tuple | None
     momentum: float
     weight_decay: float
+    no_decay_on_batchnorm: bool
     warmup_epochs: float
     drop_last: bool
 
@@ -133,6 +136,7 @@ class RuntimeConfig(_Section):
     progress: str
     sync_batchnorm: bool
     dist_timeout_s: int
+    dvclive: bool
 
 
 @dataclass(frozen=True)

@@ -52,11 +52,14 @@ class Spec:
 
 @dataclass(frozen=True)
 class ListSpec:
-    """A non-empty list whose items all satisfy ``item``."""
+    """A non-empty list whose items all satisfy ``item`` (or null, when ``optional``)."""
 
     item: Spec
+    optional: bool = False
 
-    def check(self, key: str, value: Any) -> list:
+    def check(self, key: str, value: Any) -> list | None:
+        if value is None and self.optional:
+            return None
         if not isinstance(value, list) or not value:
             raise FastAdvError(f"config key {key} must be a non-empty list, got {value!r}")
         return [self.item.check(f"{key}[{i}]", v) for i, v in enumerate(value)]

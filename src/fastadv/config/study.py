@@ -210,7 +210,8 @@ def _spec_schema(spec) -> dict:
         return {"type": "object", "properties": {k: _spec_schema(v) for k, v in spec.items()},
                 "additionalProperties": False}
     if isinstance(spec, ListSpec):
-        return {"type": "array", "minItems": 1, "items": _spec_schema(spec.item)}
+        out = {"type": "array", "minItems": 1, "items": _spec_schema(spec.item)}
+        return {"anyOf": [out, {"type": "null"}]} if spec.optional else out
     if spec.kind == "choice":
         out = {"enum": list(spec.choices)}
     else:

@@ -5,7 +5,8 @@ Protocols (ε = the model's training ε unless given):
                  uniform random start, fp32, eval mode. ``pgd.acc``: worst case over restarts
                  (a point is broken if any restart breaks it); with ``restart_rule: both`` also
                  ``pgd.acc_max_loss``, the official code's rule (the restart of highest loss counts).
-  wong_pgd50_10  Wong et al. (2020): the same with α = 2/255.
+  wong_pgd50_10  Wong et al. (2020): the same with α = 2/255 (their CIFAR-10 evaluation).
+  wong_imagenet_pgd50_10  the same with α = 1/255 (their ImageNet evaluation: run_eval.sh, configs_fast_*_evaluate.yml).
 Points: the first ``n_points`` test images (paper: 1000; None = the whole test set).
 AutoAttack: the standard version (APGD-CE, APGD-T, FAB-T, Square; Croce & Hein, ICML
 2020) from the ``pyautoattack`` package, fixed seed, run one attack at a time on the
@@ -43,6 +44,7 @@ PROTOCOLS = {
     # name: (steps, restarts, step size as a function of ε)
     "pgd50_10": (50, 10, lambda eps: eps / 4),
     "wong_pgd50_10": (50, 10, lambda eps: eps_absolute(2)),
+    "wong_imagenet_pgd50_10": (50, 10, lambda eps: eps_absolute(1)),
 }
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 

@@ -48,6 +48,10 @@ class Method:
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         raise NotImplementedError
 
+    def effective_params(self) -> dict:
+        """The parameters the method trains with: its config block, a null resolved to the value used."""
+        return dict(self.params)
+
     def after_backward(self) -> None:
         """Called after loss.backward() and before optimizer.step() (Free AT updates δ here)."""
 

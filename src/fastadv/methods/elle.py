@@ -68,6 +68,9 @@ class ELLE(Method):
         lam = params["lambda"]
         self.lam = default_elle_lambda(eps_in_255ths(eps)) if lam is None else float(lam)
 
+    def effective_params(self) -> dict:
+        return {**self.params, "lambda": self.lam}
+
     def weight(self, error: torch.Tensor) -> float:
         """λ for this step (ELLE-A adapts it to ``error``, the batch's LLE)."""
         return self.lam

@@ -95,6 +95,9 @@ class GradAlign(Method):
         if not math.isfinite(self.lam):
             raise FastAdvError(f"GradAlign λ must be finite, got {self.lam!r}")
 
+    def effective_params(self) -> dict:
+        return {**self.params, "lambda": self.lam}
+
     def fgsm_logits(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(∇ₓℓ(x), the FGSM point, logits there): the FGSM gradient doubles as the penalty's g1."""
         grad_x, _ = input_grad(model, x, y, clamp=self.clamp_in_graph)

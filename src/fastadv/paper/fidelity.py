@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from fastadv.attacks import fgsm_attack
-from fastadv.attacks.grad import input_grad, loss_scaling
 from fastadv.training.checkpoint import load_model, load_model_record
 from fastadv.data.datasets import load_split
+from fastadv.evaluation.gpu_check import penalty_grad_cosine
 from fastadv.evaluation.protocol import robust_flags
-from fastadv.methods import StepContext, build_method, default_lambda, grad_align_penalty
+from fastadv.methods import StepContext, build_method, default_lambda
 from fastadv.units import eps_absolute
 
 
@@ -47,20 +47,9 @@ def _row(number, switch, official, measured, value, note="") -> dict:
 
 def _precision(model, x, y, eps, seed) -> list[dict]:
     """1. fp16 (the scripts' --half_prec): GradAlign's penalty gradient, g1 and η fixed, float16 autocast."""
-    m = copy.deepcopy(model).train()
-    eta = torch.empty_like(x).uniform_(-eps, eps, generator=torch.Generator().manual_seed(seed))
-    g1, _ = input_grad(m, x, y)
-    exact = _param_grad(m, grad_align_penalty(m, x, y, eps, eta, g1))
-    scales = [2.0 ** k for k in range(16, -1, -4)]  # apex's first scale, then lower, as dynamic scaling goes
-    for scale in scales:
-        with torch.autocast("cpu", dtype=torch.float16), loss_scaling(scale):
-            half = grad_align_penalty(m, x, y, eps, eta, g1)
-        half = _param_grad(m, half * scale) / scale
-        if torch.isfinite(half).all():
-            value, note = _cos(half, exact), f"loss scale {scale:g}"
-            break
-    else:  # seen on trained models: NaN from the CPU's float16 convolution double backward
-        value, note = "non-finite", f"at every loss scale {scales[0]:g} … {scales[-1]:g} (CPU float16 kernels)"
+    value, note = penalty_grad_cosine(model, x, y, eps, torch.float16, seed)
+    if value == "non-finite":  # seen on trained models: NaN from the CPU's float16 convolution double backward
+        note += " (CPU float16 kernels)"
     return [_row(1, "runtime.precision", "fp16 (apex O1)", "cosine of GradAlign's penalty gradient, fp16 "
                  "(CPU float16 autocast) vs fp32", value, note)]
 

@@ -10,7 +10,21 @@ import pandas as pd
 from fastadv import atomic
 from fastadv.paper import figures as F
 from fastadv.errors import FastAdvError
+from fastadv.evaluation.results import COLUMNS
 from fastadv.units import eps_absolute
+
+
+def read_table(path, columns, what: str) -> pd.DataFrame:
+    """A CSV a figure reads, refused in one line when missing, unreadable or without the columns it needs."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise FastAdvError(f"{str(path)!r} is not readable as {what} ({type(e).__name__})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" … ({len(missing)} in all)" if len(missing) > 4 else "")
+        raise FastAdvError(f"{str(path)!r} is not {what}: no column(s) {shown}")
+    return df
 
 
 @dataclass
@@ -32,7 +46,7 @@ class FigureJob:
         if len(self.results) != len(experiments):
             raise FastAdvError(f"figure {self.name} needs --results with {len(experiments)} tidy results CSV(s), "
                                f"one per experiment; got {len(self.results)}")
-        df = pd.read_csv(self.results[i])
+        df = read_table(self.results[i], COLUMNS, "a tidy results table (fastadv collect)")
         e = experiments[i]
         F.require_runs(df, e["methods"], e["eps"], e["seeds"], e["models"])
         return df
@@ -40,7 +54,8 @@ class FigureJob:
     def by_variant(self) -> dict[str, pd.DataFrame]:
         if not self.histories:
             raise FastAdvError(f"figure {self.name} needs --histories (history.csv of each run)")
-        return {Path(p).parents[2].name: pd.read_csv(p) for p in self.histories}
+        return {Path(p).parents[2].name: read_table(p, ("epoch", "test_pgd_acc"), "a run's history.csv")
+                for p in self.histories}
 
     def run_dir(self) -> Path:
         if len(self.histories) != 1:

@@ -6,7 +6,7 @@ would run code is refused by torch's weights-only unpickler.
 """
 from __future__ import annotations
 
-import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -29,15 +29,27 @@ def load_weights_only(path: str | Path, expect_format: str) -> dict:
         raise FastAdvError(f"checkpoint {str(path)!r} not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
-            AttributeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FastAdvError(f"checkpoint {str(path)!r} is corrupt, truncated or not a plain-weights file "
-                           f"(refused by weights_only load: {first[:200]})") from None
+    except Exception as e:  # torch raises a dozen types for a foreign, truncated or hostile file
+        raise FastAdvError(f"checkpoint {str(path)!r} is corrupt, truncated or not a plain-weights file: "
+                           f"{_load_failure(e)}") from None
     if not isinstance(obj, dict) or obj.get("format") != expect_format:
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise FastAdvError(f"checkpoint {str(path)!r} has format {got!r}; expected {expect_format!r}")
     return obj
+
+
+def _load_failure(e: Exception) -> str:
+    """Why torch's weights-only loader refused a file, in one line (its own message is many lines of advice,
+    with terminal colour codes, that ends by suggesting to unpickle the file)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it holds pickled Python objects ({found.group(1)}), which weights-only loading refuses to run "
+                "(refused by weights_only load)")
+    if isinstance(e, (zipfile.BadZipFile, EOFError)) or "PytorchStreamReader" in text or isinstance(e, KeyError):
+        return "not a complete torch archive (refused by weights_only load)"
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    return f"{type(e).__name__}{': ' + first if first else ''} (refused by weights_only load)"
 
 
 def model_spec(cfg: TrainConfig) -> dict:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from fastadv import atomic
 from fastadv.shard import batch_shard, shard_bounds
 from fastadv.training import distributed, monitor
+from fastadv.training.tracking import Tracker
 from fastadv.attacks.grad import loss_scaling
 from fastadv.training.checkpoint import STATE_FORMAT, load_weights_only, save_model
 from fastadv.config.params import config_diff
@@ -57,7 +58,7 @@ EXIT_PREEMPTED = 75
 # Keys that do not change what is computed: a run may be resumed with other values.
 # (data.root is only a location: the data themselves are verified by hash.)
 RESUMABLE_KEYS = {("runtime", "progress"), ("runtime", "checkpoint_every"), ("runtime", "threads"), ("data", "root"),
-                  ("runtime", "dist_timeout_s")}
+                  ("runtime", "dist_timeout_s"), ("runtime", "dvclive")}
 
 
 class Preempted(Exception):
@@ -105,9 +106,14 @@ def make_model(cfg: TrainConfig, device) -> torch.nn.Module:
 
 def make_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
     o = cfg.optim
+    params = model.parameters()
+    if o.no_decay_on_batchnorm:  # Wong et al.'s ImageNet code: no weight decay on batch-norm weights and biases
+        bn = {id(p) for m in model.modules() if "BatchNorm" in type(m).__name__ for p in m.parameters(recurse=False)}
+        params = [{"params": [p for p in model.parameters() if id(p) not in bn]},
+                  {"params": [p for p in model.parameters() if id(p) in bn], "weight_decay": 0.0}]
     if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr_max, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=o.lr_max, weight_decay=o.weight_decay)
+        return torch.optim.SGD(params, lr=o.lr_max, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr_max, weight_decay=o.weight_decay)
 
 
 def mixed_precision(precision: str, device: torch.device):
@@ -225,9 +231,8 @@ class Run:
         if self.memory_layout["reason"] and self.group.main:
             print(f"runtime.channels_last ignored, training in the default layout: {self.memory_layout['reason']}",
                   file=sys.stderr)
-        # channels-last: round-off differs from the default (speed: params.yaml); `trainer`: DDP on several ranks
-        self.model, self.trainer = distributed.wrap(self.layout(self.model), self.group, cfg.runtime.sync_batchnorm,
-                                                    self.device)
+        self.model, self.trainer = distributed.wrap(  # the trainer: DDP on several ranks (channels-last: params.yaml)
+            self.layout(self.model), self.group, cfg.runtime.sync_batchnorm, self.device)
         test_points, train_points = (tuple(self.layout(t) for t in s) for s in (test_points, train_points))
         self.monitor = monitor.Monitor(cfg.monitor, test_points, train_points)
         self.opt = make_optimizer(cfg, self.model)
@@ -243,6 +248,7 @@ class Run:
         self.progress = TrainProgress()
         self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
         self.divergence: str | None = None  # why the run diverged, when not a non-finite training loss
+        self.tracker = Tracker(out, False)  # DVCLive, once the run writes (runtime.dvclive)
 
     def layout(self, obj):
         """The model or a batch of images in the run's memory layout (labels pass through)."""
@@ -251,7 +257,8 @@ class Run:
     def lr(self, step: int) -> float:
         """The learning rate after ``step`` of all iterations (the schedule of ``optim``)."""
         o = self.cfg.optim
-        return learning_rate(o.lr_schedule, step / self.total_iters, o.lr_max, o.lr_peak)
+        return learning_rate(o.lr_schedule, step / self.total_iters, o.lr_max, o.lr_peak, o.epochs, o.lr_epochs,
+                             o.lr_values)
 
     # -- resume -------------------------------------------------------------------------------------
     def save_state(self) -> None:
@@ -367,6 +374,7 @@ def record_evaluation(run: Run) -> bool:
     run.last_finite = _cpu_state(run.model)
     if run.group.main:
         atomic.write_text(run.out / "history.csv", pd.DataFrame(p.history).to_csv(index=False))
+        run.tracker.row(row)
         print(run.monitor.describe(row), flush=True)
     return True
 
@@ -408,6 +416,7 @@ def finalize(run: Run, status: str, reason: str | None) -> dict:
     }
     if run.group.main:
         atomic.write_json(run.out / "summary.json", summary)
+        run.tracker.end(summary)
     return summary
 
 
@@ -471,6 +480,8 @@ def _run(run: Run, cfg: TrainConfig, max_iterations: int | None, restart_if_chan
     run.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused while setting up leaves nothing behind
     _resume_or_start(run, restart_if_changed)
     p = run.progress
+    run.tracker = Tracker(run.out, cfg.runtime.dvclive and run.group.main)
+    run.tracker.start(cfg.to_dict(), p.history)
     show = run.group.main and {"auto": sys.stderr.isatty(), "always": True, "never": False}[cfg.runtime.progress]
     stop_after = None if max_iterations is None else p.global_step + max_iterations
     status, reason = "completed", None

@@ -22,14 +22,33 @@ CPU_SECONDS_PER_PASS = 1.07
 PGD_EVAL_PASSES_PER_POINT = 50 * 10 + 1  # PGD-50-10 on a point no restart breaks (an upper bound)
 
 
-def training_passes(cfg: dict) -> float:
+def training_passes(cfg: dict, images: int | None = None) -> float:
     """Batch forward/backward passes of one training run (its config resolved; passes per iteration: each
-    method's SPEC, fastadv.methods.registry)."""
+    method's SPEC, fastadv.methods.registry); ``images``: the training set's size when known (a prepared image
+    folder), else the dataset's."""
     o, m = cfg["optim"], cfg["method"]
-    images = TRAIN_IMAGES.get(cfg["data"]["dataset"], 50_000)
+    images = images or TRAIN_IMAGES.get(cfg["data"]["dataset"], 50_000)
     if cfg["data"]["subset"] is not None:
         images = min(images, cfg["data"]["subset"])
     return o["epochs"] * math.ceil(images / o["batch_size"]) * spec_of(m["name"]).passes_per_iteration(m)
+
+
+# `fastadv train` at a GPU scale on a CPU goes ahead when it is this small (a test, a tiny override of the scale).
+CLI_CPU_HOURS_LIMIT = 1.0
+
+
+def train_refusal(cfg: dict, scale: str, gpu: int, cuda: bool, allow_cpu: bool, images: int | None = None) -> str | None:
+    """The message that stops ``fastadv train`` of one run at a scale asking for GPUs (``gpu`` > 0) on a
+    machine without CUDA, when it would take more than CLI_CPU_HOURS_LIMIT on the CPU; None when it may go on."""
+    if cuda or allow_cpu or gpu == 0:
+        return None
+    hours = training_passes(cfg, images) * CPU_SECONDS_PER_PASS / 3600
+    if hours < CLI_CPU_HOURS_LIMIT:
+        return None
+    return (f"refusing to train at scale {scale} (it asks for GPUs: resources.gpu = {gpu}) without a CUDA device: "
+            f"on this machine's CPU that is roughly {hours:,.1f} h ({CPU_SECONDS_PER_PASS} s per forward/backward "
+            "pass of PreActResNet-18 on a 128-image batch, 2 CPU cores); for a CPU run use --scale quick (or smoke), "
+            "to run this anyway add --allow-cpu")
 
 
 def training_priority(cfg: dict) -> float:
