@@ -77,3 +77,8 @@ def test_one_dry_run_plans_every_target_with_its_rule(tmp_path):
     rules = re.findall(r"^(?:rule|use rule) (\w+)", (REPO / "workflow/rules/figures.smk").read_text(), re.M)
     assert rules == ["draw_figure", "draw_figure", "draw_figure", "check_lemma2", "check_fidelity",
                      "select_default_scale"], "figures.smk: one rule for every figure and table of the table"
+
+
+def test_a_target_reading_histories_of_an_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match=r"target x: histories 'some'; valid: all, per_eps, first_run, fgsm_run"):
+        targets.Target("x", "fig1", "what", "caption", experiment="fig1", histories="some")

@@ -34,6 +34,10 @@ class Target:
     published: bool = False        # published values beside (--published)
     clean_panel: bool = False      # a figure like Fig. 1 also draws <name>_clean.pdf
 
+    def __post_init__(self):
+        if self.histories not in (None, *HISTORIES):
+            raise ValueError(f"target {self.name}: histories {self.histories!r}; valid: {', '.join(HISTORIES)}")
+
     @property
     def kind(self) -> str:
         """``table`` (<name>.md, .csv, .tex) or ``figure`` (<name>.pdf, .png, <name>_data.csv)."""
