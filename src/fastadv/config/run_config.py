@@ -189,8 +189,7 @@ class EvalConfig(_Section):
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "evaluate") -> "EvalConfig":
-        d = validate_section(_thawed(d), "evaluate", where=where)
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        return super().from_dict(validate_section(_thawed(d), "evaluate", where=where))
 
 
 def as_train_config(cfg: "TrainConfig | Mapping") -> TrainConfig:
