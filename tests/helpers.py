@@ -132,3 +132,27 @@ def dry_run_jobs(wf, *targets) -> dict:
         elif in_table and len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def write_cifar_image_tree(dst: str | Path, cifar_npz: str | Path, train_per_class: int = 24, val_per_class: int = 8,
+                           seed: int = 0) -> Path:
+    """A small ImageNet-layout tree (``train/<class>/``, ``val/<class>/``) of real images: the first CIFAR-10
+    images of each class, enlarged (bicubic) to a random 64-96 × 64-96 px each and JPEG-encoded under ImageNet-like
+    names, so that crops, resized copies and the test transforms meet varied sizes and aspect ratios."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    with np.load(cifar_npz) as z:
+        arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    for split, key, per_class in (("train", "train", train_per_class), ("val", "test", val_per_class)):
+        x, y = arrays[f"x_{key}"], arrays[f"y_{key}"]
+        for label, name in enumerate(CIFAR10_CLASSES):
+            folder = Path(dst) / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for j, i in enumerate(np.flatnonzero(y == label)[:per_class]):
+                w, h = (int(v) for v in rng.integers(64, 97, size=2))
+                Image.fromarray(x[i]).resize((w, h), Image.BICUBIC).save(folder / f"{name}_{j:04d}.JPEG", "JPEG")
+    return Path(dst)

@@ -71,12 +71,26 @@ def _config(args, section: str) -> dict:
 
 
 def cmd_prepare(args) -> int:
+    from fastadv.config.params import FOLDER_DATASETS
     from fastadv.data.datasets import prepare
 
-    source = args.source or os.environ.get("FASTADV_DATA_SOURCE") or "download"
-    out = prepare(args.dataset, source, args.root)
-    checked = "layout checked" if out.suffix == ".json" else "hashes verified"
-    print(f"prepared {args.dataset} from {source} -> {out} ({checked})")
+    if args.dataset not in FOLDER_DATASETS and (args.resize or args.copies_only):
+        raise FastAdvError(f"--resize/--copies-only are for image folders ({', '.join(FOLDER_DATASETS)}), "
+                           f"not {args.dataset}")
+    if not args.copies_only:
+        source = args.source or os.environ.get("FASTADV_DATA_SOURCE") or "download"
+        out = prepare(args.dataset, source, args.root)
+        checked = "layout checked" if out.suffix == ".json" else "hashes verified"
+        print(f"prepared {args.dataset} from {source} -> {out} ({checked})")
+    if args.dataset in FOLDER_DATASETS:
+        from fastadv.config.params import default_params, read_params
+        from fastadv.config.study import phase_images
+        from fastadv.data.resized_copies import prepare_resized
+
+        sizes = args.resize if args.resize is not None else phase_images(read_params(args.config or default_params()))
+        for size in sizes:
+            out = prepare_resized(args.root, args.dataset, size, args.workers)
+            print(f"prepared {args.dataset} resized to {size} px -> {out} (layout checked, files as the originals)")
     return 0
 
 
@@ -94,6 +108,16 @@ def cmd_train(args) -> int:
                                 args.allow_cpu or study.doc["allow_cpu"], _folder_images(cfg["data"]))
         if refusal:
             raise FastAdvError(refusal)
+    from fastadv.training.launch import rank_command
+
+    if args.ranks < 1:
+        raise FastAdvError(f"--ranks {args.ranks}: a run has at least 1 rank")
+    launch = rank_command(args.argv, args.ranks, cfg["runtime"]["threads"])
+    if launch is not None:
+        import subprocess
+
+        print(f"fastadv: starting {args.ranks} ranks: {' '.join(launch[0])}", file=sys.stderr, flush=True)
+        return subprocess.call(launch[0], env=launch[1])
     try:
         s = train(cfg, args.out, restart_if_changed=args.restart_if_changed)
     except Preempted as e:
@@ -297,11 +321,24 @@ def _add_run_commands(sub) -> None:
                          "imagenet: a folder with train/<class>/ and val/<class>/ "
                          "(default: $FASTADV_DATA_SOURCE, else 'download')")
     pp.add_argument("--root", default="data", help="folder for prepared data (default: %(default)s)")
+    pp.add_argument("--resize", type=int, nargs="*", default=None, metavar="N",
+                    help="image folders: also write copies resized to a shorter side of N px (Wong et al.'s "
+                         "resize.py) in <root>/<dataset>-N/ (default: the sizes data.phases name in the params "
+                         "file; none given: no copies)")
+    pp.add_argument("--copies-only", action="store_true",
+                    help="image folders: only the resized copies, from the manifest already prepared")
+    pp.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="processes resizing images (default: the CPU count, %(default)s)")
+    pp.add_argument("--config", default=None, help="params file whose data.phases name the sizes of --resize "
+                    "(default: params.yaml)")
     pp.set_defaults(func=cmd_prepare)
 
     pt = sub.add_parser("train", help="train one model (resumes if OUT holds an interrupted run)")
     _add_config_args(pt)
     pt.add_argument("--out", required=True, help="run directory")
+    pt.add_argument("--ranks", type=int, default=1,
+                    help="data-parallel ranks to start (srun inside a SLURM job, else torchrun on this machine), "
+                         "sharing runtime.threads; 1: train in this process (default)")
     pt.add_argument("--diverged-ok", action="store_true",
                     help="exit 0 for a run that diverged (its status stays in summary.json) instead of 3; "
                          "the workflow sets it so one diverged run does not stop a study, figures mark it")
@@ -438,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except FastAdvError as e:

@@ -7,6 +7,7 @@ from snakemake.utils import update_config, validate
 from fastadv.config.params import DATASETS, FOLDER_DATASETS
 from fastadv.config.study import Study, typed_overrides, validate_study
 from fastadv.paper import targets
+from fastadv.workflow.guard import train_job_resources
 from fastadv.workflow.schema import schema_file
 
 # Nested --config values arrive as strings (Snakemake reads them with YAML's BaseLoader): give them
@@ -85,6 +86,11 @@ def resource(name):
     return lambda wildcards: study(wildcards.scale).resources(wildcards.experiment)[name]
 
 
+def train_job(name):
+    """A training job's scheduler request (data-parallel ranks: fastadv.workflow.guard.train_job_resources)."""
+    return lambda wildcards: train_job_resources(study(wildcards.scale).resources(wildcards.experiment))[name]
+
+
 def experiment_evals(wildcards):
     s = study(wildcards.scale)
     kinds = s.experiment(wildcards.experiment)["models"]
@@ -151,8 +157,11 @@ def dataset_of(experiment):
     """Input function: the prepared data file of ``experiment``'s dataset."""
 
     def path(wildcards):
-        dataset = study(wildcards.scale).experiment(experiment)["dataset"]
-        return f"data/{dataset}.json" if dataset in FOLDER_DATASETS else f"data/{dataset}.npz"
+        s = study(wildcards.scale)
+        dataset = s.experiment(experiment)["dataset"]
+        if dataset not in FOLDER_DATASETS:
+            return [f"data/{dataset}.npz"]
+        return [f"data/{dataset}.json"] + [f"data/{dataset}-{n}.json" for n in s.resized_images(experiment)]
 
     return path
 

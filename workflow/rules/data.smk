@@ -36,3 +36,27 @@ rule prepare_image_folder:
     shell:
         # Source: $FASTADV_DATA_SOURCE, an ImageFolder tree (train/, val/) or a folder holding imagenet/.
         "fastadv prepare --dataset {wildcards.dataset} --root data > {log} 2>&1"
+
+
+rule resize_image_folder:
+    input:
+        manifest="data/{dataset}.json",
+    output:
+        manifest="data/{dataset}-{images}.json",
+    wildcard_constraints:
+        dataset="|".join(FOLDER_DATASETS),
+        images=r"\d+",
+    log:
+        "logs/resize_image_folder/{dataset}-{images}.log",
+    benchmark:
+        "benchmarks/resize_image_folder/{dataset}-{images}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    shell:
+        # Wong et al.'s resize.py: copies with the shorter side at {images} px, for the phases that read them.
+        "fastadv prepare --dataset {wildcards.dataset} --root data --copies-only --resize {wildcards.images}"
+        " --workers {threads} > {log} 2>&1"

@@ -21,7 +21,11 @@ rule train_model:
     resources:
         mem_mb=resource("train_mem_mb"),
         runtime=resource("train_runtime"),
-        gpu=resource("gpu"),
+        gpu=train_job("gpu"),
+        tasks=train_job("tasks"),
+        tasks_per_gpu=train_job("tasks_per_gpu"),
+        cpus_per_task=train_job("cpus_per_task"),
+        mpi=train_job("mpi"),
     shell:
-        "fastadv train --resolved {params.resolved:q} --set runtime.threads={threads}"
+        "fastadv train --resolved {params.resolved:q} --set runtime.threads={threads} --ranks {resources.tasks}"
         " --restart-if-changed --diverged-ok --out {params.out} > {log} 2>&1"

@@ -15,7 +15,7 @@ import yaml
 
 from fastadv.methods import registry as method_registry
 from fastadv.errors import FastAdvError
-from fastadv.config.spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int  # noqa: F401 (the types, here for study)
+from fastadv.config.spec import _BOOL, _STR, ListSpec, RecordSpec, Spec, _choice, _float, _int  # noqa: F401 (the types, here for study)
 
 DATASETS = ("cifar10", "svhn", "mnist", "imagenet")
 FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
@@ -59,6 +59,10 @@ TRAIN_SCHEMA: dict = {
         "subset": _int(min=1, optional=True),
         "subset_mode": _choice("first", "random"),
         "augment": _BOOL,
+        # Resolution phases (Wong et al.'s ImageNet recipe), in order: each ends at an epoch and reads the copies
+        # resized to a shorter side (null: the original images) with its own crop and global batch.
+        "phases": ListSpec(RecordSpec({"epochs": _int(min=1), "images": _int(min=1, optional=True),
+                                       "crop": _int(min=1), "batch_size": _int(min=1)}), optional=True),
     },
     "model": {
         "name": _choice(*MODELS),
@@ -69,7 +73,7 @@ TRAIN_SCHEMA: dict = {
     "optim": {
         "name": _choice("sgd", "adam"),
         "epochs": _int(min=1),
-        "batch_size": _int(min=1),
+        "batch_size": _int(min=1, optional=True),
         "lr_schedule": _choice("cyclic", "piecewise", "constant", "interpolated"),
         "lr_max": _float(min=0, min_exclusive=True),
         "lr_peak": _float(min=0, max=1, min_exclusive=True),
@@ -101,6 +105,7 @@ TRAIN_SCHEMA: dict = {
         "sync_batchnorm": _BOOL,
         "dist_timeout_s": _int(min=1),
         "dvclive": _BOOL,
+        "loader_workers": _int(min=0),
     },
 }
 
@@ -109,6 +114,9 @@ TRAIN_SCHEMA: dict = {
 EVAL_SCHEMA: dict = {
     "n_points": _int(min=1, optional=True),
     "protocol": _choice("pgd50_10", "wong_pgd50_10", "wong_imagenet_pgd50_10"),
+    "also_protocol": Spec("choice", choices=("pgd50_10", "wong_pgd50_10", "wong_imagenet_pgd50_10"), optional=True),
+    "also_n_points": _int(min=1, optional=True),
+    "crop": _int(min=1, optional=True),
     "restart_rule": _choice("worst_case", "both"),
     "autoattack": _BOOL,
     "batch_size": _int(min=1),
@@ -121,6 +129,7 @@ EVAL_SCHEMA: dict = {
 # Scheduler resources of workflow jobs (Snakemake/SLURM); not hyperparameters.
 RESOURCES_SCHEMA: dict = {
     "gpu": _int(min=0),
+    "ranks": _int(min=1),
     "train_threads": _int(min=1),
     "eval_threads": _int(min=1),
     "train_mem_mb": _int(min=1),
@@ -163,7 +172,28 @@ def validate_section(cfg: dict, section: str, partial: bool = False, where: str 
     out = _validate(cfg, schema(section), where or section, partial)
     if section == "train" and not partial:
         _check_lr_points(out["optim"], f"{where or section}.optim")
+        _check_phases(out, where or section)
     return out
+
+
+def _check_phases(cfg: dict, where: str) -> None:
+    """``data.phases`` replace ``optim.batch_size`` (one of the two is null), end at increasing epochs, the last
+    at ``optim.epochs``, and exist for image-folder datasets only (crops of the original images)."""
+    phases, bs, epochs = cfg["data"]["phases"], cfg["optim"]["batch_size"], cfg["optim"]["epochs"]
+    if phases is None:
+        if bs is None:
+            raise FastAdvError(f"{where}.optim.batch_size must not be null without {where}.data.phases")
+        return
+    if bs is not None:
+        raise FastAdvError(f"{where}.optim.batch_size {bs} and {where}.data.phases both set the batch size; set "
+                           f"{where}.optim.batch_size: null (each phase has its batch_size)")
+    if cfg["data"]["dataset"] not in FOLDER_DATASETS:
+        raise FastAdvError(f"{where}.data.phases crop image-folder datasets ({', '.join(FOLDER_DATASETS)}); "
+                           f"{cfg['data']['dataset']!r} has none")
+    ends = [ph["epochs"] for ph in phases]
+    if any(b <= a for a, b in zip(ends, ends[1:])) or ends[-1] != epochs:
+        raise FastAdvError(f"{where}.data.phases end at epochs {ends}: they must increase and the last must be "
+                           f"{where}.optim.epochs ({epochs})")
 
 
 def _check_lr_points(optim: dict, where: str) -> None:

@@ -54,6 +54,20 @@ class DataConfig(_Section):
     subset: int | None
     subset_mode: str
     augment: bool
+    phases: tuple | None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One resolution phase of a run: training epochs ``start + 1 … end`` (epoch 0 is the statistics at
+    initialisation, in the first phase), read from the copies resized to ``images`` px (None: the originals),
+    random-resized crops of ``crop`` px (None: the dataset's own augmentation) in global batches of ``batch_size``."""
+
+    start: int
+    end: int
+    images: int | None
+    crop: int | None
+    batch_size: int
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,7 @@ class RuntimeConfig(_Section):
     sync_batchnorm: bool
     dist_timeout_s: int
     dvclive: bool
+    loader_workers: int
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,19 @@ class TrainConfig:
         """The stored form: the validated dict this config was made from."""
         return {f.name: getattr(self, f.name).to_dict() for f in fields(self)}
 
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        """``data.phases`` resolved (one phase of ``optim.batch_size`` over all epochs without them)."""
+        if self.data.phases is None:
+            return (Phase(0, self.optim.epochs, None, None, self.optim.batch_size),)
+        starts = [0] + [ph["epochs"] for ph in self.data.phases[:-1]]
+        return tuple(Phase(a, ph["epochs"], ph["images"], ph["crop"], ph["batch_size"])
+                     for a, ph in zip(starts, self.data.phases))
+
+    def phase(self, epoch: int) -> Phase:
+        """The phase training ``epoch`` (1-based; 0: initialisation) belongs to."""
+        return next(ph for ph in self.phases if epoch <= ph.end)
+
     def replace(self, **changes: Mapping) -> "TrainConfig":
         """A copy with some keys changed, e.g. ``cfg.replace(method={"name": "fgsm"})`` (validated again)."""
         d = self.to_dict()
@@ -178,6 +206,9 @@ class EvalConfig(_Section):
 
     n_points: int | None
     protocol: str
+    also_protocol: str | None
+    also_n_points: int | None
+    crop: int | None
     restart_rule: str
     autoattack: bool
     batch_size: int
@@ -200,5 +231,5 @@ def as_eval_config(cfg: "EvalConfig | Mapping") -> EvalConfig:
     return cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
 
 
-__all__ = ["TrainConfig", "EvalConfig", "DataConfig", "ModelConfig", "MethodConfig", "OptimConfig",
+__all__ = ["TrainConfig", "EvalConfig", "Phase", "DataConfig", "ModelConfig", "MethodConfig", "OptimConfig",
            "MonitorConfig", "RuntimeConfig", "as_train_config", "as_eval_config"]

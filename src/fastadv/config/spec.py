@@ -51,10 +51,28 @@ class Spec:
 
 
 @dataclass(frozen=True)
+class RecordSpec:
+    """A mapping with exactly the keys of ``fields`` (each required), e.g. one item of a list of phases."""
+
+    fields: dict
+
+    def check(self, key: str, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise FastAdvError(f"config key {key} must be a mapping with keys {', '.join(self.fields)}, got {value!r}")
+        unknown = [k for k in value if k not in self.fields]
+        if unknown:
+            raise FastAdvError(f"unknown config key {key}.{unknown[0]}; valid keys in {key}: {', '.join(self.fields)}")
+        missing = [k for k in self.fields if k not in value]
+        if missing:
+            raise FastAdvError(f"missing config key(s) in {key}: {', '.join(missing)}")
+        return {k: spec.check(f"{key}.{k}", value[k]) for k, spec in self.fields.items()}
+
+
+@dataclass(frozen=True)
 class ListSpec:
     """A non-empty list whose items all satisfy ``item`` (or null, when ``optional``)."""
 
-    item: Spec
+    item: "Spec | RecordSpec"
     optional: bool = False
 
     def check(self, key: str, value: Any) -> list | None:

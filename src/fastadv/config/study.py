@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastadv.config.params import DATASETS, deep_merge, parse_scalar, parse_set, read_params, validate_section
-from fastadv.config.spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int
+from fastadv.config.spec import _BOOL, _STR, ListSpec, RecordSpec, Spec, _choice, _float, _int
 from fastadv.errors import FastAdvError, unknown_choice
 
 MODEL_KINDS = ("final", "best")
@@ -176,6 +176,15 @@ class Study:
             cfg = deep_merge(cfg, validate_section(layer, "train", partial=True))
         return validate_section(cfg, "train")
 
+    def resized_images(self, experiment: str) -> list[int]:
+        """Sizes of the resized copies the runs of ``experiment`` read (their ``data.phases``), sorted."""
+        exp = self.experiment(experiment)
+        sizes = set()
+        for variant in exp["methods"]:
+            phases = self.train_config(experiment, variant, exp["eps"][0], exp["seeds"][0])["data"]["phases"]
+            sizes.update(ph["images"] for ph in phases or [] if ph["images"] is not None)
+        return sorted(sizes)
+
     def resources(self, experiment: str | None = None) -> dict:
         """Scheduler requests of a job: ``resources`` ← the scale's ← the experiment's ← the scale's for the
         experiment (an experiment sized for CPUs, like ``cnn4``, asks for no GPU at any scale)."""
@@ -209,6 +218,9 @@ def _spec_schema(spec) -> dict:
     if isinstance(spec, dict):
         return {"type": "object", "properties": {k: _spec_schema(v) for k, v in spec.items()},
                 "additionalProperties": False}
+    if isinstance(spec, RecordSpec):
+        return {"type": "object", "properties": {k: _spec_schema(v) for k, v in spec.fields.items()},
+                "required": list(spec.fields), "additionalProperties": False}
     if isinstance(spec, ListSpec):
         out = {"type": "array", "minItems": 1, "items": _spec_schema(spec.item)}
         return {"anyOf": [out, {"type": "null"}]} if spec.optional else out
@@ -307,3 +319,19 @@ def resolve_config(path: str | Path, section: str, scale: str | None = None, set
 
 def resolve_train_config(path: str | Path, scale: str | None = None, sets: list[str] = ()) -> dict:
     return resolve_config(path, "train", scale, sets)
+
+
+def phase_images(doc) -> list[int]:
+    """The sizes of the resized copies that the ``data.phases`` anywhere in a params document read (sorted)."""
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "phases" and isinstance(v, list):
+                    found.update(ph["images"] for ph in v if isinstance(ph, dict) and ph.get("images"))
+                else:
+                    walk(v)
+
+    walk(doc)
+    return sorted(found)

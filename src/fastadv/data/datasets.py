@@ -34,6 +34,7 @@ from fastadv.data import image_folder
 from fastadv.config.params import FOLDER_DATASETS
 from fastadv.errors import FastAdvError, unknown_choice
 from fastadv.data.subset import subset_indices  # noqa: F401 (public here too)
+from fastadv.shard import shard_bounds
 
 # SHA-256 of each array's C-contiguous bytes (hashlib.sha256(a.tobytes())).
 ARRAY_SHA256 = {
@@ -330,6 +331,7 @@ class DeviceDataset:
         self.y = y.long().to(device)
         self.augmentations = augmentations
         self.device = device
+        self.generator_device = device  # augmentation is drawn where the batch is
 
     def __len__(self) -> int:
         return len(self.y)
@@ -348,6 +350,14 @@ class DeviceDataset:
         """The first ``n`` examples, unaugmented (fixed monitoring / evaluation points)."""
         return self.batch(torch.arange(min(n, len(self)), device=self.device))
 
+    def iterate(self, batches, shard=(0, 1)):
+        """(x, y, (offset, size of the global batch)) per (indices, generator) of ``batches``, this rank's shard
+        (``shard``: rank, world) of the augmented global batch (augmentation is drawn for the whole batch)."""
+        for idx, gen in batches:
+            x, y = self.batch(idx, gen)
+            off, n = shard_bounds(len(y), *shard)
+            yield x[off:off + n], y[off:off + n], (off, len(y))
+
 
 def load_cifar10(n: int | None = None, split: str = "test", root: str | Path = "data",
                  device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -360,11 +370,13 @@ def load_cifar10(n: int | None = None, split: str = "test", root: str | Path = "
 
 
 def load_split(root, dataset: str, split: str, device, subset=None, subset_mode="first", seed=0,
-               augment: bool = False, arrays: dict | None = None):
+               augment: bool = False, arrays: dict | None = None, images: int | None = None,
+               crop: int | None = None, workers: int = 0):
     """A split as a :class:`DeviceDataset` (or, for an image-folder dataset, an
-    :class:`image_folder.FolderDataset` with the same interface)."""
+    :class:`image_folder.FolderDataset` with the same interface; ``images``, ``crop``, ``workers``: see there)."""
     if dataset in FOLDER_DATASETS:
-        return image_folder.load_split(root, dataset, split, device, subset, subset_mode, seed, augment)
+        return image_folder.load_split(root, dataset, split, device, subset, subset_mode, seed, augment, images,
+                                       crop, workers)
     arrays = load_arrays(root, dataset) if arrays is None else arrays
     x, y = to_tensor(arrays[f"x_{split}"]), torch.from_numpy(arrays[f"y_{split}"].astype(np.int64))
     idx = subset_indices(len(y), subset, subset_mode, seed)

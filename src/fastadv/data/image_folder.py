@@ -14,9 +14,17 @@ folder is an error, not other data.
 Files are listed in the order of SHA-256 of their relative paths: a fixed, layout-independent
 pseudo-random order, so ``subset: N`` (mode first) and "the first N test images" mix classes
 instead of taking the first class folders. Images are decoded per batch (the dataset does not
-fit in memory) on a thread pool. Training: random-resized crop (scale 0.08–1, aspect 3/4–4/3)
-to 224 px + horizontal flip, parameters drawn from the training generator (reproducible);
-test: shorter side resized to 256, centre 224 crop — the standard ResNet-50 pipeline.
+fit in memory). Training: random-resized crop (scale 0.08–1, aspect 3/4–4/3) to ``crop`` px +
+horizontal flip, parameters drawn in the main process from the training generator (reproducible:
+the draws are the same whoever decodes); test: shorter side resized to 256, centre 224 crop — the
+standard ResNet-50 pipeline — or, with a ``crop`` given, the centre ``crop`` of the image as it is
+(Wong et al.'s validation: CenterCrop(crop_size) without a resize). Decoding runs on a thread pool,
+or with ``workers`` > 0 in DataLoader worker processes (pinned memory on a GPU), each decoding whole
+batches; a data-parallel rank decodes only its shard.
+
+Resized copies (Wong et al.'s resize.py, for the phases of their recipe) live beside the manifest as
+``<root>/<dataset>-<size>/`` with their own manifest ``<root>/<dataset>-<size>.json``
+(fastadv.data.resized_copies).
 """
 from __future__ import annotations
 
@@ -42,8 +50,9 @@ CROP_SCALE = (0.08, 1.0)         # random-resized crop (Szegedy et al. 2015; tor
 CROP_RATIO = (3 / 4, 4 / 3)
 
 
-def manifest_path(root, dataset: str = "imagenet") -> Path:
-    return Path(root) / f"{dataset}.json"
+def manifest_path(root, dataset: str = "imagenet", images: int | None = None) -> Path:
+    """The manifest of the original images, or of the copies resized to a shorter side of ``images`` px."""
+    return Path(root) / (f"{dataset}.json" if images is None else f"{dataset}-{images}.json")
 
 
 def scan(source: str | Path) -> dict:
@@ -92,11 +101,12 @@ def prepare(source: str | Path, root: str | Path, dataset: str = "imagenet") -> 
     return out
 
 
-def load_manifest(root, dataset: str = "imagenet") -> dict:
-    path = manifest_path(root, dataset)
+def load_manifest(root, dataset: str = "imagenet", images: int | None = None) -> dict:
+    path = manifest_path(root, dataset, images)
     if not path.is_file():
+        how = "" if images is None else f" --resize {images}"
         raise FastAdvError(f"prepared data {str(path)!r} not found; run: fastadv prepare --dataset {dataset} "
-                           "--source <ImageFolder dir>")
+                           f"--source <ImageFolder dir>{how}")
     try:
         man = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -130,60 +140,111 @@ def _crop_box(w: int, h: int, gen: torch.Generator) -> tuple[int, int, int, int]
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
+def decode(path: Path, box, flip: bool, crop: int, resize: int | None) -> torch.Tensor:
+    """One image as uint8 CHW: the random-resized ``box`` scaled to ``crop`` px (training), else the centre
+    ``crop`` after resizing the shorter side to ``resize`` (None: as it is)."""
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if box is None:
+            im = TF.center_crop(TF.resize(im, resize) if resize else im, crop)
+        else:
+            im = TF.resized_crop(im, *box, [crop, crop])
+        t = TF.pil_to_tensor(im)
+    return t.flip(2) if flip else t
+
+
+class _Plans(torch.utils.data.Dataset):
+    """DataLoader view of a folder: an item is a plan (path, label, box, flip), decoded in a worker."""
+
+    def __init__(self, crop: int, resize: int | None):
+        self.crop, self.resize = crop, resize
+
+    def __getitem__(self, plan):
+        path, label, box, flip = plan
+        return decode(path, box, flip, self.crop, self.resize), label
+
+
 class FolderDataset:
     """A split of an ImageFolder tree; the same interface as :class:`fastadv.data.datasets.DeviceDataset`."""
 
-    def __init__(self, source: Path, files: list, device: torch.device, augment: bool, threads: int = 0):
+    def __init__(self, source: Path, files: list, device: torch.device, augment: bool, crop: int | None = None,
+                 threads: int = 0, workers: int = 0):
         self.source, self.files, self.device, self.augment = source, files, device, augment
         self.y = torch.tensor([f[1] for f in files], dtype=torch.long, device=device)
+        self.crop, self.resize = (CROP, RESIZE) if crop is None else (crop, None)
         self.threads = threads or min(8, os.cpu_count() or 1)
+        self.workers = workers
+        self.generator_device = torch.device("cpu")  # crops are drawn on the host, before decoding
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def _load(self, i: int, box, flip: bool) -> torch.Tensor:
-        from PIL import Image
-        from torchvision.transforms import functional as TF
-
-        with Image.open(self.source / self.files[i][0]) as im:
-            im = im.convert("RGB")
-            if box is None:
-                im = TF.center_crop(TF.resize(im, RESIZE), CROP)
+    def plans(self, idx, gen: torch.Generator | None = None) -> list:
+        """(path, label, box, flip) per index: the random crop and flip drawn here, in order, when ``gen`` is given
+        and augmentation is on (the crop uses the pixel size recorded in the manifest)."""
+        out = []
+        for i in (int(i) for i in idx):
+            rel, label, *_, w, h = self.files[i]
+            if gen is not None and self.augment:
+                box = _crop_box(w, h, gen)
+                out.append((self.source / rel, label, box, bool(torch.rand(1, generator=gen) < 0.5)))
             else:
-                im = TF.resized_crop(im, *box, [CROP, CROP])
-            t = TF.pil_to_tensor(im)
-        return t.flip(2) if flip else t
+                out.append((self.source / rel, label, None, False))
+        return out
+
+    def _stack(self, imgs, labels) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack(list(imgs)) if not torch.is_tensor(imgs) else imgs
+        return x.to(self.device).float().div_(255), torch.as_tensor(labels, dtype=torch.long).to(self.device)
 
     def batch(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float [0,1] batch for indices ``idx``; random crop + flip when ``gen`` is given and
-        augmentation is on (all random draws happen here, in order, so results are reproducible;
-        the crop uses the pixel size recorded in the manifest)."""
-        ids = [int(i) for i in idx]
-        plans = []
-        for i in ids:
-            if gen is not None and self.augment:
-                box = _crop_box(*self.files[i][3:5], gen)
-                plans.append((i, box, bool(torch.rand(1, generator=gen) < 0.5)))
-            else:
-                plans.append((i, None, False))
+        """Float [0,1] batch for indices ``idx`` (augmented when ``gen`` is given), decoded on a thread pool."""
+        plans = self.plans(idx, gen)
         with ThreadPoolExecutor(self.threads) as pool:
-            imgs = list(pool.map(lambda p: self._load(*p), plans))
-        x = torch.stack(imgs).to(self.device).float().div_(255)
-        return x, self.y[torch.as_tensor(ids, device=self.device)]
+            imgs = list(pool.map(lambda p: decode(p[0], p[2], p[3], self.crop, self.resize), plans))
+        return self._stack(imgs, [p[1] for p in plans])
+
+    def iterate(self, batches, shard=(0, 1)):
+        """(x, y, (offset, size of the global batch)) per (indices, generator) of ``batches``: the draws of the
+        whole global batch, the decoding of this rank's shard only (``shard``: rank, world)."""
+        from fastadv.shard import shard_bounds
+
+        def planned():
+            for idx, gen in batches:
+                plans = self.plans(idx, gen)
+                off, n = shard_bounds(len(plans), *shard)
+                yield plans[off:off + n], (off, len(plans))
+
+        if self.workers == 0:
+            for plans, bounds in planned():
+                with ThreadPoolExecutor(self.threads) as pool:
+                    imgs = list(pool.map(lambda p: decode(p[0], p[2], p[3], self.crop, self.resize), plans))
+                yield (*self._stack(imgs, [p[1] for p in plans]), bounds)
+            return
+        planned_list = list(planned())  # plans are cheap (no decoding); the workers take them batch by batch
+        loader = torch.utils.data.DataLoader(
+            _Plans(self.crop, self.resize), batch_sampler=[p for p, _ in planned_list], num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", prefetch_factor=2)
+        for (x, y), (_, bounds) in zip(loader, planned_list):
+            yield (*self._stack(x, y), bounds)
 
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.batch(torch.arange(min(n, len(self))))
 
 
 def load_split(root, dataset: str, split: str, device, subset=None, subset_mode="first", seed=0,
-               augment: bool = False) -> FolderDataset:
-    man = load_manifest(root, dataset)
+               augment: bool = False, images: int | None = None, crop: int | None = None,
+               workers: int = 0) -> FolderDataset:
+    """A split of the original images or of their copies resized to ``images`` px; ``crop``: see the module."""
+    man = load_manifest(root, dataset, images)
     source = Path(man["source"])
     files = man["splits"][SPLITS[split]]
     for rel, _, size, *_ in (files[0], files[-1]):  # cheap staleness check; `prepare` again after changes
         p = source / rel
         if not p.is_file() or p.stat().st_size != size:
             raise FastAdvError(f"{p}: missing or changed since `fastadv prepare` "
-                               f"(manifest {manifest_path(root, dataset)})")
+                               f"(manifest {manifest_path(root, dataset, images)})")
     idx = subset_indices(len(files), subset, subset_mode, seed)
-    return FolderDataset(source, [files[i] for i in idx], torch.device(device), augment)
+    return FolderDataset(source, [files[i] for i in idx], torch.device(device), augment, crop, workers=workers)

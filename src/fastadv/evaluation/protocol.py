@@ -31,6 +31,7 @@ from fastadv.attacks import pgd_attack
 from fastadv.config.run_config import EvalConfig, as_eval_config
 from fastadv.attacks.pgd import pgd_restart_outcomes, restart_rules
 from fastadv.training.checkpoint import load_model, load_model_record
+from fastadv.config.params import FOLDER_DATASETS
 from fastadv.data.datasets import load_split
 from fastadv.errors import FastAdvError
 from fastadv.methods.registry import method_label
@@ -59,7 +60,8 @@ class _State:
 
     def __init__(self, path: Path, key: dict):
         self.path, self.key = path, key
-        self.data = {"format": STATE_FORMAT, "key": key, "pgd": {}, "aa_flags": None, "aa_done": [], "aa_acc": {}}
+        self.data = {"format": STATE_FORMAT, "key": key, "pgd": {}, "also": {}, "aa_flags": None, "aa_done": [],
+                     "aa_acc": {}}
         if path.is_file():
             try:
                 st = torch.load(path, map_location="cpu", weights_only=True)
@@ -81,12 +83,27 @@ def robust_flags(model, x, y, eps, protocol, batch_size, seed, device, done: dic
     ``both``, {"max_loss": …} (the official rule; every restart then runs on every point). Batches
     already in ``done`` (batch index → flags) are kept, and ``checkpoint`` is called after each new
     batch (resumable evaluation). The random starts are the same under both settings."""
+    return _flags_by_batch(model, lambda i, j: (x[i:j], y[i:j]), len(y), eps, protocol, batch_size, seed, device,
+                           done, checkpoint, restart_rule)
+
+
+def split_robust_flags(model, split, n: int, eps, protocol, batch_size, seed, device, done: dict | None = None,
+                       checkpoint=lambda: None, restart_rule: str = "worst_case") -> dict:
+    """:func:`robust_flags` on the first ``n`` points of a split, loaded batch by batch (a whole ImageNet
+    validation set does not fit in memory); the same flags as on the same points in memory."""
+    def points(i, j):
+        return split.batch(torch.arange(i, j, device=split.device))
+
+    return _flags_by_batch(model, points, n, eps, protocol, batch_size, seed, device, done, checkpoint, restart_rule)
+
+
+def _flags_by_batch(model, points, n, eps, protocol, batch_size, seed, device, done, checkpoint, restart_rule):
     steps, restarts, alpha = PROTOCOLS[protocol]
     done = {} if done is None else done
-    for b, i in enumerate(range(0, len(y), batch_size)):
+    for b, i in enumerate(range(0, n, batch_size)):
         if b in done:
             continue
-        xs, ys, gen = x[i:i + batch_size], y[i:i + batch_size], generator(device, seed, "pgd", b)
+        (xs, ys), gen = points(i, min(i + batch_size, n)), generator(device, seed, "pgd", b)
         if restart_rule == "both":
             correct, loss = pgd_restart_outcomes(model, xs, ys, eps, alpha(eps), steps, restarts, gen)
             with torch.no_grad():
@@ -168,12 +185,16 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: EvalConfig | dic
     if not 0 < eps255 <= 128:
         raise FastAdvError(f"evaluation eps {eps255!r} out of range; valid: (0, 128] (units of 1/255)")
     eps = eps_absolute(eps255)
-    test = load_split(data_root or run_cfg["data"]["root"], run_cfg["data"]["dataset"], "test", device)
+    if cfg.crop is not None and run_cfg["data"]["dataset"] not in FOLDER_DATASETS:
+        raise FastAdvError(f"evaluate.crop {cfg.crop} crops image-folder datasets ({', '.join(FOLDER_DATASETS)}); "
+                           f"{run_cfg['data']['dataset']!r} has none: set it null")
+    test = load_split(data_root or run_cfg["data"]["root"], run_cfg["data"]["dataset"], "test", device, crop=cfg.crop)
     n = len(test) if cfg.n_points is None else min(cfg.n_points, len(test))
     x, y = test.head(n)
     out_path = Path(out_path)
     key = {"model": str(Path(model_path).resolve()), "eps": eps255, "n": n, "protocol": cfg.protocol,
-           "seed": cfg.seed, "autoattack": cfg.autoattack, "restart_rule": cfg.restart_rule}
+           "seed": cfg.seed, "autoattack": cfg.autoattack, "restart_rule": cfg.restart_rule,
+           "also": [cfg.also_protocol, cfg.also_n_points], "crop": cfg.crop}
     state = _State(out_path.with_name(out_path.name + ".state.pt"), key)
 
     seconds = {}
@@ -183,6 +204,14 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: EvalConfig | dic
     with _timed(seconds, "pgd"):
         robust = robust_flags(model, x, y, eps, cfg.protocol, cfg.batch_size, cfg.seed, device, state.data["pgd"],
                               state.save, cfg.restart_rule)
+    also = None
+    if cfg.also_protocol is not None:
+        n_also = len(test) if cfg.also_n_points is None else min(cfg.also_n_points, len(test))
+        with _timed(seconds, "also"):
+            flags = split_robust_flags(model, test, n_also, eps, cfg.also_protocol, cfg.batch_size, cfg.seed, device,
+                                       state.data["also"], state.save, cfg.restart_rule)
+        also = {**_pgd_result(cfg, cfg.also_protocol, eps, flags), "n_points": n_also,
+                "points": f"first {n_also} test images"}
     aa = None
     if cfg.autoattack:
         with _timed(seconds, "autoattack"):
@@ -194,7 +223,7 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: EvalConfig | dic
         "method_label": method_label(run_cfg["method"], run_cfg["model"]), "train_eps": run_cfg["method"]["eps"],
         "eps": eps255, "train_seed": run_cfg["runtime"]["seed"], "eval_seed": cfg.seed, "n_points": n,
         "points": f"first {n} test images", "clean_acc_full": clean_full, "clean_acc": clean,
-        "pgd": _pgd_result(cfg, eps, robust), "autoattack": aa, "seconds": seconds,
+        "pgd": _pgd_result(cfg, cfg.protocol, eps, robust), "also": also, "autoattack": aa, "seconds": seconds,
         "hardware": hardware_stamp(device), "train_config": run_cfg, "eval_config": cfg.to_dict(),
     }
     atomic.write_json(out_path, result)
@@ -209,9 +238,9 @@ def _timed(seconds: dict, key: str):
     seconds[key] = time.perf_counter() - t
 
 
-def _pgd_result(cfg: EvalConfig, eps: float, robust: dict) -> dict:
-    steps, restarts, alpha = PROTOCOLS[cfg.protocol]
-    return {"protocol": cfg.protocol, "steps": steps, "restarts": restarts, "alpha": eps_in_255ths(alpha(eps)),
+def _pgd_result(cfg: EvalConfig, protocol: str, eps: float, robust: dict) -> dict:
+    steps, restarts, alpha = PROTOCOLS[protocol]
+    return {"protocol": protocol, "steps": steps, "restarts": restarts, "alpha": eps_in_255ths(alpha(eps)),
             "acc": _fraction(robust["worst_case"]), "restart_rule": cfg.restart_rule,
             "acc_max_loss": _fraction(robust["max_loss"]) if "max_loss" in robust else None}
 

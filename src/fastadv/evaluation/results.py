@@ -11,7 +11,8 @@ from fastadv.errors import FastAdvError
 from fastadv.evaluation.protocol import load_result
 
 COLUMNS = ["dataset", "method", "method_label", "train_eps", "eps", "train_seed", "model_kind", "model_epoch",
-           "n_points", "clean_acc_full", "clean_acc", "pgd_protocol", "pgd_acc", "pgd_acc_max_loss", "autoattack_acc",
+           "n_points", "clean_acc_full", "clean_acc", "pgd_protocol", "pgd_acc", "pgd_acc_max_loss",
+           "also_protocol", "also_n_points", "also_pgd_acc", "also_pgd_acc_max_loss", "autoattack_acc",
            "train_status", "co_epoch", "train_seconds", "seconds_per_epoch", "final_grad_alignment",
            "eval_seconds", "device", "torch", "path"]
 
@@ -25,6 +26,7 @@ def result_row(res: dict, path: str) -> dict:
         "clean_acc_full": res["clean_acc_full"], "clean_acc": res["clean_acc"],
         "pgd_protocol": res["pgd"]["protocol"], "pgd_acc": res["pgd"]["acc"],
         "pgd_acc_max_loss": res["pgd"].get("acc_max_loss"),
+        **_also(res.get("also")),
         "autoattack_acc": aa["acc"] if aa else None, "eval_seconds": res["seconds"]["total"],
         "device": res["hardware"]["gpu"] or res["hardware"]["device"], "torch": res["hardware"]["torch"],
         "path": path,
@@ -41,6 +43,14 @@ def result_row(res: dict, path: str) -> dict:
     for attack, acc in (aa or {}).get("acc_after", {}).items():
         row[f"aa_{attack.replace('-', '_')}_acc"] = acc
     return row
+
+
+def _also(also: dict | None) -> dict:
+    """The second protocol's columns (evaluate.also_protocol), empty without one."""
+    if not also:
+        return dict.fromkeys(("also_protocol", "also_n_points", "also_pgd_acc", "also_pgd_acc_max_loss"))
+    return {"also_protocol": also["protocol"], "also_n_points": also["n_points"], "also_pgd_acc": also["acc"],
+            "also_pgd_acc_max_loss": also["acc_max_loss"]}
 
 
 def collect(paths: list[str | Path]) -> pd.DataFrame:

@@ -183,10 +183,15 @@ def method_label(method_cfg: dict, model_cfg: dict | None = None) -> str:
 
 
 def label_style(label: str) -> tuple[str, str]:
-    """(display name, colour) of a method label in figures; unknown labels are drawn black."""
+    """(display name, colour) of a method label in figures: a label extending a styled one (``gradalign_l0.1``)
+    is drawn in its colour, named with the extension (``FGSM+GradAlign (l0.1)``); unknown labels in black."""
     for spec in specs().values():
         if label in spec.styles:
             return tuple(spec.styles[label])
+    for spec in specs().values():
+        for base, (name, colour) in spec.styles.items():
+            if label.startswith(base + "_"):
+                return f"{name} ({label[len(base) + 1:]})", colour
     return label, "#000000"
 
 

@@ -188,8 +188,31 @@ def draw_cnn_table(job: FigureJob) -> None:
                   latex=True)
 
 
+def draw_imagenet_alignment(job: FigureJob) -> None:
+    """Gradient alignment and PGD accuracy over training on ImageNet, per method and ε."""
+    from fastadv.paper.imagenet import alignment_over_training, read_histories
+
+    if not job.histories:
+        raise FastAdvError(f"figure {job.name} needs --histories (history.csv of each run)")
+    job.save_data(alignment_over_training(read_histories(job.histories), job.out, job.scale))
+
+
+def draw_table6(job: FigureJob) -> None:
+    from fastadv.paper.imagenet import table6
+
+    df = job.table()
+    F.write_table(table6(df, job.published_values()), job.out,
+                  f"ImageNet (Table 6 of Andriushchenko & Flammarion 2020, Wong et al.'s recipe): accuracy (%) of final "
+                  f"models per method and eps: clean on the evaluated points and on the whole validation set, PGD "
+                  f"under the paper's protocol (pgd_*) and under Wong et al.'s (also_*: alpha = 1/255, 10 restarts), "
+                  f"published values beside where they exist (RobustBench, Wong2020Fast: their model, their PGD); "
+                  f"the paper's own Table 6 numbers are not in the sources this project can reach ({job.hardware(df)}).",
+                  latex=True)
+
+
 FIGURES = {
     "fig1": draw_fig1, "fig8": draw_fig8, "published": draw_published, "table7": draw_table7, "vs_published": draw_vs_published, "grad_alignment": draw_grad_alignment, "runtime": draw_runtime, "autoattack": draw_autoattack,
     "figA": draw_figA, "metrics": draw_metrics, "filter_weights": draw_filter_weights,
     "filter_norms": draw_filter_norms, "feature_maps": draw_feature_maps, "cnn_table": draw_cnn_table,
+    "imagenet_alignment": draw_imagenet_alignment, "table6": draw_table6,
 }

@@ -53,7 +53,7 @@ class Target:
 
 
 # Renderers that write a table (Markdown, CSV and LaTeX); every other renderer draws a figure.
-TABLE_RENDERERS = ("runtime", "autoattack", "table7", "vs_published", "cnn_table")
+TABLE_RENDERERS = ("runtime", "autoattack", "table7", "vs_published", "cnn_table", "table6")
 
 TARGETS = (
     Target("fig1", "fig1", "Fig. 1: PGD-50-10 vs ε, final and early-stopped, published values beside",
@@ -134,6 +134,16 @@ TARGETS = (
     Target("imagenet", "fig1", "ImageNet, drawn like Fig. 1",
            "PGD accuracy versus training ε on ImageNet per method, final and early-stopped models.",
            results=("imagenet",), published=True, clean_panel=True),
+    Target("imagenet_alignment", "imagenet_alignment", "ImageNet: gradient alignment and PGD accuracy over training",
+           "ImageNet, Wong et al.'s three-phase recipe: PGD accuracy and gradient alignment on the monitoring points "
+           "(at each phase's crop) against epochs, per method and ε; × marks catastrophic overfitting. The author "
+           "response: without CO (ε = 2, 4/255) the alignment decreases gradually, without the sharp drop of CO.",
+           experiment="imagenet", histories="all"),
+    Target("table6", "table6", "Table 6: ImageNet, clean and PGD per method × ε, both protocols",
+           "ImageNet (Table 6): clean and PGD accuracy of final models per method and ε, under the paper's "
+           "PGD-50-10 (α = ε/4, 1,000 points) and Wong et al.'s protocol (α = 1/255, the whole validation set), "
+           "published values beside where they exist.",
+           results=("imagenet",), published=True),
 )
 
 # The two results of their own commands (not `fastadv figure`); listed here for the README's table.

@@ -37,13 +37,13 @@ import yaml
 from tqdm.auto import tqdm
 
 from fastadv import atomic
-from fastadv.shard import batch_shard, shard_bounds
+from fastadv.shard import batch_shard
 from fastadv.training import distributed, monitor
 from fastadv.training.tracking import Tracker
 from fastadv.attacks.grad import loss_scaling
 from fastadv.training.checkpoint import STATE_FORMAT, load_weights_only, save_model
 from fastadv.config.params import config_diff
-from fastadv.config.run_config import TrainConfig, as_train_config
+from fastadv.config.run_config import Phase, TrainConfig, as_train_config
 from fastadv.data.datasets import info, load_arrays, load_split
 from fastadv.errors import FastAdvError
 from fastadv.methods import StepContext, build_method
@@ -52,13 +52,13 @@ from fastadv.models import build_model, init_weights
 from fastadv.training.runtime import (
     derived_seed, generator, hardware_stamp, in_layout, memory_layout, select_device, set_threads,
 )
-from fastadv.training.schedule import learning_rate, warmup_factor
+from fastadv.training.schedule import epochs_done, learning_rate, warmup_factor
 
 EXIT_PREEMPTED = 75
 # Keys that do not change what is computed: a run may be resumed with other values.
 # (data.root is only a location: the data themselves are verified by hash.)
 RESUMABLE_KEYS = {("runtime", "progress"), ("runtime", "checkpoint_every"), ("runtime", "threads"), ("data", "root"),
-                  ("runtime", "dist_timeout_s"), ("runtime", "dvclive")}
+                  ("runtime", "dist_timeout_s"), ("runtime", "dvclive"), ("runtime", "loader_workers")}
 
 
 class Preempted(Exception):
@@ -202,18 +202,22 @@ def check_data_parallel(cfg: TrainConfig, group: distributed.Group) -> None:
         ok = sorted(n for n, s in specs().items() if s.data_parallel)
         raise FastAdvError(f"method {cfg.method.name!r} cannot train data-parallel (its loss is not a mean of "
                            f"per-example terms DDP may average); valid on {group.world} ranks: {', '.join(ok)}")
-    if cfg.optim.batch_size < group.world:
-        raise FastAdvError(f"optim.batch_size {cfg.optim.batch_size} is the global batch: it must be at least "
-                           f"the number of ranks ({group.world})")
+    smallest = min(ph.batch_size for ph in cfg.phases)
+    if smallest < group.world:
+        raise FastAdvError(f"the batch size {smallest} is the global batch: it must be at least the number of ranks "
+                           f"({group.world})")
 
 
-def load_data(cfg: TrainConfig, device) -> tuple:
-    """(training set, the monitor's fixed test points, its fixed training points) of the run."""
+def load_data(cfg: TrainConfig, device, phase: Phase) -> tuple:
+    """(training set, the monitor's fixed test points, its fixed training points) of the run in ``phase``: an
+    image folder's copies resized for it, cropped to its size (the test points centre-cropped, as Wong et al.
+    validate each phase)."""
     d = cfg.data
     arrays = load_arrays(d.root, d.dataset)
+    view = {"images": phase.images, "crop": phase.crop}
     train_set = load_split(d.root, d.dataset, "train", device, d.subset, d.subset_mode, cfg.runtime.seed,
-                           augment=d.augment, arrays=arrays)
-    test_points = load_split(d.root, d.dataset, "test", device, arrays=arrays).head(cfg.monitor.test_points)
+                           augment=d.augment, arrays=arrays, workers=cfg.runtime.loader_workers, **view)
+    test_points = load_split(d.root, d.dataset, "test", device, arrays=arrays, **view).head(cfg.monitor.test_points)
     return train_set, test_points, train_set.head(cfg.monitor.train_points)
 
 
@@ -225,7 +229,6 @@ class Run:
         set_threads(cfg.runtime.threads)
         self.group, self.device = distributed.join(cfg.runtime.device, cfg.runtime.dist_timeout_s, select_device)
         check_data_parallel(cfg, self.group)
-        self.train_set, test_points, train_points = load_data(cfg, self.device)
         self.model = make_model(cfg, self.device)
         self.memory_layout = memory_layout(self.model, cfg.runtime.channels_last)
         if self.memory_layout["reason"] and self.group.main:
@@ -233,17 +236,24 @@ class Run:
                   file=sys.stderr)
         self.model, self.trainer = distributed.wrap(  # the trainer: DDP on several ranks (channels-last: params.yaml)
             self.layout(self.model), self.group, cfg.runtime.sync_batchnorm, self.device)
-        test_points, train_points = (tuple(self.layout(t) for t in s) for s in (test_points, train_points))
-        self.monitor = monitor.Monitor(cfg.monitor, test_points, train_points)
+        self.phase = None
+        self.enter_phase(cfg.phases[0])
         self.opt = make_optimizer(cfg, self.model)
         self.method = build_method(cfg.method, cfg.data.dataset)
-        n, bs = len(self.train_set), cfg.optim.batch_size
-        if cfg.optim.drop_last and n < bs:
-            raise FastAdvError(f"optim.drop_last with {n} training images < batch_size {bs} leaves no batch")
-        self.iters_per_epoch = n // bs if cfg.optim.drop_last else math.ceil(n / bs)
-        self.total_iters = cfg.optim.epochs * self.iters_per_epoch
+        n = len(self.train_set)
+        for bs in (ph.batch_size for ph in cfg.phases):
+            if cfg.optim.drop_last and n < bs:
+                raise FastAdvError(f"optim.drop_last with {n} training images < batch_size {bs} leaves no batch")
+        self.phase_iters = [n // ph.batch_size if cfg.optim.drop_last else math.ceil(n / ph.batch_size)
+                            for ph in cfg.phases]
+        self.iters_per_epoch = self.phase_iters[0]  # the first phase's (the only one without data.phases)
+        last = [n % ph.batch_size for ph in cfg.phases if not cfg.optim.drop_last and n % ph.batch_size]
+        if self.group.active and any(r < self.group.world for r in last):
+            raise FastAdvError(f"the last batch of an epoch ({min(last)} images) leaves a rank of {self.group.world} "
+                               "without images; set optim.drop_last true or use another subset")
+        self.total_iters = sum((ph.end - ph.start) * k for ph, k in zip(cfg.phases, self.phase_iters))
         # As the GradAlign code: warm-up over ⌊epochs · N / batch⌋ iterations, counted from 1 at the first step.
-        self.warmup_iters = int(cfg.optim.warmup_epochs * n // bs)
+        self.warmup_iters = int(cfg.optim.warmup_epochs * n // cfg.phases[0].batch_size)
         self.autocast, self.scaler = mixed_precision(cfg.runtime.precision, self.device)
         self.progress = TrainProgress()
         self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
@@ -254,11 +264,29 @@ class Run:
         """The model or a batch of images in the run's memory layout (labels pass through)."""
         return in_layout(obj, self.memory_layout["channels_last"])
 
+    def enter_phase(self, phase: Phase) -> None:
+        """The data and monitored points of ``phase`` (read again only when the phase changes)."""
+        if phase == self.phase:
+            return
+        self.train_set, test_points, train_points = load_data(self.cfg, self.device, phase)
+        test_points, train_points = (tuple(self.layout(t) for t in s) for s in (test_points, train_points))
+        self.monitor = monitor.Monitor(self.cfg.monitor, test_points, train_points)
+        self.phase = phase
+
+    def iterations(self, epoch: int) -> int:
+        """Iterations of training ``epoch`` (those of its phase's batch size)."""
+        return self.phase_iters[self.cfg.phases.index(self.cfg.phase(epoch))]
+
+    def epochs_at(self, step: int) -> float:
+        """Epochs of training done after ``step`` iterations in all (fractional within an epoch)."""
+        return epochs_done(step, self.cfg.phases, self.phase_iters)
+
     def lr(self, step: int) -> float:
-        """The learning rate after ``step`` of all iterations (the schedule of ``optim``)."""
+        """The learning rate after ``step`` of all iterations (the schedule of ``optim``); with phases of other
+        batch sizes, progress is counted in epochs (Wong et al.: epoch + (i+1)/len(train_loader))."""
         o = self.cfg.optim
-        return learning_rate(o.lr_schedule, step / self.total_iters, o.lr_max, o.lr_peak, o.epochs, o.lr_epochs,
-                             o.lr_values)
+        progress = step / self.total_iters if len(self.phase_iters) == 1 else self.epochs_at(step) / o.epochs
+        return learning_rate(o.lr_schedule, progress, o.lr_max, o.lr_peak, o.epochs, o.lr_epochs, o.lr_values)
 
     # -- resume -------------------------------------------------------------------------------------
     def save_state(self) -> None:
@@ -289,29 +317,30 @@ class Run:
         """(iteration, x, y, (offset, size of the global batch)) of ``epoch`` from iteration ``start`` on: a seeded
         permutation per epoch, augmentation drawn per batch, this rank's shard of it (all of it alone); Free AT
         replays each batch ``method.replay`` times."""
-        bs = self.cfg.optim.batch_size
+        bs, draws_on = self.phase.batch_size, self.train_set.generator_device
         perm = torch.randperm(len(self.train_set), generator=generator(torch.device("cpu"), self.seed, epoch, "perm"))
         perm = perm.to(self.device)
-        for it in range(start, self.iters_per_epoch):
-            b = it // self.method.replay
-            x, y = self.train_set.batch(perm[b * bs:(b + 1) * bs], generator(self.device, self.seed, epoch, b, "augment"))
-            off, n = shard_bounds(len(y), self.group.rank, self.group.world)
-            yield it, self.layout(x[off:off + n]), y[off:off + n], (off, len(y))
+        its = range(start, self.iterations(epoch))
+        plan = ((perm[b * bs:(b + 1) * bs], generator(draws_on, self.seed, epoch, b, "augment"))
+                for b in (it // self.method.replay for it in its))
+        for it, (x, y, bounds) in zip(its, self.train_set.iterate(plan, (self.group.rank, self.group.world))):
+            yield it, self.layout(x), y, bounds
 
     def evaluation_due(self) -> bool:
         """Evaluate every ``monitor.every_iterations`` iterations and after the last one; with 0, at epoch ends."""
         p, every = self.progress, self.cfg.monitor.every_iterations
         if every == 0:
-            return p.it == self.iters_per_epoch
+            return p.it == self.iterations(p.epoch)
         return p.global_step % every == 0 or p.global_step == self.total_iters
 
     def train_epoch(self, sig: _SignalFlag, stop_after: int | None, show: bool) -> bool:
         """Iterations of the epoch in progress; returns False when the run diverged."""
         p, every = self.progress, self.cfg.runtime.checkpoint_every
+        self.enter_phase(self.cfg.phase(p.epoch))
         self.model.train()
         t0 = time.perf_counter()
         bar = tqdm(self.batches(p.epoch, p.it), disable=not show, leave=False, desc=f"epoch {p.epoch}",
-                   total=self.iters_per_epoch, initial=p.it)
+                   total=self.iterations(p.epoch), initial=p.it)
         for it, x, y, (off, total) in bar:
             ctx = StepContext(generator(self.device, self.seed, p.global_step, "step"),
                               warmup_factor(p.global_step + 1, self.warmup_iters))
@@ -328,7 +357,7 @@ class Run:
                 t0 = time.perf_counter()
             stop = distributed.any_rank(sig.signum is not None or (stop_after is not None and p.global_step >= stop_after),
                                         self.group, self.device)
-            if stop or (every and p.global_step % every == 0 and p.it < self.iters_per_epoch):
+            if stop or (every and p.global_step % every == 0 and p.it < self.iterations(p.epoch)):
                 p.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 self.save_state()
@@ -354,14 +383,14 @@ def record_evaluation(run: Run) -> bool:
     Returns False (the run diverged) when the training loss since the last row is not finite."""
     p = run.progress
     p.running = distributed.sum_over_ranks(p.running, run.group, run.device)  # the global batch's, on every rank
-    row = {"epoch": p.epoch, "iteration": p.global_step, "epochs": p.global_step / run.iters_per_epoch,
+    row = {"epoch": p.epoch, "iteration": p.global_step, "epochs": run.epochs_at(p.global_step),
            "lr": run.lr(p.global_step), **p.training_row(), "train_seconds": p.train_seconds}
     if p.global_step and not math.isfinite(row["train_loss"]):
         return False
     run.divergence = _fp16_stalled(run)
     if run.divergence:
         return False
-    at_epoch_end = p.it in (0, run.iters_per_epoch)
+    at_epoch_end = p.it in (0, run.iterations(p.epoch))
     gen = generator(run.device, run.seed, p.epoch, "monitor", *(() if at_epoch_end else (p.global_step,)))
     distributed.share_rank0_buffers(run.model, run.group)
     row.update(run.monitor.evaluate(run.model, run.method.eps, gen))
@@ -408,6 +437,7 @@ def finalize(run: Run, status: str, reason: str | None) -> dict:
     summary = {
         "status": status, "reason": reason, "config": cfg, "epochs_done": epochs_done,
         "iterations_per_epoch": run.iters_per_epoch, "iterations_done": p.history[-1]["iteration"],
+        "phases": [{**asdict(ph), "iterations_per_epoch": k} for ph, k in zip(run.cfg.phases, run.phase_iters)],
         "best_epoch": p.best["epoch"], "best_iteration": p.best["iteration"], "best_train_pgd_acc": p.best["acc"],
         "co_epoch": co[0]["epoch"] if co else None, "co_iteration": co[0]["iteration"] if co else None,
         "train_seconds": p.train_seconds, "seconds_per_epoch": p.train_seconds / max(epochs_done, 1),

@@ -33,6 +33,18 @@ def learning_rate(schedule: str, progress: float, lr_max: float, peak: float = 0
     raise unknown_choice("lr schedule", schedule, SCHEDULES)
 
 
+def epochs_done(step: int, phases, iterations) -> float:
+    """Epochs of training done after ``step`` iterations in all (fractional within an epoch) when ``phases``
+    (each with ``start`` and ``end`` epochs) take ``iterations[k]`` iterations per epoch: Wong et al.'s
+    ``epoch + (i + 1) / len(train_loader)`` at iteration i of an epoch, whatever its phase's batch size."""
+    for ph, k in zip(phases, iterations):
+        span = (ph.end - ph.start) * k
+        if step <= span:
+            return ph.start + step / k
+        step -= span
+    return float(phases[-1].end)
+
+
 def _interp(t: float, xs, ys) -> float:
     """np.interp for one point, in plain Python (the workflow imports this module without numpy)."""
     if t <= xs[0]:

@@ -30,7 +30,21 @@ def training_passes(cfg: dict, images: int | None = None) -> float:
     images = images or TRAIN_IMAGES.get(cfg["data"]["dataset"], 50_000)
     if cfg["data"]["subset"] is not None:
         images = min(images, cfg["data"]["subset"])
-    return o["epochs"] * math.ceil(images / o["batch_size"]) * spec_of(m["name"]).passes_per_iteration(m)
+    phases = cfg["data"]["phases"] or [{"epochs": o["epochs"], "batch_size": o["batch_size"]}]
+    starts = [0] + [ph["epochs"] for ph in phases[:-1]]
+    iterations = sum((ph["epochs"] - a) * math.ceil(images / ph["batch_size"]) for a, ph in zip(starts, phases))
+    return iterations * spec_of(m["name"]).passes_per_iteration(m)
+
+
+def train_job_resources(resources: dict) -> dict:
+    """What a training job of ``resources.ranks`` data-parallel ranks asks a scheduler for (Snakemake resources,
+    read by the SLURM executor plugin): ``gpu`` GPUs per rank in all, one task per rank (``tasks``,
+    ``tasks_per_gpu``), the job's threads shared by its ranks (``cpus_per_task``), and, with several ranks,
+    ``mpi`` = srun: the plugin then runs the job's shell line once in the allocation, where ``fastadv train
+    --ranks`` starts the tasks itself (fastadv.training.launch)."""
+    ranks, gpu = resources["ranks"], resources["gpu"]
+    return {"gpu": gpu * ranks, "tasks": ranks, "tasks_per_gpu": 1 if gpu else 0,
+            "cpus_per_task": max(1, resources["train_threads"] // ranks), "mpi": "srun" if ranks > 1 else ""}
 
 
 # `fastadv train` at a GPU scale on a CPU goes ahead when it is this small (a test, a tiny override of the scale).

@@ -1,0 +1,71 @@
+"""ImageNet (Andriushchenko & Flammarion 2020, Table 6, trained with Wong et al.'s recipe): how gradient alignment
+evolves over training (the author response's question "why does CO not occur on ImageNet for ε ∈ {2, 4}, how does
+the gradient alignment evolve?" — it decreases gradually, without the sharp drop of CO), and Table 6 with both
+evaluation protocols (the paper's PGD-50-10 on 1,000 points; Wong et al.'s α = 1/255 on the whole validation set)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fastadv.paper.figures import _plt, save_figure, style
+from fastadv.paper.reference import published_value
+
+
+def read_histories(paths) -> dict[tuple[str, float], pd.DataFrame]:
+    """(variant, ε) → history.csv of ``…/{variant}/eps{ε}/seed{s}/history.csv`` (the first seed's)."""
+    out = {}
+    for p in sorted(map(Path, paths)):
+        key = (p.parents[2].name, float(p.parents[1].name.removeprefix("eps")))
+        out.setdefault(key, pd.read_csv(p))
+    return out
+
+
+def alignment_over_training(histories: dict[tuple[str, float], pd.DataFrame], out_pdf, scale: str) -> pd.DataFrame:
+    """PGD accuracy on the monitoring points (top) and gradient alignment (bottom) against epochs (fractional:
+    every evaluation), one column per ε, one line per method; × marks evaluations flagged as CO."""
+    plt = _plt()
+    eps_list = sorted({e for _, e in histories})
+    fig, axes = plt.subplots(2, len(eps_list), figsize=(2.4 * len(eps_list), 3.8), sharex=True, squeeze=False)
+    drawn = []
+    for (variant, eps), h in histories.items():
+        top, bottom = axes[0][eps_list.index(eps)], axes[1][eps_list.index(eps)]
+        name, colour = style(variant)
+        top.plot(h["epochs"], 100 * h["test_pgd_acc"], color=colour, label=name)
+        bottom.plot(h["epochs"], h["grad_alignment"], color=colour)
+        co = h[h["co"].astype(bool)]
+        top.scatter(co["epochs"], 100 * co["test_pgd_acc"], marker="x", color=colour, s=18, zorder=3)
+        bottom.scatter(co["epochs"], co["grad_alignment"], marker="x", color=colour, s=18, zorder=3)
+        top.set_title(f"ε = {eps:g}/255")
+        drawn.append(h[["epochs", "test_pgd_acc", "grad_alignment", "co"]].assign(variant=variant, eps=eps))
+    axes[0][0].set_ylabel("PGD accuracy (%)")
+    axes[1][0].set_ylabel("gradient alignment")
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(loc="best")
+    fig.suptitle(f"ImageNet, {scale} scale: monitoring points at each phase's crop (× = catastrophic overfitting)",
+                 fontsize=7)
+    save_figure(fig, out_pdf)
+    plt.close(fig)
+    return pd.concat(drawn, ignore_index=True)
+
+
+def table6(df: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per method and ε (final models, mean over seeds): clean accuracy on the evaluated points and on the whole
+    test set, PGD under the paper's protocol and under the second one (evaluate.also_protocol), in %; with
+    ``published``, the published clean / PGD / AutoAttack values where they exist (NaN elsewhere)."""
+    rows = []
+    for (label, eps), g in df[df["model_kind"] == "final"].groupby(["method_label", "eps"], sort=True):
+        row = {"method": style(label)[0], "method_label": label, "eps": eps, "seeds": len(g),
+               "clean_acc": 100 * g["clean_acc"].mean(), "clean_acc_full": 100 * g["clean_acc_full"].mean(),
+               "pgd_protocol": g["pgd_protocol"].iloc[0], "n_points": int(g["n_points"].iloc[0]),
+               "pgd_acc": 100 * g["pgd_acc"].mean(), "pgd_acc_max_loss": 100 * g["pgd_acc_max_loss"].mean(),
+               "also_protocol": g["also_protocol"].iloc[0], "also_n_points": g["also_n_points"].iloc[0],
+               "also_pgd_acc": 100 * g["also_pgd_acc"].mean()}
+        if published is not None:
+            for col in ("clean_acc", "pgd_acc", "autoattack_acc"):
+                row[f"published_{col}"] = published_value(published, "imagenet", label, col, eps)[0]
+        rows.append(row)
+    return pd.DataFrame(rows)
