@@ -359,12 +359,26 @@ def load_cifar10(n: int | None = None, split: str = "test", root: str | Path = "
     return data.head(len(data) if n is None else n)
 
 
+def load_dataset(name: str, n: int | None = None, split: str = "test", root: str | Path = "data",
+                 device: str | torch.device = "cpu", eval_crop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` (None: all) images of a split of a prepared dataset — cifar10, svhn, mnist (the
+    verified ``<root>/<name>.npz``) or an image folder (imagenet: its checked manifest; images decoded now) —
+    as float NCHW in [0,1] and int64 labels. Prepare it first: ``fastadv prepare --dataset NAME``."""
+    if name not in INFO:
+        raise unknown_choice("dataset", name, INFO)
+    if split not in ("train", "test"):
+        raise unknown_choice("split", split, ("train", "test"))
+    data = load_split(root, name, split, device, eval_crop=eval_crop)
+    return data.head(len(data) if n is None else n)
+
+
 def load_split(root, dataset: str, split: str, device, subset=None, subset_mode="first", seed=0,
-               augment: bool = False, arrays: dict | None = None):
+               augment: bool = False, arrays: dict | None = None, eval_crop: int | None = None):
     """A split as a :class:`DeviceDataset` (or, for an image-folder dataset, an
-    :class:`image_folder.FolderDataset` with the same interface)."""
+    :class:`image_folder.FolderDataset` with the same interface; ``eval_crop``: its test images centre-cropped
+    to this size without resizing, as a model evaluated so expects)."""
     if dataset in FOLDER_DATASETS:
-        return image_folder.load_split(root, dataset, split, device, subset, subset_mode, seed, augment)
+        return image_folder.load_split(root, dataset, split, device, subset, subset_mode, seed, augment, eval_crop)
     arrays = load_arrays(root, dataset) if arrays is None else arrays
     x, y = to_tensor(arrays[f"x_{split}"]), torch.from_numpy(arrays[f"y_{split}"].astype(np.int64))
     idx = subset_indices(len(y), subset, subset_mode, seed)

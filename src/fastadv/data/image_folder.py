@@ -133,8 +133,10 @@ def _crop_box(w: int, h: int, gen: torch.Generator) -> tuple[int, int, int, int]
 class FolderDataset:
     """A split of an ImageFolder tree; the same interface as :class:`fastadv.data.datasets.DeviceDataset`."""
 
-    def __init__(self, source: Path, files: list, device: torch.device, augment: bool, threads: int = 0):
+    def __init__(self, source: Path, files: list, device: torch.device, augment: bool, threads: int = 0,
+                 eval_crop: int | None = None):
         self.source, self.files, self.device, self.augment = source, files, device, augment
+        self.eval_crop = eval_crop  # test images: a centre crop of this size of the full image, no resize
         self.y = torch.tensor([f[1] for f in files], dtype=torch.long, device=device)
         self.threads = threads or min(8, os.cpu_count() or 1)
 
@@ -147,7 +149,9 @@ class FolderDataset:
 
         with Image.open(self.source / self.files[i][0]) as im:
             im = im.convert("RGB")
-            if box is None:
+            if box is None and self.eval_crop:  # Wong et al.'s ImageNet evaluation (RobustBench's Crop288)
+                im = TF.center_crop(im, self.eval_crop)
+            elif box is None:
                 im = TF.center_crop(TF.resize(im, RESIZE), CROP)
             else:
                 im = TF.resized_crop(im, *box, [CROP, CROP])
@@ -176,7 +180,7 @@ class FolderDataset:
 
 
 def load_split(root, dataset: str, split: str, device, subset=None, subset_mode="first", seed=0,
-               augment: bool = False) -> FolderDataset:
+               augment: bool = False, eval_crop: int | None = None) -> FolderDataset:
     man = load_manifest(root, dataset)
     source = Path(man["source"])
     files = man["splits"][SPLITS[split]]
@@ -186,4 +190,4 @@ def load_split(root, dataset: str, split: str, device, subset=None, subset_mode=
             raise FastAdvError(f"{p}: missing or changed since `fastadv prepare` "
                                f"(manifest {manifest_path(root, dataset)})")
     idx = subset_indices(len(files), subset, subset_mode, seed)
-    return FolderDataset(source, [files[i] for i in idx], torch.device(device), augment)
+    return FolderDataset(source, [files[i] for i in idx], torch.device(device), augment, eval_crop=eval_crop)
