@@ -122,3 +122,30 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
                 else:
                     t.copy_(torch.randn(t.shape, generator=g) * 0.2)
     return model.eval()
+
+
+def write_smoke_zoo(root) -> dict:
+    """The smoke scale's zoo files (params.yaml scales.smoke.zoo), each written as its source writes it, with
+    random weights at width 8; returns {listed name: the source module} (eval mode, float32)."""
+    from pathlib import Path
+
+    root = Path(root)
+    for sub in ("official", "wong", "cifar10/Linf"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    last, best = randomize(OfficialPreActResNet(8), 1), randomize(OfficialPreActResNet(8), 2)
+    torch.save({"last": last.state_dict(), "best": best.state_dict()}, root / "official/preact_eps8.pth")
+    cnn = randomize(OfficialCNN(4), 3)
+    torch.save({"last": cnn.state_dict(), "best": cnn.state_dict()}, root / "official/cnn_eps10.pth")
+    wong = randomize(WongPreActResNet(8, final_bn=True), 4)
+    torch.save({"module." + k: v for k, v in wong.state_dict().items()}, root / "wong/model.pth")
+    rb_last, rb_best = randomize(OfficialPreActResNet(8), 5), randomize(OfficialPreActResNet(8), 6)
+    torch.save({"last": rb_last.state_dict(), "best": rb_best.state_dict()},
+               root / "cifar10/Linf/Andriushchenko2020Understanding.pt")
+    return {"official_preact": best, "official_cnn": cnn, "wong_cifar10": wong,
+            "Andriushchenko2020Understanding": rb_last}
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_smoke_zoo(sys.argv[1] if len(sys.argv) > 1 else "models/smoke")

@@ -130,6 +130,34 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from fastadv.zoo.registry import import_model
+
+    o = import_model(args.source, args.src, args.out, which=args.which, dataset=args.dataset, eps=args.eps,
+                     model_dir=args.model_dir)
+    eps = "not recorded (pass --eps to evaluate)" if o["eps"] is None else f"{o['eps']:g}/255"
+    print(f"imported {o['source']} {o['name']} ({o['which']}) -> {args.out}: dataset {o['dataset']}, training eps "
+          f"{eps}{', evaluated on a ' + str(o['eval_crop']) + '-px centre crop' if o['eval_crop'] else ''}; "
+          f"next: fastadv evaluate --model {args.out} --out RESULT.json")
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from fastadv.config.study import apply_sets
+    from fastadv.config.zoo import validate_zoo
+    from fastadv.zoo.table import zoo_table
+
+    if args.resolved is not None:  # the workflow's: {"dir", "evaluate": the whole config, "models"}
+        doc = _resolved_json(args)
+        zoo = {**validate_zoo(doc), "evaluate": apply_sets(doc.get("evaluate") or {}, "evaluate", args.sets)}
+    else:
+        zoo = _study(args).zoo(args.sets)
+    rows = zoo_table(zoo, args.out, data_root=args.data_root)
+    done = sum(r["status"] == "evaluated" for r in rows)
+    print(f"zoo: {done} of {len(rows)} listed models evaluated -> {args.out}")
+    return 0
+
+
 def cmd_collect(args) -> int:
     from fastadv.evaluation.results import collect, write_table
 
@@ -320,6 +348,34 @@ def _add_run_commands(sub) -> None:
     pe.add_argument("--eps", type=float, default=None, help="evaluation ε in /255 (default: the training ε)")
     pe.add_argument("--data-root", default=None, help="prepared data folder (default: the run's data.root)")
     pe.set_defaults(func=cmd_evaluate)
+
+    pi = sub.add_parser("import", help="convert a published checkpoint (official GradAlign code, Wong et al., "
+                                       "RobustBench) into a fastadv model file")
+    pi.add_argument("--from", dest="source", required=True, choices=("official", "wong", "robustbench"),
+                    help="the code base that wrote SRC")
+    pi.add_argument("src", help="the checkpoint file (robustbench: the model's name, e.g. Andriushchenko2020Understanding)")
+    pi.add_argument("--out", required=True, help="the fastadv model file to write")
+    pi.add_argument("--which", default="last", choices=("last", "best"),
+                    help="official {'last', 'best'} files: the final or the early-stopped model (eval.py's "
+                         "--early_stopped_model); default: %(default)s")
+    pi.add_argument("--dataset", default=None, choices=DATASETS,
+                    help="the dataset it was trained on (default: the source's, else cifar10; SVHN models: svhn)")
+    pi.add_argument("--eps", type=float, default=None,
+                    help="its training eps in /255 (default: from an official file name's eps=…, RobustBench's table)")
+    pi.add_argument("--model-dir", default="models",
+                    help="robustbench: its model_dir (files at <model_dir>/<dataset>/Linf/<name>.pt); default: %(default)s")
+    pi.set_defaults(func=cmd_import)
+
+    pz = sub.add_parser("zoo", help="evaluate the models listed in params.yaml zoo: -> Markdown table (+ CSV)")
+    pz.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    pz.add_argument("--scale", default=None, help="the scale whose zoo listing and evaluation settings to use")
+    pz.add_argument("--resolved", default=None, metavar="JSON",
+                    help="the zoo as the workflow resolved it ({dir, evaluate, models}); no params file is read")
+    pz.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one evaluate key of the zoo's evaluation (repeatable), e.g. --set n_points=100")
+    pz.add_argument("--out", required=True, help="results/<scale>/zoo.md; zoo.csv and zoo/<name>.json beside it")
+    pz.add_argument("--data-root", default="data", help="prepared data (default: %(default)s)")
+    pz.set_defaults(func=cmd_zoo)
 
     pl = sub.add_parser("collect", help="tidy CSV table from evaluation JSONs")
     pl.add_argument("results", nargs="*", help="result JSON files")
