@@ -349,6 +349,16 @@ def _add_run_commands(sub) -> None:
     pe.add_argument("--data-root", default=None, help="prepared data folder (default: the run's data.root)")
     pe.set_defaults(func=cmd_evaluate)
 
+    pl = sub.add_parser("collect", help="tidy CSV table from evaluation JSONs")
+    pl.add_argument("results", nargs="*", help="result JSON files")
+    pl.add_argument("--out", required=True)
+    pl.set_defaults(func=cmd_collect)
+
+
+def _add_zoo_commands(sub) -> None:
+    """import, zoo: published models converted and evaluated (fastadv.zoo)."""
+    from fastadv.config.params import DATASETS
+
     pi = sub.add_parser("import", help="convert a published checkpoint (official GradAlign code, Wong et al., "
                                        "RobustBench) into a fastadv model file")
     pi.add_argument("--from", dest="source", required=True, choices=("official", "wong", "robustbench"),
@@ -376,11 +386,6 @@ def _add_run_commands(sub) -> None:
     pz.add_argument("--out", required=True, help="results/<scale>/zoo.md; zoo.csv and zoo/<name>.json beside it")
     pz.add_argument("--data-root", default="data", help="prepared data (default: %(default)s)")
     pz.set_defaults(func=cmd_zoo)
-
-    pl = sub.add_parser("collect", help="tidy CSV table from evaluation JSONs")
-    pl.add_argument("results", nargs="*", help="result JSON files")
-    pl.add_argument("--out", required=True)
-    pl.set_defaults(func=cmd_collect)
 
 
 def _add_figure_commands(sub) -> None:
@@ -487,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fastadv {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _add_run_commands(sub)
+    _add_zoo_commands(sub)
     _add_figure_commands(sub)
     _add_tool_commands(sub)
     return p
