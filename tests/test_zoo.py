@@ -182,3 +182,13 @@ def test_smoke_zoo_table_from_generated_checkpoints(tmp_path):
     # Nothing changed: nothing reruns.
     assert "Nothing to be done" in snakemake(wf, "--cores", "2", "results/smoke/zoo.md").stdout + \
         snakemake(wf, "-n", "results/smoke/zoo.md").stdout
+
+
+def test_commands_needing_a_training_config_refuse_an_imported_model_in_one_line(tmp_path):
+    torch.save({"last": randomize(OfficialPreActResNet(4)).state_dict()}, tmp_path / "o eps=8.pth")
+    import_model("official", str(tmp_path / "o eps=8.pth"), tmp_path / "m.pt")
+    for command in (["bench-eval", "--model", str(tmp_path / "m.pt")],
+                    ["fidelity", "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "f.md")]):
+        r = cli(*command)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "imported from official" in r.stderr and "no fastadv training config" in r.stderr

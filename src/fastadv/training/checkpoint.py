@@ -112,3 +112,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
 def load_model_record(path: str | Path) -> dict:
     """The whole model file (spec, config, kind, epoch, weights)."""
     return load_weights_only(path, MODEL_FORMAT)
+
+
+def training_config(path: str | Path) -> dict:
+    """The training config stored with a model trained by fastadv; an imported model (``fastadv import``) has
+    none, which is a one-line error for the commands that need it."""
+    record = load_model_record(path)
+    if record["config"] is None:
+        origin = record.get("origin") or {}
+        raise FastAdvError(f"{str(path)!r} was imported from {origin.get('source', 'another code base')} "
+                           f"({origin.get('file', '?')}): it has no fastadv training config; this command needs a "
+                           "model trained by fastadv (fastadv evaluate works on it)")
+    return record["config"]
