@@ -38,7 +38,7 @@ def test_normalisation_lives_inside_the_model():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(FastAdvError, match="unknown model 'vit'; valid: mnist_cnn, one_layer_cnn, preact_resnet18, preact_resnet18_wong, resnet50"):
+    with pytest.raises(FastAdvError, match="unknown model 'vit'; valid: mnist_cnn, one_layer_cnn, preact_resnet18, preact_resnet18_final_bn, preact_resnet18_wong, resnet50"):
         build_model("vit", width=4, num_classes=10, in_shape=(3, 32, 32))
 
 

@@ -16,7 +16,7 @@ from tests.helpers import REPO
 # Import name → distribution name, where they differ.
 DISTRIBUTION = {"yaml": "pyyaml", "PIL": "pillow"}
 # Modules only one feature needs: the extra that declares them (imported inside that feature's function).
-EXTRA_OF = {"pyautoattack": "autoattack", "dvclive": "workflow"}
+EXTRA_OF = {"pyautoattack": "autoattack", "dvclive": "workflow", "robustbench": "robustbench"}
 
 
 @pytest.fixture(scope="module")

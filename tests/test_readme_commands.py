@@ -56,6 +56,15 @@ COMMANDS = {
     "fastadv digitize fig1_robustnes_diff_eps_cifar10.png --spec docs/digitize/fig1.yaml --out fig1.csv "
     "--published fig1.yaml": skip("the paper's figure is not shipped (shared/reference); tests/test_digitize.py"),
     "fastadv figure published --out docs/published_fig1_fig8.pdf": RUN,
+    'fastadv import --from official "models/2020-03-19 … eps=8.0 ….pth" --out ga8.pt --which best':
+        skip("the official file is a download; tests/test_zoo.py imports files written as its train.py writes them"),
+    "fastadv import --from wong model.pth --out wong.pt --eps 8": skip("Wong et al.'s file is a download; "
+                                                                      "tests/test_zoo.py writes one as they do"),
+    "fastadv import --from robustbench Andriushchenko2020Understanding --model-dir models --out ra.pt":
+        skip("RobustBench's file or a network; tests/test_zoo.py places one in its model_dir layout"),
+    "fastadv evaluate --model ga8.pt --out ga8.json --set autoattack=true --set restart_rule=both":
+        skip("needs the imported model of the lines above; tests/test_zoo.py evaluates an imported file"),
+    "snakemake --cores 2 results/smoke/zoo.md": DRY,
     "snakemake --cores 2 results/paper/cnn4.md results/paper/cnn4_fig5.pdf results/paper/cnn4_fig6.pdf "
     "results/paper/cnn4_fig7.pdf results/paper/cnn4_fig11.pdf results/paper/lemma2.md": DRY,
 }

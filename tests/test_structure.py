@@ -63,6 +63,7 @@ MAY_IMPORT = {
     "config": {"methods"}, "methods": {"config", "attacks"}, "data": {"config"}, "models": set(), "attacks": set(),
     "training": BELOW_TRAINING, "evaluation": BELOW_TRAINING | {"training"},
     "paper": BELOW_TRAINING | {"training", "evaluation"}, "workflow": {"config", "methods"},
+    "zoo": BELOW_TRAINING | {"training", "evaluation"},
 }
 ANYWHERE = {"atomic", "errors", "lazy", "units", "shard", "fastadv"}
 

@@ -154,6 +154,34 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from fastadv.zoo.registry import import_model
+
+    o = import_model(args.source, args.src, args.out, which=args.which, dataset=args.dataset, eps=args.eps,
+                     model_dir=args.model_dir)
+    eps = "not recorded (pass --eps to evaluate)" if o["eps"] is None else f"{o['eps']:g}/255"
+    print(f"imported {o['source']} {o['name']} ({o['which']}) -> {args.out}: dataset {o['dataset']}, training eps "
+          f"{eps}{', evaluated on a ' + str(o['eval_crop']) + '-px centre crop' if o['eval_crop'] else ''}; "
+          f"next: fastadv evaluate --model {args.out} --out RESULT.json")
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from fastadv.config.study import apply_sets
+    from fastadv.config.zoo import validate_zoo
+    from fastadv.zoo.table import zoo_table
+
+    if args.resolved is not None:  # the workflow's: {"dir", "evaluate": the whole config, "models"}
+        doc = _resolved_json(args)
+        zoo = {**validate_zoo(doc), "evaluate": apply_sets(doc.get("evaluate") or {}, "evaluate", args.sets)}
+    else:
+        zoo = _study(args).zoo(args.sets)
+    rows = zoo_table(zoo, args.out, data_root=args.data_root)
+    done = sum(r["status"] == "evaluated" for r in rows)
+    print(f"zoo: {done} of {len(rows)} listed models evaluated -> {args.out}")
+    return 0
+
+
 def cmd_collect(args) -> int:
     from fastadv.evaluation.results import collect, write_table
 
@@ -309,8 +337,7 @@ def cmd_show_config(args) -> int:
     return 0
 
 
-def _add_run_commands(sub) -> None:
-    """prepare, train, evaluate, collect: what the workflow's jobs run."""
+def _add_prepare_command(sub) -> None:
     from fastadv.config.params import DATASETS
 
     pp = sub.add_parser("prepare", help="verify a dataset source and write the canonical <root>/<dataset>.npz "
@@ -333,6 +360,10 @@ def _add_run_commands(sub) -> None:
                     "(default: params.yaml)")
     pp.set_defaults(func=cmd_prepare)
 
+
+def _add_run_commands(sub) -> None:
+    """prepare, train, evaluate, collect: what the workflow's jobs run."""
+    _add_prepare_command(sub)
     pt = sub.add_parser("train", help="train one model (resumes if OUT holds an interrupted run)")
     _add_config_args(pt)
     pt.add_argument("--out", required=True, help="run directory")
@@ -362,6 +393,39 @@ def _add_run_commands(sub) -> None:
     pl.add_argument("results", nargs="*", help="result JSON files")
     pl.add_argument("--out", required=True)
     pl.set_defaults(func=cmd_collect)
+
+
+def _add_zoo_commands(sub) -> None:
+    """import, zoo: published models converted and evaluated (fastadv.zoo)."""
+    from fastadv.config.params import DATASETS
+
+    pi = sub.add_parser("import", help="convert a published checkpoint (official GradAlign code, Wong et al., "
+                                       "RobustBench) into a fastadv model file")
+    pi.add_argument("--from", dest="source", required=True, choices=("official", "wong", "robustbench"),
+                    help="the code base that wrote SRC")
+    pi.add_argument("src", help="the checkpoint file (robustbench: the model's name, e.g. Andriushchenko2020Understanding)")
+    pi.add_argument("--out", required=True, help="the fastadv model file to write")
+    pi.add_argument("--which", default="last", choices=("last", "best"),
+                    help="official {'last', 'best'} files: the final or the early-stopped model (eval.py's "
+                         "--early_stopped_model); default: %(default)s")
+    pi.add_argument("--dataset", default=None, choices=DATASETS,
+                    help="the dataset it was trained on (default: the source's, else cifar10; SVHN models: svhn)")
+    pi.add_argument("--eps", type=float, default=None,
+                    help="its training eps in /255 (default: from an official file name's eps=…, RobustBench's table)")
+    pi.add_argument("--model-dir", default="models",
+                    help="robustbench: its model_dir (files at <model_dir>/<dataset>/Linf/<name>.pt); default: %(default)s")
+    pi.set_defaults(func=cmd_import)
+
+    pz = sub.add_parser("zoo", help="evaluate the models listed in params.yaml zoo: -> Markdown table (+ CSV)")
+    pz.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    pz.add_argument("--scale", default=None, help="the scale whose zoo listing and evaluation settings to use")
+    pz.add_argument("--resolved", default=None, metavar="JSON",
+                    help="the zoo as the workflow resolved it ({dir, evaluate, models}); no params file is read")
+    pz.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one evaluate key of the zoo's evaluation (repeatable), e.g. --set n_points=100")
+    pz.add_argument("--out", required=True, help="results/<scale>/zoo.md; zoo.csv and zoo/<name>.json beside it")
+    pz.add_argument("--data-root", default="data", help="prepared data (default: %(default)s)")
+    pz.set_defaults(func=cmd_zoo)
 
 
 def _add_figure_commands(sub) -> None:
@@ -468,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fastadv {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _add_run_commands(sub)
+    _add_zoo_commands(sub)
     _add_figure_commands(sub)
     _add_tool_commands(sub)
     return p

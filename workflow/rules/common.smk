@@ -179,3 +179,23 @@ def refuse_gpu_scale_on_cpu():
     message = cpu_refusal(jobs, study, torch.cuda.is_available(), STUDY_DOC["allow_cpu"])
     if message:
         raise WorkflowError(message)
+
+
+def zoo_config(wildcards):
+    """The zoo resolved at the scale ({dir, evaluate, models}), passed whole to `fastadv zoo --resolved`;
+    threads are the rule's (--set)."""
+    zoo = study(wildcards.scale).zoo()
+    zoo["evaluate"].pop("threads")
+    return json.dumps(zoo, sort_keys=True)
+
+
+def zoo_inputs(wildcards):
+    """The listed files that are there (an absent one is a row "not downloaded", not a missing input) and the
+    prepared data of their datasets; a file that appears later changes the inputs, so the table is rebuilt."""
+    from fastadv.config.zoo import listed_path
+
+    zoo = study(wildcards.scale).zoo()
+    present = [e for e in zoo["models"] if os.path.isfile(listed_path(e, zoo["dir"]))]
+    data = sorted({f"data/{e['dataset']}.json" if e["dataset"] in FOLDER_DATASETS else f"data/{e['dataset']}.npz"
+                   for e in present})
+    return {"files": [str(listed_path(e, zoo["dir"])) for e in present], "data": data}

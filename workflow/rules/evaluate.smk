@@ -39,3 +39,28 @@ rule collect_results:
         runtime=10,
     shell:
         "fastadv collect --out {output.table} {input.evals} > {log} 2>&1"
+
+
+rule make_zoo_table:
+    # Published models (params.yaml zoo:) imported and evaluated with the paper's protocol and AutoAttack.
+    input:
+        unpack(zoo_inputs),
+    output:
+        md=report("results/{scale}/zoo.md", caption="../report/target.rst", category="Tables"),
+        csv="results/{scale}/zoo.csv",
+    params:
+        resolved=zoo_config,
+        caption=CHECK_CAPTIONS["zoo"],
+    log:
+        "logs/make_zoo_table/{scale}.log",
+    benchmark:
+        "benchmarks/make_zoo_table/{scale}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: lambda wildcards: study(wildcards.scale).resources()["eval_threads"]
+    resources:
+        mem_mb=lambda wildcards: study(wildcards.scale).resources()["eval_mem_mb"],
+        runtime=lambda wildcards: study(wildcards.scale).resources()["eval_runtime"],
+        gpu=lambda wildcards: study(wildcards.scale).resources()["gpu"],
+    shell:
+        "fastadv zoo --resolved {params.resolved:q} --out {output.md} --set threads={threads} > {log} 2>&1"

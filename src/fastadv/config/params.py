@@ -19,10 +19,11 @@ from fastadv.config.spec import _BOOL, _STR, ListSpec, RecordSpec, Spec, _choice
 
 DATASETS = ("cifar10", "svhn", "mnist", "imagenet")
 FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
-MODELS = ("preact_resnet18", "preact_resnet18_wong", "mnist_cnn", "one_layer_cnn", "resnet50")
+MODELS = ("preact_resnet18", "preact_resnet18_wong", "preact_resnet18_final_bn", "mnist_cnn", "one_layer_cnn",
+          "resnet50")
 # Sections of params.yaml; `train`/`evaluate` hold run settings, the rest belong
 # to the workflow (scales of the study, experiments of the paper).
-TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources", "scales")
+TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources", "scales", "zoo")
 # Top-level settings of the workflow: the scale the unscaled targets build, the CPU override.
 TOP_LEVEL_SCALARS = ("scale", "allow_cpu")
 

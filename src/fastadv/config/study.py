@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastadv.config.params import DATASETS, deep_merge, parse_scalar, parse_set, read_params, validate_section
 from fastadv.config.spec import _BOOL, _STR, ListSpec, RecordSpec, Spec, _choice, _float, _int
+from fastadv.config.zoo import json_schema as zoo_json_schema, validate_zoo
 from fastadv.errors import FastAdvError, unknown_choice
 
 MODEL_KINDS = ("final", "best")
@@ -33,7 +34,7 @@ EXPERIMENT_SCALARS = {
     "autoattack": _BOOL,
 }
 EXPERIMENT_SECTIONS = ("train", "evaluate", "resources")
-SCALE_KEYS = ("train", "evaluate", "resources", "variants", "experiments")
+SCALE_KEYS = ("train", "evaluate", "resources", "variants", "experiments", "zoo")
 
 
 def _check_keys(d, allowed, where):
@@ -110,13 +111,15 @@ def validate_study(doc: dict) -> dict:
                          for k, v in (sc.get("variants") or {}).items()},
             "experiments": {k: _validate_experiment(v or {}, f"scales.{name}.experiments.{k}", variants, True)
                             for k, v in (sc.get("experiments") or {}).items()},
+            "zoo": validate_zoo(sc.get("zoo"), f"{at}.zoo", partial=True),
         }
     scale = doc.get("scale", "paper")
     if scale != "paper" and scale not in scales:
         raise unknown_choice("scale (top-level key scale)", scale, {"paper", *scales})
     allow_cpu = _BOOL.check("allow_cpu", doc.get("allow_cpu", False))
     return {"train": train, "evaluate": evaluate, "resources": resources, "variants": variants,
-            "experiments": experiments, "scales": scales, "scale": scale, "allow_cpu": allow_cpu}
+            "experiments": experiments, "scales": scales, "scale": scale, "allow_cpu": allow_cpu,
+            "zoo": validate_zoo(doc.get("zoo") or {"dir": "models"})}
 
 
 @dataclass
@@ -138,7 +141,7 @@ class Study:
 
     @property
     def _scale(self) -> dict:
-        empty = {"train": {}, "evaluate": {}, "resources": {}, "variants": {}, "experiments": {}}
+        empty = {"train": {}, "evaluate": {}, "resources": {}, "variants": {}, "experiments": {}, "zoo": {}}
         return self.doc["scales"].get(self.scale, empty)  # `paper` may be left out: no overrides
 
     def experiment(self, name: str) -> dict:
@@ -197,6 +200,17 @@ class Study:
         for layer in layers:
             out = deep_merge(out, layer)
         return out
+
+    def zoo(self, sets: list[str] = ()) -> dict:
+        """The zoo at this scale: ``dir``, the whole evaluation config (``evaluate`` ← the scale's ←
+        ``zoo.evaluate`` ← the scale's ``zoo.evaluate`` ← ``--set``) and the models."""
+        base, over = self.doc["zoo"], self._scale.get("zoo", {})
+        layers = [base["evaluate"], over.get("evaluate", {})] + [parse_set(s, "evaluate") for s in sets]
+        cfg = self.eval_config()
+        for layer in layers:
+            cfg = deep_merge(cfg, validate_section(layer, "evaluate", partial=True))
+        return {"dir": over.get("dir", base["dir"]), "evaluate": validate_section(cfg, "evaluate"),
+                "models": over.get("models", base["models"])}
 
     def eval_config(self, experiment: str | None = None, sets: list[str] = ()) -> dict:
         sc = self._scale
@@ -262,9 +276,11 @@ def json_schema() -> dict:
                   "additionalProperties": False}
     experiment_partial = {"type": ["object", "null"], "properties": exp_props, "additionalProperties": False}
     variants = {"type": ["object", "null"], "additionalProperties": partial(TRAIN_SCHEMA)}
+    zoo = zoo_json_schema(_spec_schema, partial(EVAL_SCHEMA))
     scale = {"type": ["object", "null"], "additionalProperties": False, "properties": {
         "train": partial(TRAIN_SCHEMA), "evaluate": partial(EVAL_SCHEMA), "resources": partial(RESOURCES_SCHEMA),
         "variants": variants, "experiments": {"type": ["object", "null"], "additionalProperties": experiment_partial},
+        "zoo": zoo,
     }}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -279,6 +295,7 @@ def json_schema() -> dict:
             "scales": {"type": ["object", "null"], "additionalProperties": scale},
             "scale": {"type": "string"},
             "allow_cpu": {"type": "boolean"},
+            "zoo": zoo,
         },
     }
 

@@ -369,6 +369,19 @@ def load_cifar10(n: int | None = None, split: str = "test", root: str | Path = "
     return data.head(len(data) if n is None else n)
 
 
+def load_dataset(name: str, n: int | None = None, split: str = "test", root: str | Path = "data",
+                 device: str | torch.device = "cpu", eval_crop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` (None: all) images of a split of a prepared dataset — cifar10, svhn, mnist (the
+    verified ``<root>/<name>.npz``) or an image folder (imagenet: its checked manifest; images decoded now) —
+    as float NCHW in [0,1] and int64 labels. Prepare it first: ``fastadv prepare --dataset NAME``."""
+    if name not in INFO:
+        raise unknown_choice("dataset", name, INFO)
+    if split not in ("train", "test"):
+        raise unknown_choice("split", split, ("train", "test"))
+    data = load_split(root, name, split, device, crop=eval_crop)
+    return data.head(len(data) if n is None else n)
+
+
 def load_split(root, dataset: str, split: str, device, subset=None, subset_mode="first", seed=0,
                augment: bool = False, arrays: dict | None = None, images: int | None = None,
                crop: int | None = None, workers: int = 0):

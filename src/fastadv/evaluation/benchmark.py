@@ -15,7 +15,7 @@ import pandas as pd
 
 from fastadv.attacks import pgd_attack
 from fastadv.config.run_config import TrainConfig, as_train_config
-from fastadv.training.checkpoint import load_model, load_model_record
+from fastadv.training.checkpoint import load_model, training_config
 from fastadv.data.datasets import load_split
 from fastadv.evaluation.protocol import PROTOCOLS
 from fastadv.training.runtime import generator, hardware_stamp, select_device, set_threads
@@ -61,7 +61,7 @@ def bench_eval(model_path, n_points: int = 256, batch_size: int = 1024, threads:
     """PGD-50-10 on the same model and points with and without skipping broken points."""
     set_threads(threads)
     device = select_device("auto")
-    cfg = load_model_record(model_path)["config"]
+    cfg = training_config(model_path)
     model = load_model(model_path, device)
     x, y = load_split(data_root or cfg["data"]["root"], cfg["data"]["dataset"], "test", device).head(n_points)
     eps = eps_absolute(cfg["method"]["eps"])
@@ -138,7 +138,7 @@ def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 2
     cfg = as_train_config(cfg)
     set_threads(cfg.runtime.threads)
     device = select_device(cfg.runtime.device)
-    d, bs = cfg.data, cfg.optim.batch_size
+    d, bs = cfg.data, cfg.phases[0].batch_size
     train_set = load_split(d.root, d.dataset, "train", device, d.subset, d.subset_mode, cfg.runtime.seed,
                            augment=d.augment)
     idx = torch.arange(min(bs, len(train_set)), device=device)

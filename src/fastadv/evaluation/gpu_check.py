@@ -72,7 +72,7 @@ def _briefly_trained(cfg: TrainConfig, device, steps: int = 20):
     model, method = make_model(cfg, device), build_method(cfg.method, cfg.data.dataset)
     opt = make_optimizer(cfg, model)
     autocast, scaler = mixed_precision("fp32", device)
-    bs = min(cfg.optim.batch_size, len(data))
+    bs = min(cfg.phases[0].batch_size, len(data))
     gen = torch.Generator(device=device).manual_seed(0)
     for i in range(steps):
         idx = (torch.arange(bs, device=device) + i * bs) % len(data)
@@ -154,7 +154,7 @@ def gpu_check(cfg_dict: dict, out: str | Path, iterations: int = 10, repeats: in
     model = out / "epoch_fgsm" / "model_final.pt"
     checks.append(check_speed(cfg_dict, iterations, repeats, model if model.is_file() else None))
     report = {"hardware": hardware_stamp(device), "cuda": device.type == "cuda", "checks": checks,
-              "scale": {"model": f"{cfg.model.name}-w{cfg.model.width}", "batch_size": cfg.optim.batch_size}}
+              "scale": {"model": f"{cfg.model.name}-w{cfg.model.width}", "batch_size": cfg.phases[0].batch_size}}
     atomic.write_json(out / "report.json", report)
     atomic.write_text(out / "report.md", report_markdown(report))
     return report

@@ -14,6 +14,7 @@ from fastadv.models.init import init_weights
 REGISTRY = {
     "preact_resnet18": PreActResNet18,
     "preact_resnet18_wong": partial(PreActResNet18, wong=True),
+    "preact_resnet18_final_bn": partial(PreActResNet18, final_bn=True),
     "mnist_cnn": MnistCNN,
     "one_layer_cnn": OneLayerCNN,
     "resnet50": ResNet50,

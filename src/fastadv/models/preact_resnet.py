@@ -8,6 +8,11 @@ BN+ReLU** before pooling, 4×4 average pool, linear head. width=64 is the paper'
 ``wong=True`` (model ``preact_resnet18_wong``): the variant of Wong et al.'s code (Kuang Liu's
 PreActResNet), which N-FGSM and ELLE train: the shortcut takes the activated input relu(bn(x)),
 and a final BN + ReLU precedes the pooling.
+
+``final_bn=True`` without ``wong`` (model ``preact_resnet18_final_bn``): Wong et al.'s own CIFAR-10 model
+(locuslab/fast_adversarial, CIFAR10/preact_resnet.py since commit e9ccb17): the GradAlign block (shortcut
+on x) with a final BN + ReLU before the pooling; its first release (and RobustBench's ``Wong2020Fast``)
+has no final BN, i.e. is ``preact_resnet18`` with their input standardisation.
 """
 from __future__ import annotations
 
@@ -42,8 +47,9 @@ class PreActBlock(nn.Module):
 
 class PreActResNet18(nn.Module):
     def __init__(self, width: int = 64, num_classes: int = 10, in_shape: tuple = (3, 32, 32), mean=None, std=None,
-                 wong: bool = False):
+                 wong: bool = False, final_bn: bool | None = None):
         super().__init__()
+        final_bn = wong if final_bn is None else final_bn
         c = in_shape[0]
         self.normalize = Normalize(c, mean, std)
         self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
@@ -53,7 +59,7 @@ class PreActResNet18(nn.Module):
             layers += [PreActBlock(in_planes, planes, stride, wong), PreActBlock(planes, planes, 1, wong)]
             in_planes = planes
         self.layers = nn.Sequential(*layers)
-        self.final = nn.Sequential(nn.BatchNorm2d(in_planes), nn.ReLU()) if wong else nn.Identity()
+        self.final = nn.Sequential(nn.BatchNorm2d(in_planes), nn.ReLU()) if final_bn else nn.Identity()
         self.linear = nn.Linear(in_planes, num_classes)
 
     def forward(self, x):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fastadv.attacks import fgsm_attack
-from fastadv.training.checkpoint import load_model, load_model_record
+from fastadv.training.checkpoint import load_model, training_config
 from fastadv.data.datasets import load_split
 from fastadv.evaluation.gpu_check import penalty_grad_cosine
 from fastadv.evaluation.protocol import robust_flags
@@ -125,7 +125,7 @@ def fidelity_report(model_path: str | Path, data_root: str | None = None, n_poin
                     eval_points: int = 200, seed: int = 0) -> pd.DataFrame:
     """One row per measurement, on the model in ``model_path`` and the first ``n_points`` training images
     (training-time switches) or ``eval_points`` test images (the restart rule)."""
-    cfg = load_model_record(model_path)["config"]
+    cfg = training_config(model_path)
     dataset, eps255 = cfg["data"]["dataset"], cfg["method"]["eps"]
     eps = eps_absolute(eps255)
     model = load_model(model_path)

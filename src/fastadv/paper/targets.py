@@ -146,7 +146,7 @@ TARGETS = (
            results=("imagenet",), published=True),
 )
 
-# The two results of their own commands (not `fastadv figure`); listed here for the README's table.
+# The results of their own commands (not `fastadv figure`); listed here for the README's table.
 CHECKS = {
     "lemma2": ("Lemma 2's bound against measured alignment at initialisation (+ `lemma2.pdf`)",
                "Lemma 2 of Andriushchenko & Flammarion (NeurIPS 2020): the gradient alignment of freshly initialised "
@@ -156,6 +156,11 @@ CHECKS = {
                  "Each switch of parity with the official GradAlign code run both ways on the same trained model "
                  "and points: the size of its effect (share of pixels, cosine of parameter gradients, accuracy "
                  "points)."),
+    "zoo": ("published models (params.yaml `zoo:`) with the paper's protocol and AutoAttack, published beside",
+            "Published models (the official GradAlign checkpoints, Wong et al.'s, RobustBench's) imported with "
+            "`fastadv import` and evaluated with the paper's protocol (PGD-50-10, both restart rules) and standard "
+            "AutoAttack, beside the values published for them and the difference; a listed file that is absent is "
+            "reported as not downloaded."),
 }
 
 

@@ -52,7 +52,8 @@ from fastadv.models import build_model, init_weights
 from fastadv.training.runtime import (
     derived_seed, generator, hardware_stamp, in_layout, memory_layout, select_device, set_threads,
 )
-from fastadv.training.schedule import epochs_done, learning_rate, warmup_factor
+from fastadv.training.plan import Plan
+from fastadv.training.schedule import warmup_factor
 
 EXIT_PREEMPTED = 75
 # Keys that do not change what is computed: a run may be resumed with other values.
@@ -240,20 +241,7 @@ class Run:
         self.enter_phase(cfg.phases[0])
         self.opt = make_optimizer(cfg, self.model)
         self.method = build_method(cfg.method, cfg.data.dataset)
-        n = len(self.train_set)
-        for bs in (ph.batch_size for ph in cfg.phases):
-            if cfg.optim.drop_last and n < bs:
-                raise FastAdvError(f"optim.drop_last with {n} training images < batch_size {bs} leaves no batch")
-        self.phase_iters = [n // ph.batch_size if cfg.optim.drop_last else math.ceil(n / ph.batch_size)
-                            for ph in cfg.phases]
-        self.iters_per_epoch = self.phase_iters[0]  # the first phase's (the only one without data.phases)
-        last = [n % ph.batch_size for ph in cfg.phases if not cfg.optim.drop_last and n % ph.batch_size]
-        if self.group.active and any(r < self.group.world for r in last):
-            raise FastAdvError(f"the last batch of an epoch ({min(last)} images) leaves a rank of {self.group.world} "
-                               "without images; set optim.drop_last true or use another subset")
-        self.total_iters = sum((ph.end - ph.start) * k for ph, k in zip(cfg.phases, self.phase_iters))
-        # As the GradAlign code: warm-up over ⌊epochs · N / batch⌋ iterations, counted from 1 at the first step.
-        self.warmup_iters = int(cfg.optim.warmup_epochs * n // cfg.phases[0].batch_size)
+        self.plan = Plan(cfg, len(self.train_set), self.group.world)
         self.autocast, self.scaler = mixed_precision(cfg.runtime.precision, self.device)
         self.progress = TrainProgress()
         self.last_finite = _cpu_state(self.model)  # the model as of the last evaluation (or init / resume)
@@ -272,21 +260,6 @@ class Run:
         test_points, train_points = (tuple(self.layout(t) for t in s) for s in (test_points, train_points))
         self.monitor = monitor.Monitor(self.cfg.monitor, test_points, train_points)
         self.phase = phase
-
-    def iterations(self, epoch: int) -> int:
-        """Iterations of training ``epoch`` (those of its phase's batch size)."""
-        return self.phase_iters[self.cfg.phases.index(self.cfg.phase(epoch))]
-
-    def epochs_at(self, step: int) -> float:
-        """Epochs of training done after ``step`` iterations in all (fractional within an epoch)."""
-        return epochs_done(step, self.cfg.phases, self.phase_iters)
-
-    def lr(self, step: int) -> float:
-        """The learning rate after ``step`` of all iterations (the schedule of ``optim``); with phases of other
-        batch sizes, progress is counted in epochs (Wong et al.: epoch + (i+1)/len(train_loader))."""
-        o = self.cfg.optim
-        progress = step / self.total_iters if len(self.phase_iters) == 1 else self.epochs_at(step) / o.epochs
-        return learning_rate(o.lr_schedule, progress, o.lr_max, o.lr_peak, o.epochs, o.lr_epochs, o.lr_values)
 
     # -- resume -------------------------------------------------------------------------------------
     def save_state(self) -> None:
@@ -320,7 +293,7 @@ class Run:
         bs, draws_on = self.phase.batch_size, self.train_set.generator_device
         perm = torch.randperm(len(self.train_set), generator=generator(torch.device("cpu"), self.seed, epoch, "perm"))
         perm = perm.to(self.device)
-        its = range(start, self.iterations(epoch))
+        its = range(start, self.plan.iterations(epoch))
         plan = ((perm[b * bs:(b + 1) * bs], generator(draws_on, self.seed, epoch, b, "augment"))
                 for b in (it // self.method.replay for it in its))
         for it, (x, y, bounds) in zip(its, self.train_set.iterate(plan, (self.group.rank, self.group.world))):
@@ -330,8 +303,8 @@ class Run:
         """Evaluate every ``monitor.every_iterations`` iterations and after the last one; with 0, at epoch ends."""
         p, every = self.progress, self.cfg.monitor.every_iterations
         if every == 0:
-            return p.it == self.iterations(p.epoch)
-        return p.global_step % every == 0 or p.global_step == self.total_iters
+            return p.it == self.plan.iterations(p.epoch)
+        return p.global_step % every == 0 or p.global_step == self.plan.total_iters
 
     def train_epoch(self, sig: _SignalFlag, stop_after: int | None, show: bool) -> bool:
         """Iterations of the epoch in progress; returns False when the run diverged."""
@@ -340,12 +313,12 @@ class Run:
         self.model.train()
         t0 = time.perf_counter()
         bar = tqdm(self.batches(p.epoch, p.it), disable=not show, leave=False, desc=f"epoch {p.epoch}",
-                   total=self.iterations(p.epoch), initial=p.it)
+                   total=self.plan.iterations(p.epoch), initial=p.it)
         for it, x, y, (off, total) in bar:
             ctx = StepContext(generator(self.device, self.seed, p.global_step, "step"),
-                              warmup_factor(p.global_step + 1, self.warmup_iters))
+                              warmup_factor(p.global_step + 1, self.plan.warmup_iters))
             with batch_shard(off, total) if self.group.active else nullcontext():
-                res = train_step(self.trainer, self.opt, self.method, x, y, ctx, self.lr(p.global_step + 1),
+                res = train_step(self.trainer, self.opt, self.method, x, y, ctx, self.plan.lr(p.global_step + 1),
                                  self.autocast, self.scaler, len(y) * self.group.world / total)
             p.accumulate(res, x, y)
             p.it, p.global_step = it + 1, p.global_step + 1
@@ -357,7 +330,7 @@ class Run:
                 t0 = time.perf_counter()
             stop = distributed.any_rank(sig.signum is not None or (stop_after is not None and p.global_step >= stop_after),
                                         self.group, self.device)
-            if stop or (every and p.global_step % every == 0 and p.it < self.iterations(p.epoch)):
+            if stop or (every and p.global_step % every == 0 and p.it < self.plan.iterations(p.epoch)):
                 p.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 self.save_state()
@@ -383,14 +356,14 @@ def record_evaluation(run: Run) -> bool:
     Returns False (the run diverged) when the training loss since the last row is not finite."""
     p = run.progress
     p.running = distributed.sum_over_ranks(p.running, run.group, run.device)  # the global batch's, on every rank
-    row = {"epoch": p.epoch, "iteration": p.global_step, "epochs": run.epochs_at(p.global_step),
-           "lr": run.lr(p.global_step), **p.training_row(), "train_seconds": p.train_seconds}
+    row = {"epoch": p.epoch, "iteration": p.global_step, "epochs": run.plan.epochs_at(p.global_step),
+           "lr": run.plan.lr(p.global_step), **p.training_row(), "train_seconds": p.train_seconds}
     if p.global_step and not math.isfinite(row["train_loss"]):
         return False
     run.divergence = _fp16_stalled(run)
     if run.divergence:
         return False
-    at_epoch_end = p.it in (0, run.iterations(p.epoch))
+    at_epoch_end = p.it in (0, run.plan.iterations(p.epoch))
     gen = generator(run.device, run.seed, p.epoch, "monitor", *(() if at_epoch_end else (p.global_step,)))
     distributed.share_rank0_buffers(run.model, run.group)
     row.update(run.monitor.evaluate(run.model, run.method.eps, gen))
@@ -436,8 +409,8 @@ def finalize(run: Run, status: str, reason: str | None) -> dict:
     epochs_done = p.history[-1]["epoch"]
     summary = {
         "status": status, "reason": reason, "config": cfg, "epochs_done": epochs_done,
-        "iterations_per_epoch": run.iters_per_epoch, "iterations_done": p.history[-1]["iteration"],
-        "phases": [{**asdict(ph), "iterations_per_epoch": k} for ph, k in zip(run.cfg.phases, run.phase_iters)],
+        "iterations_per_epoch": run.plan.iters_per_epoch, "iterations_done": p.history[-1]["iteration"],
+        "phases": run.plan.stamp(),
         "best_epoch": p.best["epoch"], "best_iteration": p.best["iteration"], "best_train_pgd_acc": p.best["acc"],
         "co_epoch": co[0]["epoch"] if co else None, "co_iteration": co[0]["iteration"] if co else None,
         "train_seconds": p.train_seconds, "seconds_per_epoch": p.train_seconds / max(epochs_done, 1),
