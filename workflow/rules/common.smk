@@ -132,7 +132,7 @@ def target_inputs(wildcards):
         inputs["histories"] = [run_file(wildcards.scale, t.source, r, "history.csv") for r in runs]
     if t.histories == "fgsm_run":
         inputs["run_files"] = [run_file(wildcards.scale, t.source, runs[0], name) for name in
-                               ("snapshots.npz", "summary.json")] + [dataset_of(t.source)(wildcards)]
+                               ("snapshots.npz", "summary.json")] + dataset_of(t.source)(wildcards)
     return inputs
 
 
