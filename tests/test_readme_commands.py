@@ -46,6 +46,9 @@ COMMANDS = {
         skip("4 GPUs; tests/test_distributed.py runs torchrun with 2 CPU ranks"),
     "srun --ntasks=8 --ntasks-per-node=4 --gpus-per-task=1 fastadv train …": skip("2 GPU nodes; tests/test_slurm.py "
                                                                                   "runs srun with 2 tasks"),
+    "snakemake --cores all results/paper/table6.md": DRY,
+    "snakemake --profile workflow/profiles/slurm results/paper/table6.md": skip(
+        "a SLURM cluster with GPUs: tests/test_slurm.py runs the imagenet experiment's CPU size with 2 tasks per run"),
     ".venv/bin/dvc repro": DRY,
     ".venv/bin/dvc metrics show": skip("shows results a repro made; tests/test_dvc.py"),
     ".venv/bin/dvc plots show": skip("shows results a repro made; tests/test_dvc.py"),

@@ -104,3 +104,37 @@ def test_a_two_task_slurm_step_trains_data_parallel(tmp_path, slurm_cluster, syn
     torchrun(tmp_path / "torchrun", synthetic_root, sets)
     a, b = (torch.load(tmp_path / d / "model_final.pt", weights_only=True)["state_dict"] for d in ("slurm", "torchrun"))
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+@pytest.mark.slurm
+def test_the_imagenet_experiment_runs_its_ranks_as_slurm_tasks(tmp_path, slurm_cluster, source):
+    """The smoke scale's imagenet experiment through the SLURM profile: each training job is submitted with
+    2 tasks (resources tasks/mpi/cpus_per_task, fastadv.workflow.guard.train_job_resources) and `fastadv train
+    --ranks 2` starts them with srun inside its allocation; rank 0 alone writes the run's files."""
+    import json
+
+    from tests.helpers import write_cifar_image_tree
+
+    tree = write_cifar_image_tree(tmp_path / "tree" / "imagenet", source / "cifar10.npz", train_per_class=8,
+                                  val_per_class=5)
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    copy_workflow(wf)
+    env = {**os.environ, **slurm_cluster, "PATH": BIN + os.pathsep + os.environ["PATH"],
+           "FASTADV_DATA_SOURCE": str(tree)}
+    target = "results/smoke/imagenet/evals/fgsm_rs/eps4/seed0/final.json"
+    r = subprocess.run(
+        [f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm", "--slurm-init-seconds-before-status-checks", "5",
+         target], cwd=wf, env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, f"snakemake through SLURM failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+    run = wf / "runs/smoke/imagenet/fgsm_rs/eps4/seed0"
+    s = json.loads((run / "summary.json").read_text())
+    assert s["distributed"] == {"world_size": 2, "backend": "gloo"} and s["status"] == "completed"
+    log = (wf / "logs/train_model/smoke/imagenet/fgsm_rs/eps4/seed0.log").read_text()
+    assert "starting 2 ranks: srun --ntasks=2 --cpus-per-task=1" in log and log.count("completed: ") == 1, log[-3000:]
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temp file of another rank left
+    acct = subprocess.run(["sacct", "-a", "-n", "-P", "--starttime=2000-01-01", "-o", "JobID,NTasks,State"],
+                          env=env, capture_output=True, text=True, check=True).stdout
+    steps = [line.split("|") for line in acct.splitlines() if line.strip()]
+    assert any(n == "2" and state == "COMPLETED" for _, n, state in steps), acct  # the 2-task step of the ranks
+    assert json.loads((wf / target).read_text())["also"]["protocol"] == "wong_imagenet_pgd50_10"

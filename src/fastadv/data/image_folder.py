@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -167,6 +168,18 @@ class _Plans(torch.utils.data.Dataset):
         return decode(path, box, flip, self.crop, self.resize), label
 
 
+class _PlanSampler:
+    """The batches of plans, drawn lazily as the DataLoader prefetches them; their bounds queue up in order."""
+
+    def __init__(self, planned):
+        self.planned, self.bounds = planned, deque()
+
+    def __iter__(self):
+        for plans, bounds in self.planned:
+            self.bounds.append(bounds)
+            yield plans
+
+
 class FolderDataset:
     """A split of an ImageFolder tree; the same interface as :class:`fastadv.data.datasets.DeviceDataset`."""
 
@@ -223,12 +236,11 @@ class FolderDataset:
                     imgs = list(pool.map(lambda p: decode(p[0], p[2], p[3], self.crop, self.resize), plans))
                 yield (*self._stack(imgs, [p[1] for p in plans]), bounds)
             return
-        planned_list = list(planned())  # plans are cheap (no decoding); the workers take them batch by batch
-        loader = torch.utils.data.DataLoader(
-            _Plans(self.crop, self.resize), batch_sampler=[p for p, _ in planned_list], num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", prefetch_factor=2)
-        for (x, y), (_, bounds) in zip(loader, planned_list):
-            yield (*self._stack(x, y), bounds)
+        sampler = _PlanSampler(planned())
+        loader = torch.utils.data.DataLoader(_Plans(self.crop, self.resize), batch_sampler=sampler,
+                                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        for x, y in loader:  # in order: the workers' batches come back as the sampler handed them out
+            yield (*self._stack(x, y), sampler.bounds.popleft())
 
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.batch(torch.arange(min(n, len(self))))

@@ -5,6 +5,9 @@ A job asks for GPUs when its ``resources.gpu`` (of its scale and experiment) is 
 ``paper`` scale does; the CPU scales ``quick`` and ``smoke`` and the CPU-sized experiment ``cnn4``
 set 0). ``--config allow_cpu=true`` lets a user insist. Under a
 cluster executor (SLURM) the jobs run on other nodes, so the submitting machine is not checked.
+
+Also what a job asks the scheduler for: the priority of a training job (its cost), and the requests of a
+training job of several data-parallel ranks (:func:`train_job_resources`).
 """
 from __future__ import annotations
 
