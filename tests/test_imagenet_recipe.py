@@ -139,12 +139,16 @@ def test_decoding_in_workers_or_in_shards_gives_the_same_batches(tree_root):
     from fastadv.data.datasets import load_split
     from fastadv.training.runtime import generator
 
-    def batches(split):
-        return [(torch.arange(i, i + 12), generator(torch.device("cpu"), 0, i, "augment")) for i in (0, 12, 24)]
+    def batches(seed):
+        return [(torch.arange(i, i + 12), generator(torch.device("cpu"), seed, i, "augment")) for i in (0, 12, 24)]
 
     kw = dict(augment=True, images=40, crop=32)
     alone = list(load_split(tree_root, "imagenet", "train", "cpu", **kw).iterate(batches(0)))
-    workers = list(load_split(tree_root, "imagenet", "train", "cpu", workers=2, **kw).iterate(batches(0)))
+    pool = load_split(tree_root, "imagenet", "train", "cpu", workers=2, **kw)
+    workers = list(pool.iterate(batches(0)))
+    again = list(pool.iterate(batches(1)))  # a second pass (epoch) through the same persistent workers
+    for (x, *_), (x1, *_) in zip(again, load_split(tree_root, "imagenet", "train", "cpu", **kw).iterate(batches(1))):
+        torch.testing.assert_close(x, x1, rtol=0, atol=0)
     shards = [list(load_split(tree_root, "imagenet", "train", "cpu", **kw).iterate(batches(0), (r, 2)))
               for r in range(2)]
     for k, (x, y, bounds) in enumerate(alone):

@@ -169,9 +169,13 @@ class _Plans(torch.utils.data.Dataset):
 
 
 class _PlanSampler:
-    """The batches of plans, drawn lazily as the DataLoader prefetches them; their bounds queue up in order."""
+    """The batches of plans of one pass, drawn lazily as the DataLoader prefetches them; their bounds queue up in
+    order. :meth:`start` sets the next pass's (a persistent loader iterates its sampler once per pass)."""
 
-    def __init__(self, planned):
+    def __init__(self):
+        self.planned, self.bounds = iter(()), deque()
+
+    def start(self, planned) -> None:
         self.planned, self.bounds = planned, deque()
 
     def __iter__(self):
@@ -191,6 +195,7 @@ class FolderDataset:
         self.threads = threads or min(8, os.cpu_count() or 1)
         self.workers = workers
         self.generator_device = torch.device("cpu")  # crops are drawn on the host, before decoding
+        self._loader = self._sampler = None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -236,11 +241,14 @@ class FolderDataset:
                     imgs = list(pool.map(lambda p: decode(p[0], p[2], p[3], self.crop, self.resize), plans))
                 yield (*self._stack(imgs, [p[1] for p in plans]), bounds)
             return
-        sampler = _PlanSampler(planned())
-        loader = torch.utils.data.DataLoader(_Plans(self.crop, self.resize), batch_sampler=sampler,
-                                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
-        for x, y in loader:  # in order: the workers' batches come back as the sampler handed them out
-            yield (*self._stack(x, y), sampler.bounds.popleft())
+        if self._loader is None:  # one loader per split: its worker processes persist from epoch to epoch
+            self._sampler = _PlanSampler()
+            self._loader = torch.utils.data.DataLoader(
+                _Plans(self.crop, self.resize), batch_sampler=self._sampler, num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=True)
+        self._sampler.start(planned())
+        for x, y in self._loader:  # in order: the workers' batches come back as the sampler handed them out
+            yield (*self._stack(x, y), self._sampler.bounds.popleft())
 
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.batch(torch.arange(min(n, len(self))))
