@@ -5,9 +5,10 @@ pre-activation blocks (width·1, 2, 4, 8 channels, strides 1, 2, 2, 2), 1×1 con
 shortcut on the block input x when the shape changes, no conv bias, **no final
 BN+ReLU** before pooling, 4×4 average pool, linear head. width=64 is the paper's.
 
-``wong=True`` (model ``preact_resnet18_wong``): the variant of Wong et al.'s code (Kuang Liu's
-PreActResNet), which N-FGSM and ELLE train: the shortcut takes the activated input relu(bn(x)),
-and a final BN + ReLU precedes the pooling.
+``wong=True`` (model ``preact_resnet18_wong``; the name is historical): Kuang Liu's PreActResNet
+(kuangliu/pytorch-cifar), the variant N-FGSM's and ELLE's code train: the shortcut takes the activated
+input relu(bn(x)), and a final BN + ReLU precedes the pooling. Wong et al.'s own block takes x
+(locuslab/fast_adversarial CIFAR10/preact_resnet.py: ``shortcut = self.shortcut(x)``), as below.
 
 ``final_bn=True`` without ``wong`` (model ``preact_resnet18_final_bn``): Wong et al.'s own CIFAR-10 model
 (locuslab/fast_adversarial, CIFAR10/preact_resnet.py since commit e9ccb17): the GradAlign block (shortcut
@@ -38,7 +39,8 @@ class PreActBlock(nn.Module):
 
     def forward(self, x):
         out = self.relu1(self.bn1(x))
-        # The shortcut takes x itself (not the activated x), as in the GradAlign code; Wong et al.'s: relu(bn(x)).
+        # The shortcut takes x itself (not the activated x), as the GradAlign and Wong et al.'s code;
+        # Kuang Liu's (wong=True): relu(bn(x)).
         shortcut = x if self.shortcut is None else self.shortcut(out if self.wong else x)
         out = self.conv1(out)
         out = self.conv2(self.relu2(self.bn2(out)))
