@@ -62,35 +62,27 @@ def draw_published(ax, ref: pd.DataFrame) -> None:
 
 def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: str,
                     factor: float = 100.0, published: pd.DataFrame | None = None,
-                    dataset: str = "cifar10", figure: str | None = "fig1") -> pd.DataFrame:
+                    dataset: str = "cifar10", figure: str | None = "fig1", second: str | None = None,
+                    note: str | None = None) -> pd.DataFrame:
     """Mean ± std over seeds of ``metric`` (× ``factor``) vs training ε, one panel per model kind (Fig. 1).
 
     ``published``: the paper's values in % (``reference.load_published``), drawn as faded open
-    markers in the method's colour with their ±std. Returns every number drawn, ours with
-    ``source`` "measured", the paper's with "published"."""
+    markers in the method's colour with their ±std. ``second``: another column drawn dotted beside (the paper
+    scale's worst case over restarts, fastadv.paper.reporting); ``note``: what the numbers are, printed on the
+    figure. Returns every number drawn, ours with ``source`` "measured" (and "measured: <second>"), the paper's
+    with "published"."""
     plt = _plt()
-    keys = ["model_kind", "method_label", "eps"]
-    agg = df.groupby(keys)[metric].agg(["mean", "std", "count"]).reset_index()
-    agg["std"] = agg["std"].fillna(0.0)
-    # Runs that diverged (status in the tidy table) are drawn, and marked: their model is the
-    # last finite one, not a trained one.
-    status = df["train_status"] if "train_status" in df else pd.Series("completed", index=df.index)
-    agg["diverged"] = (status == "diverged").groupby([df[k] for k in keys]).sum().values
+    agg = _seed_stats(df, metric)
     kinds = [k for k in PANELS if k in set(agg["model_kind"])]
-    drawn = [agg.assign(source="measured")]
+    drawn = [agg.assign(source="measured")] + ([_seed_stats(df, second).assign(source=f"measured: {second}")]
+                                               if second else [])
+    labels = list(dict.fromkeys(df["method_label"]))
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.4 * len(kinds), 2.6), sharey=True, squeeze=False)
     for ax, kind in zip(axes[0], kinds):
-        sub = agg[agg["model_kind"] == kind]
-        for label in dict.fromkeys(df["method_label"]):
-            d = sub[sub["method_label"] == label].sort_values("eps")
-            name, colour = style(label)
-            ax.plot(d["eps"], factor * d["mean"], marker="o", ms=3, color=colour, label=name)
-            ax.fill_between(d["eps"], factor * (d["mean"] - d["std"]), factor * (d["mean"] + d["std"]),
-                            color=colour, alpha=0.2, lw=0)
-            bad = d[d["diverged"] > 0]
-            ax.scatter(bad["eps"], factor * bad["mean"], marker="x", s=30, color="black", zorder=4)
+        for d in drawn:
+            _draw_measured(ax, d[d["model_kind"] == kind], labels, factor, dotted=d is not drawn[0])
         if published is not None:
-            ref = published_points(published, dataset, metric, kind, list(dict.fromkeys(df["method_label"])), figure)
+            ref = published_points(published, dataset, metric, kind, labels, figure)
             draw_published(ax, ref)
             drawn.append(ref.rename(columns={"method": "method_label"}).assign(
                 model_kind=kind, mean=ref["mean"] / 100, std=ref["std"] / 100, count=ref["seeds"], diverged=0,
@@ -100,14 +92,39 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(title)
     axes[0][-1].legend(loc="best")
-    origins = set(pd.concat(drawn[1:])["origin"]) if len(drawn) > 1 else set()
-    note = "".join(f"; open {'squares' if o == 'paper' else 'triangles'}: {ORIGIN_MARKERS[o][1]}"
-                   for o in sorted(origins))
-    note += "; ×: a run diverged" if (agg["diverged"] > 0).any() else ""
-    fig.suptitle(f"{scale} scale{note}", fontsize=7, x=0.99, ha="right")
+    origins = set(pd.concat([d for d in drawn if "origin" in d])["origin"]) if published is not None else set()
+    text = (note or f"{scale} scale") + "".join(f"; open {'squares' if o == 'paper' else 'triangles'}: "
+                                                f"{ORIGIN_MARKERS[o][1]}" for o in sorted(origins))
+    text += "; ×: a run diverged" if (agg["diverged"] > 0).any() else ""
+    fig.suptitle(text, fontsize=6, x=0.99, ha="right")
     save_figure(fig, out_pdf)
     plt.close(fig)
     return pd.concat(drawn, ignore_index=True)
+
+
+def _seed_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean, std and count over seeds of ``metric`` per (model kind, method, ε), and how many runs diverged
+    (drawn and marked: their model is the last finite one, not a trained one)."""
+    keys = ["model_kind", "method_label", "eps"]
+    agg = df.groupby(keys)[metric].agg(["mean", "std", "count"]).reset_index()
+    agg["std"] = agg["std"].fillna(0.0)
+    status = df["train_status"] if "train_status" in df else pd.Series("completed", index=df.index)
+    agg["diverged"] = (status == "diverged").groupby([df[k] for k in keys]).sum().values
+    return agg
+
+
+def _draw_measured(ax, sub: pd.DataFrame, labels: list, factor: float, dotted: bool = False) -> None:
+    for label in labels:
+        d = sub[sub["method_label"] == label].sort_values("eps")
+        name, colour = style(label)
+        if dotted:  # a second series: the line only, no band, no legend entry
+            ax.plot(d["eps"], factor * d["mean"], ls=":", lw=0.9, color=colour)
+            continue
+        ax.plot(d["eps"], factor * d["mean"], marker="o", ms=3, color=colour, label=name)
+        ax.fill_between(d["eps"], factor * (d["mean"] - d["std"]), factor * (d["mean"] + d["std"]),
+                        color=colour, alpha=0.2, lw=0)
+        bad = d[d["diverged"] > 0]
+        ax.scatter(bad["eps"], factor * bad["mean"], marker="x", s=30, color="black", zorder=4)
 
 
 def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps: float,
@@ -231,7 +248,7 @@ COLUMN_NAMES = {"test_fgsm_acc": "FGSM", "test_pgd_acc": "PGD", "test_fgsm_loss"
 
 
 def clean_and_robust_vs_eps(tables: dict[str, pd.DataFrame], out_pdf, scale: str,
-                            published: pd.DataFrame | None = None) -> pd.DataFrame:
+                            published: pd.DataFrame | None = None, note: str | None = None) -> pd.DataFrame:
     """The paper's Fig. 8: per dataset panel, clean (dashed) and PGD-50-10 (solid) accuracy of the final
     models vs training ε, mean ± std over seeds (shaded); published values (read off Fig. 8) as faded
     open markers. ``tables``: dataset → tidy results. Returns every number drawn."""
@@ -264,8 +281,8 @@ def clean_and_robust_vs_eps(tables: dict[str, pd.DataFrame], out_pdf, scale: str
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(loc="best")
-    fig.suptitle(f"{scale} scale; open markers: published values (Fig. 8 of the paper and a third party)",
-                 fontsize=7, x=0.99, ha="right")
+    fig.suptitle(f"{note or scale + ' scale'}; open markers: published values (Fig. 8 of the paper and a third "
+                 "party)", fontsize=6, x=0.99, ha="right")
     save_figure(fig, out_pdf)
     plt.close(fig)
     return pd.concat(drawn, ignore_index=True)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from fastadv import atomic
 from fastadv.paper import figures as F
+from fastadv.paper.reporting import reported, second_series
 from fastadv.errors import FastAdvError
 from fastadv.evaluation.results import COLUMNS
 from fastadv.units import eps_absolute
@@ -79,11 +80,11 @@ class FigureJob:
 
 
 def draw_fig1(job: FigureJob) -> None:
-    df, ref, dataset = job.table(), job.published_values(), job.experiment["dataset"]
+    (df, note), ref, dataset = reported(job.table(), job.scale), job.published_values(), job.experiment["dataset"]
     drawn = F.accuracy_vs_eps(df, "pgd_acc", job.out, job.scale, "PGD-50-10 accuracy (%)", published=ref,
-                              dataset=dataset)
+                              dataset=dataset, second=second_series(job.scale), note=note)
     clean = F.accuracy_vs_eps(df, "clean_acc", job.out.with_name(job.out.stem + "_clean.pdf"), job.scale,
-                              "clean accuracy (%)", published=ref, dataset=dataset)
+                              "clean accuracy (%)", published=ref, dataset=dataset, note=note)
     job.save_data(pd.concat([drawn.assign(metric="pgd_acc"), clean.assign(metric="clean_acc")]))
 
 
@@ -100,34 +101,37 @@ def draw_runtime(job: FigureJob) -> None:
 
 
 def draw_autoattack(job: FigureJob) -> None:
-    df = job.table()
+    df, note = reported(job.table(), job.scale)
     if df["autoattack_acc"].isna().any():
         raise FastAdvError(f"{job.results} has runs without AutoAttack; set autoattack: true in the experiment")
     eps = job.experiment["eps"][0]
     F.write_table(F.accuracy_table(df, eps, job.published_values(), job.experiment["dataset"]), job.out,
-                  f"Accuracy (%) at eps = {eps:g}/255, mean ± std over seeds, final models ({job.hardware(df)}).",
+                  f"Accuracy (%) at eps = {eps:g}/255, mean ± std over seeds, final models ({note}; "
+                  f"{job.hardware(df)}).",
                   latex=True)
 
 
 def draw_fig8(job: FigureJob) -> None:
     """Fig. 8: clean and PGD-50-10 accuracy, one panel per experiment (CIFAR-10: fig1, SVHN: fig1_svhn)."""
-    tables = {e["dataset"]: job.table(i) for i, e in enumerate([job.experiment] + job.others)}
-    job.save_data(F.clean_and_robust_vs_eps(tables, job.out, job.scale, job.published_values()))
+    reports = {e["dataset"]: reported(job.table(i), job.scale) for i, e in enumerate([job.experiment] + job.others)}
+    notes = "; ".join(dict.fromkeys(note for _, note in reports.values()))
+    job.save_data(F.clean_and_robust_vs_eps({d: df for d, (df, _) in reports.items()}, job.out, job.scale,
+                                            job.published_values(), notes))
 
 
 def draw_table7(job: FigureJob) -> None:
-    df = job.table()
+    df, note = reported(job.table(), job.scale)
     F.write_table(F.methods_table(df), job.out,
                   f"Clean / PGD-50-10 accuracy (%, mean ± std over seeds) and training time relative to FGSM at the "
-                  f"same ε, final and early-stopped models ({job.hardware(df)}). Author response, Table 7: "
+                  f"same ε, final and early-stopped models ({note}; {job.hardware(df)}). Author response, Table 7: "
                   "FGSM+CURE stabilises FGSM training but performs worse than FGSM+GradAlign.", latex=True)
 
 
 def draw_vs_published(job: FigureJob) -> None:
     from fastadv.paper.reference import load_published
 
-    df = job.table()
-    title = (f"Measured ({job.scale} scale; {job.hardware(df)}) against published values (%). "
+    df, note = reported(job.table(), job.scale)
+    title = (f"Measured ({note}; {job.hardware(df)}) against published values (%). "
              + ("The paper's setting: the difference is the reproduction gap." if job.scale == "paper" else
                 f"At the {job.scale} scale (smaller data, model, schedule) the numbers are expected to differ: "
                 "compare trends, not values."))
