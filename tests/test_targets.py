@@ -48,15 +48,16 @@ def test_runs_drawn_and_options_per_kind_of_target():
     assert targets.options(by["cnn4_fig7"]) == ["--data-root=data"]
 
 
-def test_constraints_split_the_targets_between_the_three_rules():
+def test_constraints_split_the_targets_between_the_four_rules():
     experiments = list(Study.load(PARAMS).doc["experiments"])
     figures = targets.names("figure", experiments, clean_panel=False)
     accuracy = targets.names("figure", experiments, clean_panel=True)
     tables = targets.names("table", experiments)
-    assert sorted(figures + accuracy + tables) == sorted(t.name for t in targets.TARGETS)
-    for names in (figures, accuracy, tables):
+    both = targets.names("figure_table", experiments)
+    assert sorted(figures + accuracy + tables + both) == sorted(t.name for t in targets.TARGETS)
+    for names in (figures, accuracy, tables, both):
         pattern = re.compile(f"(?:{targets.name_regex(names)})$")
-        others = [n for n in figures + accuracy + tables if n not in names]
+        others = [n for n in figures + accuracy + tables + both if n not in names]
         assert all(pattern.match(n.replace("{eps}", "16")) for n in names)
         assert not any(pattern.match(n.replace("{eps}", "16")) for n in others)
     assert targets.name_regex([]) == "(?!)"  # no target of a kind: a constraint nothing matches
@@ -71,11 +72,12 @@ def test_one_dry_run_plans_every_target_with_its_rule(tmp_path):
         name = t.name.format(eps=f"{study.experiment(t.source)['eps'][0]:g}")
         paths.append(f"results/smoke/{name}.{'md' if t.kind == 'table' else 'pdf'}")
     jobs = dry_run_jobs(wf, *paths, "--config", "allow_cpu=true")
-    kinds = [("figure", False), ("figure", True), ("table", None)]
+    kinds = [("figure", False), ("figure", True), ("figure_table", None), ("table", None)]
     want = [sum(t.kind == k and (c is None or t.clean_panel == c) for t in targets.TARGETS) for k, c in kinds]
-    assert [jobs.get(r, 0) for r in ("draw_figure", "draw_accuracy_figure", "make_table")] == want
+    rules = ("draw_figure", "draw_accuracy_figure", "draw_figure_and_table", "make_table")
+    assert [jobs.get(r, 0) for r in rules] == want
     rules = re.findall(r"^(?:rule|use rule) (\w+)", (REPO / "workflow/rules/figures.smk").read_text(), re.M)
-    assert rules == ["draw_figure", "draw_figure", "draw_figure", "check_lemma2", "check_fidelity",
+    assert rules == ["draw_figure", "draw_figure", "draw_figure", "draw_figure", "check_lemma2", "check_fidelity",
                      "select_default_scale"], "figures.smk: one rule for every figure and table of the table"
 
 

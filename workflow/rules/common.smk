@@ -25,6 +25,7 @@ EVAL_RESULT = "results/{scale}/{experiment}/evals/{variant}/eps{eps}/seed{seed}/
 FIGURE_TARGETS = targets.name_regex(targets.names("figure", EXPERIMENTS, clean_panel=False))
 ACCURACY_TARGETS = targets.name_regex(targets.names("figure", EXPERIMENTS, clean_panel=True))
 TABLE_TARGETS = targets.name_regex(targets.names("table", EXPERIMENTS))
+FIGURE_TABLE_TARGETS = targets.name_regex(targets.names("figure_table", EXPERIMENTS))
 CHECK_CAPTIONS = {name: caption for name, (_, caption) in targets.CHECKS.items()}
 
 wildcard_constraints:

@@ -41,6 +41,18 @@ use rule draw_figure as draw_accuracy_figure with:
         target=ACCURACY_TARGETS,
 
 
+use rule draw_figure as draw_figure_and_table with:
+    # Figures with a table beside (sweep: the onsets of catastrophic overfitting).
+    output:
+        out=report("results/{scale}/{target}.pdf", caption="../report/target.rst", category="Figures"),
+        png="results/{scale}/{target}.png",
+        data="results/{scale}/{target}_data.csv",
+        md=report("results/{scale}/{target}.md", caption="../report/target.rst", category="Tables"),
+        csv="results/{scale}/{target}.csv",
+    wildcard_constraints:
+        target=FIGURE_TABLE_TARGETS,
+
+
 use rule draw_figure as make_table with:
     output:
         out=report("results/{scale}/{target}.md", caption="../report/target.rst", category="Tables"),

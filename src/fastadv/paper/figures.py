@@ -201,12 +201,16 @@ def write_table(table: pd.DataFrame, out_md, caption: str, latex: bool = False) 
     """CSV + Markdown (+ LaTeX) beside ``out_md``, all atomically; the caption states hardware and scale."""
     out_md = Path(out_md)
     atomic.write_text(out_md.with_suffix(".csv"), table.to_csv(index=False))
+    atomic.write_text(out_md, markdown(table, caption))
+    if latex:
+        atomic.write_text(out_md.with_suffix(".tex"), table.round(3).to_latex(index=False, caption=caption))
+
+
+def markdown(table: pd.DataFrame, caption: str) -> str:
+    """A caption and the table in Markdown (values rounded to 3 decimals)."""
     shown = table.round(3)
     md = f"{caption}\n\n| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
-    md += "".join("| " + " | ".join(str(v) for v in r) + " |\n" for r in shown.itertuples(index=False))
-    atomic.write_text(out_md, md)
-    if latex:
-        atomic.write_text(out_md.with_suffix(".tex"), shown.to_latex(index=False, caption=caption))
+    return md + "".join("| " + " | ".join(str(v) for v in r) + " |\n" for r in shown.itertuples(index=False))
 
 
 def training_metrics(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps: float) -> pd.DataFrame:

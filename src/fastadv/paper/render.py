@@ -201,6 +201,28 @@ def draw_imagenet_alignment(job: FigureJob) -> None:
     job.save_data(alignment_over_training(read_histories(job.histories), job.out, job.scale))
 
 
+def draw_sweep(job: FigureJob) -> None:
+    """Fig. 1's shape over seeds (fastadv.paper.sweep): the figure, and ``<name>.md`` with the onsets of CO (measured
+    by code from the runs' CO flags, the paper's from its Fig. 1 values) and each (method, ε)'s share of seeds that
+    overfit (also ``<name>.csv``)."""
+    from fastadv.paper.sweep import co_shares, onset_table
+
+    (df, note), ref = reported(job.table(), job.scale), job.published_values()
+    job.save_data(F.accuracy_vs_eps(df, "pgd_acc", job.out, job.scale, "PGD-50-10 accuracy (%)", published=ref,
+                                    dataset=job.experiment["dataset"], second=second_series(job.scale), note=note))
+    shares = co_shares(df)
+    seeds = ", ".join(str(s) for s in job.experiment["seeds"])
+    md = (F.markdown(onset_table(shares, ref),
+                     f"Onset of catastrophic overfitting: the smallest training eps (/255) at which at least half of "
+                     f"the seeds ({seeds}) overfit (the runs' CO flags), beside the paper's (from its Fig. 1 values: "
+                     f"the final model's PGD accuracy below half the early-stopped one's); shift = ours - paper. "
+                     f"{note}; {job.hardware(df)}.")
+          + "\n" + F.markdown(shares, "Per method and eps: seeds, seeds that overfit and their share, PGD accuracy (%) "
+                                      "of the final and the early-stopped models (means over seeds)."))
+    atomic.write_text(job.out.with_suffix(".md"), md)
+    atomic.write_text(job.out.with_suffix(".csv"), shares.to_csv(index=False))
+
+
 def draw_table6(job: FigureJob) -> None:
     from fastadv.paper.imagenet import table6
 
@@ -218,5 +240,5 @@ FIGURES = {
     "fig1": draw_fig1, "fig8": draw_fig8, "published": draw_published, "table7": draw_table7, "vs_published": draw_vs_published, "grad_alignment": draw_grad_alignment, "runtime": draw_runtime, "autoattack": draw_autoattack,
     "figA": draw_figA, "metrics": draw_metrics, "filter_weights": draw_filter_weights,
     "filter_norms": draw_filter_norms, "feature_maps": draw_feature_maps, "cnn_table": draw_cnn_table,
-    "imagenet_alignment": draw_imagenet_alignment, "table6": draw_table6,
+    "imagenet_alignment": draw_imagenet_alignment, "table6": draw_table6, "sweep": draw_sweep,
 }

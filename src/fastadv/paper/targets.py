@@ -40,8 +40,11 @@ class Target:
 
     @property
     def kind(self) -> str:
-        """``table`` (<name>.md, .csv, .tex) or ``figure`` (<name>.pdf, .png, <name>_data.csv)."""
-        return "table" if self.draw in TABLE_RENDERERS else "figure"
+        """``table`` (<name>.md, .csv, .tex), ``figure`` (<name>.pdf, .png, <name>_data.csv) or ``figure_table``
+        (a figure and <name>.md, .csv)."""
+        if self.draw in TABLE_RENDERERS:
+            return "table"
+        return "figure_table" if self.draw in FIGURE_TABLE_RENDERERS else "figure"
 
     @property
     def source(self) -> str:
@@ -54,6 +57,8 @@ class Target:
 
 # Renderers that write a table (Markdown, CSV and LaTeX); every other renderer draws a figure.
 TABLE_RENDERERS = ("runtime", "autoattack", "table7", "vs_published", "cnn_table", "table6")
+# Renderers that draw a figure and write a table beside it.
+FIGURE_TABLE_RENDERERS = ("sweep",)
 
 TARGETS = (
     Target("fig1", "fig1", "Fig. 1: PGD-50-10 vs ε, final and early-stopped, published values beside",
@@ -134,6 +139,11 @@ TARGETS = (
     Target("imagenet", "fig1", "ImageNet, drawn like Fig. 1",
            "PGD accuracy versus training ε on ImageNet per method, final and early-stopped models.",
            results=("imagenet",), published=True, clean_panel=True),
+    Target("sweep", "sweep", "Fig. 1's shape over seeds: PGD-50-10 vs ε and the ε at which each method overfits",
+           "PGD-50-10 accuracy versus training ε over a grid crossing each method's onset of catastrophic overfitting "
+           "(mean ± std over seeds, final and early-stopped models), and in sweep.md the share of seeds that overfit "
+           "per method and ε and the onset (the smallest ε where at least half do) beside the paper's Fig. 1.",
+           results=("sweep",), published=True),
     Target("imagenet_alignment", "imagenet_alignment", "ImageNet: gradient alignment and PGD accuracy over training",
            "ImageNet, Wong et al.'s three-phase recipe: PGD accuracy and gradient alignment on the monitoring points "
            "(at each phase's crop) against epochs, per method and ε; × marks catastrophic overfitting. The author "
@@ -215,6 +225,7 @@ def targets_table() -> str:
     rows = ["| target `results/<scale>/…` | what | drawn from |", "|---|---|---|"]
     for t in TARGETS:
         files = {"table": f"`{t.name}.md` (+ `.csv`, `.tex`)",
+                 "figure_table": f"`{t.name}.pdf` (+ `.png`, `_data.csv`, `.md`, `.csv`)",
                  "figure": f"`{t.name}.pdf` (+ `.png`, `_data.csv`{', `_clean.pdf`' if t.clean_panel else ''})"}
         sources = (", ".join(f"`{e}` results" for e in t.results) + (" and runs" if t.results and t.histories else "")
                    or (f"`{t.source}` runs" if t.histories else "`published_values.yaml`"))
