@@ -49,7 +49,8 @@ def test_robust_accuracy_on_tensors_equals_the_evaluation_command(tmp_path):
 
 
 def test_the_workflow_side_of_the_package_imports_without_torch():
-    code = "import sys, fastadv.config.study, fastadv.workflow.guard, fastadv.config.params; print('torch' in sys.modules)"
+    code = ("import sys, fastadv.config.study, fastadv.workflow.guard, fastadv.workflow.schema, fastadv.config.params, "
+            "fastadv.paper.targets; print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
     with pytest.raises(AttributeError, match="public API: EvalConfig, FGSM, FastAdvError, PGD, TrainConfig"):
         fastadv.nonsense

@@ -14,8 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -61,6 +59,8 @@ def write_with(path, writer: Callable[[Path], None]) -> None:
 
 def save_torch(path, obj) -> None:
     """torch.save, atomically. The object must be loadable with weights_only=True."""
+    import torch  # here: the workflow imports this module to plan, without torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     write_bytes(path, buf.getvalue())

@@ -36,8 +36,14 @@ wildcard_constraints:
     eps=r"[0-9.]+",
 
 
+_STUDIES = {}
+
+
 def study(scale):
-    return Study(STUDY_DOC, scale)
+    """The study at ``scale``, one object per scale: it keeps what it resolved for the next job's input function."""
+    if scale not in _STUDIES:
+        _STUDIES[scale] = Study(STUDY_DOC, scale)
+    return _STUDIES[scale]
 
 
 def eps_tag(eps):

@@ -15,7 +15,7 @@ scale's 2 epochs also bind Free AT (whose variant asks for 96).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastadv.config.params import DATASETS, deep_merge, parse_scalar, parse_set, read_params, validate_section
@@ -128,6 +128,9 @@ class Study:
 
     doc: dict
     scale: str | None = None
+    # Resolved layers shared by many runs (the workflow asks for every job's config when it plans): kept, and
+    # only copies handed out, so callers may change what they get.
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.scale is None:
@@ -158,26 +161,39 @@ class Study:
 
     def train_config(self, experiment: str | None = None, variant: str | None = None, eps: float | None = None,
                      seed: int | None = None, sets: list[str] = ()) -> dict:
-        if variant is not None and variant not in self.doc["variants"]:
-            raise unknown_choice("method variant", variant, self.doc["variants"])
-        sc = self._scale
-        exp = self.experiment(experiment) if experiment else None
-        base_exp = self.doc["experiments"][experiment] if experiment else {}
+        cfg = self._variant_config(experiment, variant)
         layers = [
-            self.doc["variants"].get(variant, {}),
-            base_exp.get("train", {}),
-            base_exp.get("variants", {}).get(variant, {}),
-            sc["train"],
-            sc["variants"].get(variant, {}),
-            sc["experiments"].get(experiment, {}).get("train", {}) if experiment else {},
-            {"data": {"dataset": exp["dataset"]}} if exp else {},
             {"method": {"eps": float(eps)}} if eps is not None else {},
             {"runtime": {"seed": int(seed)}} if seed is not None else {},
         ] + [parse_set(s, "train") for s in sets]
-        cfg = self.doc["train"]
         for layer in layers:
             cfg = deep_merge(cfg, validate_section(layer, "train", partial=True))
         return validate_section(cfg, "train")
+
+    def _variant_config(self, experiment: str | None, variant: str | None) -> dict:
+        """``train`` ← the variant ← the experiment's ← the scale's layers (module docstring), before ε, seed and
+        ``--set`` (the same for every run of a variant in an experiment: resolved once)."""
+        key = ("train", experiment, variant)
+        if key not in self._memo:
+            if variant is not None and variant not in self.doc["variants"]:
+                raise unknown_choice("method variant", variant, self.doc["variants"])
+            sc = self._scale
+            exp = self.experiment(experiment) if experiment else None
+            base_exp = self.doc["experiments"][experiment] if experiment else {}
+            layers = [
+                self.doc["variants"].get(variant, {}),
+                base_exp.get("train", {}),
+                base_exp.get("variants", {}).get(variant, {}),
+                sc["train"],
+                sc["variants"].get(variant, {}),
+                sc["experiments"].get(experiment, {}).get("train", {}) if experiment else {},
+                {"data": {"dataset": exp["dataset"]}} if exp else {},
+            ]
+            cfg = self.doc["train"]
+            for layer in layers:
+                cfg = deep_merge(cfg, validate_section(layer, "train", partial=True))
+            self._memo[key] = cfg
+        return self._memo[key]
 
     def resized_images(self, experiment: str) -> list[int]:
         """Sizes of the resized copies the runs of ``experiment`` read (their ``data.phases``), sorted."""
@@ -191,6 +207,12 @@ class Study:
     def resources(self, experiment: str | None = None) -> dict:
         """Scheduler requests of a job: ``resources`` ← the scale's ← the experiment's ← the scale's for the
         experiment (an experiment sized for CPUs, like ``cnn4``, asks for no GPU at any scale)."""
+        key = ("resources", experiment)
+        if key not in self._memo:
+            self._memo[key] = self._resources(experiment)
+        return dict(self._memo[key])
+
+    def _resources(self, experiment: str | None) -> dict:
         layers = [self._scale["resources"]]
         if experiment:
             self.experiment(experiment)  # an unknown name is an error
