@@ -266,3 +266,18 @@ def test_the_imagenet_experiment_at_cpu_size_on_two_ranks_through_the_workflow(t
     drawn = (wf / "results/smoke/imagenet_alignment_data.csv").read_text()
     assert all(v in drawn for v in ("fgsm", "fgsm_rs", "gradalign_l0.1"))
     assert {p.name for p in (wf / "data").iterdir()} >= {"imagenet.json", "imagenet-40.json", "imagenet-56.json"}
+
+
+def test_a_hand_set_lambda_names_the_run_only_on_imagenet():
+    """ImageNet has no λ(ε) rule, so its λ is part of the label (a λ grid's runs stay apart in the results); on
+    CIFAR-10 a λ set on the gradalign variant keeps its label (the workflow matches labels to variants)."""
+    from fastadv.methods.registry import method_label
+
+    m = {"name": "gradalign", "eps": 6.0, "gradalign": {"lambda": 0.3, "alpha": 1.25}}
+    assert method_label(m, {}, {"dataset": "imagenet"}) == "gradalign_l0.3"
+    assert method_label(m, {}, {"dataset": "cifar10"}) == "gradalign"
+    study = Study.load(PARAMS)
+    for experiment in ("imagenet", "imagenet_lambda"):
+        for variant in study.experiment(experiment)["methods"]:
+            cfg = study.train_config(experiment, variant, 6.0, 0)
+            assert method_label(cfg["method"], cfg["model"], cfg["data"]) == variant

@@ -252,7 +252,7 @@ def _about(record: dict, model_path) -> dict:
                 "train_eps": origin["eps"], "train_seed": None, "train_config": None, "origin": origin,
                 "data_root": "data"}
     return {"dataset": run_cfg["data"]["dataset"], "method": run_cfg["method"]["name"],
-            "method_label": method_label(run_cfg["method"], run_cfg["model"]), "train_eps": run_cfg["method"]["eps"],
+            "method_label": method_label(run_cfg["method"], run_cfg["model"], run_cfg["data"]), "train_eps": run_cfg["method"]["eps"],
             "train_seed": run_cfg["runtime"]["seed"], "train_config": run_cfg, "data_root": run_cfg["data"]["root"]}
 
 

@@ -60,7 +60,7 @@ class MethodSpec:
     ``passes``: forward+backward passes of the model per training iteration (the workflow's cost
     estimate and scheduling priority); ``passes_param`` names a parameter whose value adds to it
     (PGD: ``steps``). ``labels``: ``(condition, label)`` pairs, the first whose condition holds names the
-    run in tables and figures (a condition maps dotted keys of the run's ``method``/``model`` config to
+    run in tables and figures (a condition maps dotted keys of the run's ``method``/``model``/``data`` config to
     values, ``{}`` always holds; a label may name the method's parameters: ``"pgd{steps}"``); else the name.
     ``styles``: display name and colour of each label in figures.
     ``data_parallel``: the method may train on several ranks (fastadv.training.distributed): its loss is a
@@ -90,8 +90,8 @@ class MethodSpec:
         extra = method_cfg[self.name][self.passes_param] if self.passes_param else 0
         return self.passes + extra
 
-    def label(self, method_cfg: dict, model_cfg: dict | None = None) -> str:
-        cfg = {"method": method_cfg, "model": model_cfg or {}}
+    def label(self, method_cfg: dict, model_cfg: dict | None = None, data_cfg: dict | None = None) -> str:
+        cfg = {"method": method_cfg, "model": model_cfg or {}, "data": data_cfg or {}}
         for condition, label in self.labels:
             if all(_dotted(cfg, k) == v for k, v in condition.items()):
                 return label.format(**method_cfg.get(self.name, {}))
@@ -177,9 +177,9 @@ def unregister(name: str) -> None:
     _RUNTIME.pop(name, None)
 
 
-def method_label(method_cfg: dict, model_cfg: dict | None = None) -> str:
+def method_label(method_cfg: dict, model_cfg: dict | None = None, data_cfg: dict | None = None) -> str:
     """The name that tells a run apart in tables and figures (the variant labels of params.yaml)."""
-    return spec_of(method_cfg["name"]).label(method_cfg, model_cfg)
+    return spec_of(method_cfg["name"]).label(method_cfg, model_cfg, data_cfg)
 
 
 def label_style(label: str) -> tuple[str, str]:
