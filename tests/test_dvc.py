@@ -57,7 +57,7 @@ def sh(cwd, *args, check=True, merge=False) -> subprocess.CompletedProcess:
     r = subprocess.run(list(args), cwd=cwd, env=env(), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True)
     if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{(r.stderr or '')[-4000:]}")
     return r
 
 
