@@ -138,6 +138,9 @@ def test_every_variant_label_is_what_results_call_it():
 
     study = Study.load(PARAMS)
     for variant in study.doc["variants"]:
-        cfg = study.train_config(variant=variant)
-        assert method_label(cfg["method"], cfg["model"]) == variant, variant
+        # as each experiment listing the variant runs it (its dataset may name the run: ImageNet's λ), else alone
+        runs = [(e, x["eps"][0], x["seeds"][0]) for e, x in study.doc["experiments"].items() if variant in x["methods"]]
+        for cfg in [study.train_config(e, variant, eps, seed) for e, eps, seed in runs] or [
+                study.train_config(variant=variant)]:
+            assert method_label(cfg["method"], cfg["model"], cfg["data"]) == variant, variant
         assert label_style(variant)[1] != "#000000", f"{variant}: no colour in its method's SPEC.styles"

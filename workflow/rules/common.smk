@@ -5,7 +5,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 from fastadv.config.params import DATASETS, FOLDER_DATASETS
-from fastadv.config.study import Study, typed_overrides, validate_study
+from fastadv.config.study import Study, resized_images, typed_overrides, validate_study
 from fastadv.paper import targets
 from fastadv.workflow.guard import train_job_resources
 from fastadv.workflow.schema import schema_file
@@ -168,7 +168,7 @@ def dataset_of(experiment):
         dataset = s.experiment(experiment)["dataset"]
         if dataset not in FOLDER_DATASETS:
             return [f"data/{dataset}.npz"]
-        return [f"data/{dataset}.json"] + [f"data/{dataset}-{n}.json" for n in s.resized_images(experiment)]
+        return [f"data/{dataset}.json"] + [f"data/{dataset}-{n}.json" for n in resized_images(s, experiment)]
 
     return path
 

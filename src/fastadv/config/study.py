@@ -195,15 +195,6 @@ class Study:
             self._memo[key] = cfg
         return self._memo[key]
 
-    def resized_images(self, experiment: str) -> list[int]:
-        """Sizes of the resized copies the runs of ``experiment`` read (their ``data.phases``), sorted."""
-        exp = self.experiment(experiment)
-        sizes = set()
-        for variant in exp["methods"]:
-            phases = self.train_config(experiment, variant, exp["eps"][0], exp["seeds"][0])["data"]["phases"]
-            sizes.update(ph["images"] for ph in phases or [] if ph["images"] is not None)
-        return sorted(sizes)
-
     def resources(self, experiment: str | None = None) -> dict:
         """Scheduler requests of a job: ``resources`` ← the scale's ← the experiment's ← the scale's for the
         experiment (an experiment sized for CPUs, like ``cnn4``, asks for no GPU at any scale)."""
@@ -358,6 +349,16 @@ def resolve_config(path: str | Path, section: str, scale: str | None = None, set
 
 def resolve_train_config(path: str | Path, scale: str | None = None, sets: list[str] = ()) -> dict:
     return resolve_config(path, "train", scale, sets)
+
+
+def resized_images(study: Study, experiment: str) -> list[int]:
+    """Sizes of the resized copies the runs of ``experiment`` read (their ``data.phases``), sorted."""
+    exp = study.experiment(experiment)
+    sizes = set()
+    for variant in exp["methods"]:
+        phases = study.train_config(experiment, variant, exp["eps"][0], exp["seeds"][0])["data"]["phases"]
+        sizes.update(ph["images"] for ph in phases or [] if ph["images"] is not None)
+    return sorted(sizes)
 
 
 def phase_images(doc) -> list[int]:
