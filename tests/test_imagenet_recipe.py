@@ -281,3 +281,15 @@ def test_a_hand_set_lambda_names_the_run_only_on_imagenet():
         for variant in study.experiment(experiment)["methods"]:
             cfg = study.train_config(experiment, variant, 6.0, 0)
             assert method_label(cfg["method"], cfg["model"], cfg["data"]) == variant
+
+
+def test_prepare_writes_the_copies_the_scales_phases_read(tree, tmp_path):
+    from fastadv.cli import main
+
+    base = ["prepare", "--dataset", "imagenet", "--source", str(tree), "--config", str(PARAMS), "--workers", "0"]
+    assert main(base + ["--root", str(tmp_path / "a"), "--scale", "smoke"]) == 0
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.json")) == ["imagenet-40.json", "imagenet-56.json",
+                                                                        "imagenet.json"]
+    assert main(base + ["--root", str(tmp_path / "b"), "--resize"]) == 0  # the manifest only (the workflow's rule)
+    assert sorted(p.name for p in (tmp_path / "b").glob("*.json")) == ["imagenet.json"]
+    assert main(["prepare", "--dataset", "cifar10", "--root", str(tmp_path / "c"), "--resize", "40"]) == 2

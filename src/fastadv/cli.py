@@ -83,11 +83,13 @@ def cmd_prepare(args) -> int:
         checked = "layout checked" if out.suffix == ".json" else "hashes verified"
         print(f"prepared {args.dataset} from {source} -> {out} ({checked})")
     if args.dataset in FOLDER_DATASETS:
-        from fastadv.config.params import default_params, read_params
-        from fastadv.config.study import phase_images
+        from fastadv.config.study import resized_images
         from fastadv.data.resized_copies import prepare_resized
 
-        sizes = args.resize if args.resize is not None else phase_images(read_params(args.config or default_params()))
+        study = _study(args)
+        sizes = args.resize if args.resize is not None else sorted(
+            {n for e, x in study.doc["experiments"].items() if x["dataset"] == args.dataset
+             for n in resized_images(study, e)})
         for size in sizes:
             out = prepare_resized(args.root, args.dataset, size, args.workers)
             print(f"prepared {args.dataset} resized to {size} px -> {out} (layout checked, files as the originals)")
@@ -350,14 +352,15 @@ def _add_prepare_command(sub) -> None:
     pp.add_argument("--root", default="data", help="folder for prepared data (default: %(default)s)")
     pp.add_argument("--resize", type=int, nargs="*", default=None, metavar="N",
                     help="image folders: also write copies resized to a shorter side of N px (Wong et al.'s "
-                         "resize.py) in <root>/<dataset>-N/ (default: the sizes data.phases name in the params "
-                         "file; none given: no copies)")
+                         "resize.py) in <root>/<dataset>-N/ (default: the sizes the data.phases of the dataset's "
+                         "experiments read at the scale; none given: no copies)")
     pp.add_argument("--copies-only", action="store_true",
                     help="image folders: only the resized copies, from the manifest already prepared")
     pp.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="processes resizing images (default: the CPU count, %(default)s)")
     pp.add_argument("--config", default=None, help="params file whose data.phases name the sizes of --resize "
                     "(default: params.yaml)")
+    pp.add_argument("--scale", default=None, help="the scale whose phases name them (default: the params file's)")
     pp.set_defaults(func=cmd_prepare)
 
 

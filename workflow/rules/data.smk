@@ -34,8 +34,9 @@ rule prepare_image_folder:
         mem_mb=4000,
         runtime=120,
     shell:
-        # Source: $FASTADV_DATA_SOURCE, an ImageFolder tree (train/, val/) or a folder holding imagenet/.
-        "fastadv prepare --dataset {wildcards.dataset} --root data > {log} 2>&1"
+        # Source: $FASTADV_DATA_SOURCE, an ImageFolder tree (train/, val/) or a folder holding imagenet/. The manifest
+        # only (--resize without sizes): rule resize_image_folder makes the copies the phases read.
+        "fastadv prepare --dataset {wildcards.dataset} --root data --resize > {log} 2>&1"
 
 
 rule resize_image_folder:

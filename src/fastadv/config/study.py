@@ -360,18 +360,3 @@ def resized_images(study: Study, experiment: str) -> list[int]:
         sizes.update(ph["images"] for ph in phases or [] if ph["images"] is not None)
     return sorted(sizes)
 
-
-def phase_images(doc) -> list[int]:
-    """The sizes of the resized copies that the ``data.phases`` anywhere in a params document read (sorted)."""
-    found = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "phases" and isinstance(v, list):
-                    found.update(ph["images"] for ph in v if isinstance(ph, dict) and ph.get("images"))
-                else:
-                    walk(v)
-
-    walk(doc)
-    return sorted(found)

@@ -219,7 +219,9 @@ class FolderDataset:
 
     def batch(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Float [0,1] batch for indices ``idx`` (augmented when ``gen`` is given), decoded on a thread pool."""
-        plans = self.plans(idx, gen)
+        return self._decoded(self.plans(idx, gen))
+
+    def _decoded(self, plans: list) -> tuple[torch.Tensor, torch.Tensor]:
         with ThreadPoolExecutor(self.threads) as pool:
             imgs = list(pool.map(lambda p: decode(p[0], p[2], p[3], self.crop, self.resize), plans))
         return self._stack(imgs, [p[1] for p in plans])
@@ -237,9 +239,7 @@ class FolderDataset:
 
         if self.workers == 0:
             for plans, bounds in planned():
-                with ThreadPoolExecutor(self.threads) as pool:
-                    imgs = list(pool.map(lambda p: decode(p[0], p[2], p[3], self.crop, self.resize), plans))
-                yield (*self._stack(imgs, [p[1] for p in plans]), bounds)
+                yield (*self._decoded(plans), bounds)
             return
         if self._loader is None:  # one loader per split: its worker processes persist from epoch to epoch
             self._sampler = _PlanSampler()
