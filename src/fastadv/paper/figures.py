@@ -127,6 +127,17 @@ def _draw_measured(ax, sub: pd.DataFrame, labels: list, factor: float, dotted: b
         ax.scatter(bad["eps"], factor * bad["mean"], marker="x", s=30, color="black", zorder=4)
 
 
+def draw_curves(top, bottom, h: pd.DataFrame, x: str, label: str) -> None:
+    """One method's test PGD accuracy (``top``) and gradient alignment (``bottom``) against column ``x`` of its
+    history, in its colour; evaluations flagged as catastrophic overfitting marked ×."""
+    name, colour = style(label)
+    top.plot(h[x], 100 * h["test_pgd_acc"], color=colour, label=name)
+    bottom.plot(h[x], h["grad_alignment"], color=colour)
+    co = h[h["co"].astype(bool)]
+    top.scatter(co[x], 100 * co["test_pgd_acc"], marker="x", color=colour, s=18, zorder=3)
+    bottom.scatter(co[x], co["grad_alignment"], marker="x", color=colour, s=18, zorder=3)
+
+
 def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps: float,
                     note: str | None = None) -> pd.DataFrame:
     """Rebuttal Fig. A: test PGD accuracy (top) and gradient alignment (bottom) per evaluation per method;
@@ -136,12 +147,7 @@ def learning_curves(histories: dict[str, pd.DataFrame], out_pdf, scale: str, eps
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(3.4, 4.2), sharex=True)
     drawn = []
     for label, h in histories.items():
-        name, colour = style(label)
-        top.plot(h["epoch"], 100 * h["test_pgd_acc"], color=colour, label=name)
-        bottom.plot(h["epoch"], h["grad_alignment"], color=colour)
-        co = h[h["co"].astype(bool)]
-        top.scatter(co["epoch"], 100 * co["test_pgd_acc"], marker="x", color=colour, s=18, zorder=3)
-        bottom.scatter(co["epoch"], co["grad_alignment"], marker="x", color=colour, s=18, zorder=3)
+        draw_curves(top, bottom, h, "epoch", label)
         drawn.append(h[["epoch", "test_pgd_acc", "grad_alignment", "co"]].assign(method_label=label))
     top.set_ylabel("PGD accuracy (%)")
     bottom.set_ylabel("gradient alignment")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fastadv.paper.figures import _plt, save_figure, style
+from fastadv.paper.figures import _plt, draw_curves, save_figure, style
 from fastadv.paper.reference import published_value
 
 
@@ -30,12 +30,7 @@ def alignment_over_training(histories: dict[tuple[str, float], pd.DataFrame], ou
     drawn = []
     for (variant, eps), h in histories.items():
         top, bottom = axes[0][eps_list.index(eps)], axes[1][eps_list.index(eps)]
-        name, colour = style(variant)
-        top.plot(h["epochs"], 100 * h["test_pgd_acc"], color=colour, label=name)
-        bottom.plot(h["epochs"], h["grad_alignment"], color=colour)
-        co = h[h["co"].astype(bool)]
-        top.scatter(co["epochs"], 100 * co["test_pgd_acc"], marker="x", color=colour, s=18, zorder=3)
-        bottom.scatter(co["epochs"], co["grad_alignment"], marker="x", color=colour, s=18, zorder=3)
+        draw_curves(top, bottom, h, "epochs", variant)
         top.set_title(f"ε = {eps:g}/255")
         drawn.append(h[["epochs", "test_pgd_acc", "grad_alignment", "co"]].assign(variant=variant, eps=eps))
     axes[0][0].set_ylabel("PGD accuracy (%)")

@@ -6,10 +6,9 @@ normalisation its code applies, the evaluation crop); the keys are mapped onto o
 and written atomically with the architecture, the normalisation and the origin (file, SHA-256, source)."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from fastadv.data.datasets import info
+from fastadv.data.datasets import file_digest, info
 from fastadv.errors import FastAdvError, unknown_choice
 from fastadv.models.foreign import convert_state
 from fastadv.models.normalize import Normalize
@@ -17,14 +16,6 @@ from fastadv.training.checkpoint import model_from_spec, save_imported_model
 from fastadv.zoo import official, robustbench, wong
 
 SOURCES = {"official": official.read, "wong": wong.read, "robustbench": robustbench.read}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _dataset(read: dict, spec: dict, given: str | None) -> str:
@@ -66,7 +57,7 @@ def import_model(source: str, src: str, out: str | Path, which: str = "last", da
     spec, state, dataset = convert(read, dataset)
     file = Path(read.get("file", src))
     origin = {"source": source, "name": src if source == "robustbench" else file.stem, "file": str(file),
-              "sha256": _sha256(file), "which": which, "kind": read["kind"], "dataset": dataset,
+              "sha256": file_digest(file), "which": which, "kind": read["kind"], "dataset": dataset,
               "eps": eps if eps is not None else read["eps"], "eval_crop": read["eval_crop"]}
     save_imported_model(out, state, spec, origin)
     return origin
