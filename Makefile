@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FASTADV_DATA_SOURCE ?= $(if $(wildcard ../shared/data/cifar10.npz),$(abspath ../shared/data),download)
 export FASTADV_DATA_SOURCE
 
-.PHONY: setup test test-fast demo smoke pull clean gpu-check
+.PHONY: setup test test-fast demo sweep smoke pull clean gpu-check
 
 $(BIN)/fastadv: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
 # Quick-scale CPU demo: the paper's Fig. 1 at a scale a 2-core CPU can train.
 demo: setup
 	$(SNAKEMAKE) results/fig1.pdf results/fig1_curves_eps16.pdf --config scale=quick
+
+# Fig. 1's shape over seeds at the quick scale: the onset of catastrophic overfitting per method (~1.5 h on 2 cores).
+sweep: setup
+	$(SNAKEMAKE) results/quick/sweep.pdf
 
 # Whole pipeline on a tiny scale (minutes): data -> training -> evaluation -> figure.
 smoke: setup
