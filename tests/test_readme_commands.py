@@ -25,6 +25,8 @@ def skip(reason):
 COMMANDS = {
     "make demo": skip("the demo itself (20 min); run from a fresh clone before every release (README)"),
     "make test": skip("this suite"),
+    "fastadv estimate demo": RUN,
+    "make sweep": skip("the sweep itself (1.5 h on 2 cores); tests/test_sweep.py plans it and draws its figure"),
     "fastadv prepare --dataset cifar10 --source ../shared/data": RUN,
     "fastadv train --out runs/fgsm_eps8": REFUSED,
     "fastadv train --scale smoke --set method.name=gradalign --set method.eps=16 --out runs/ga16": RUN,

@@ -1,20 +1,27 @@
 """The onset of catastrophic overfitting per method (fastadv.paper.sweep), derived by code: from the runs' CO flags
-on synthetic results, and the paper's from its Fig. 1 values, each against a hand count."""
+and final collapses on synthetic results, and the paper's from its Fig. 1 values, each against a hand count; the
+sweep's runs shared with the demo's where their configs coincide."""
 import math
+import re
 
 import pandas as pd
 import pytest
 
+from fastadv.config.params import deep_merge, read_params
+from fastadv.config.study import Study, run_home, validate_study
 from fastadv.evaluation.results import COLUMNS
 from fastadv.paper.reference import load_published
 from fastadv.paper.render import FIGURES, FigureJob
-from fastadv.paper.sweep import co_shares, onset_table, onsets, published_onsets
+from fastadv.paper.sweep import co_shares, onset_table, onsets, per_seed, published_onsets
+from tests.helpers import PARAMS, copy_workflow, snakemake
 
 EPS = [4.0, 8.0, 12.0, 16.0, 20.0]
 SEEDS = [0, 1, 2]
 # (method, ε) → seeds whose run was flagged CO
 CO = {("fgsm", 8.0): {0}, ("fgsm", 12.0): {0, 2}, ("fgsm", 16.0): {0, 1, 2}, ("fgsm", 20.0): {1, 2},
-      ("fgsm_rs", 16.0): {1}, ("fgsm_rs", 20.0): {0, 1}}
+      ("fgsm_rs", 16.0): {1}, ("fgsm_rs", 20.0): {0, 1}, ("gradalign", 12.0): {0, 2}}
+# flagged at some evaluation, recovered by the end (final PGD accuracy as the early-stopped model's)
+RECOVERED = {("gradalign", 12.0): {0, 2}}
 
 
 @pytest.fixture
@@ -26,10 +33,13 @@ def results() -> pd.DataFrame:
                 for kind in ("final", "best"):
                     row = dict.fromkeys(COLUMNS)
                     flagged = s in CO.get((m, e), set())
+                    collapsed = flagged and s not in RECOVERED.get((m, e), set())
                     row.update(dataset="cifar10", method=m, method_label=m, eps=e, train_eps=e, train_seed=s,
                                model_kind=kind, n_points=200, clean_acc=0.7, pgd_protocol="pgd50_10",
-                               pgd_acc=0.0 if flagged and kind == "final" else 0.3, train_status="completed",
-                               co_epoch=5 if flagged else None, device="cpu", torch="2.14.1")
+                               pgd_acc=0.0 if collapsed and kind == "final" else 0.3, train_status="completed",
+                               co_epoch=5 if flagged else None, device="cpu", torch="2.14.1",
+                               model_epoch=10 if kind == "final" else 4 + s, final_grad_alignment=0.1 + s,
+                               train_seconds=100.0 + s)
                     rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -40,8 +50,19 @@ def test_shares_and_onsets_are_counted_from_the_co_flags(results):
     assert shares.loc[("fgsm", 12.0), ["seeds", "co_seeds"]].tolist() == [3, 2]
     assert shares.loc[("fgsm", 16.0), "pgd_final"] == pytest.approx(0.0)
     assert shares.loc[("fgsm", 16.0), "pgd_best"] == pytest.approx(30.0)
-    # the first ε where at least half the seeds overfit: fgsm 2/3 at 12, fgsm_rs 2/3 at 20, gradalign never
-    assert onsets(co_shares(results)) == {"fgsm": 12.0, "fgsm_rs": 20.0, "gradalign": None}
+    assert shares.loc[("gradalign", 12.0), ["co_seeds", "collapsed_seeds"]].tolist() == [2, 0]
+    # the first ε where at least half the seeds overfit: fgsm 2/3 at 12, fgsm_rs 2/3 at 20, gradalign flagged on
+    # 2/3 at 12 but recovered, so it never collapses at the end
+    assert onsets(co_shares(results)) == {"fgsm": 12.0, "fgsm_rs": 20.0, "gradalign": 12.0}
+    assert onsets(co_shares(results), "collapsed") == {"fgsm": 12.0, "fgsm_rs": 20.0, "gradalign": None}
+
+
+def test_per_seed_rows_are_each_runs_own_numbers(results):
+    runs = per_seed(results).set_index(["method_label", "eps", "train_seed"])
+    assert len(runs) == 3 * len(EPS) * len(SEEDS)
+    assert runs.loc[("fgsm", 16.0, 1)].tolist() == ["5", True, 70.0, 0.0, 5, 30.0, 1.1, 101.0]
+    assert runs.loc[("fgsm_rs", 16.0, 2)].tolist() == ["none", False, 70.0, 30.0, 6, 30.0, 2.1, 102.0]
+    assert runs.loc[("gradalign", 12.0, 0)].tolist() == ["5", False, 70.0, 30.0, 4, 30.0, 0.1, 100.0]
 
 
 def test_the_papers_onsets_from_its_fig1_values():
@@ -54,10 +75,11 @@ def test_the_papers_onsets_from_its_fig1_values():
 
 def test_onset_table_puts_the_paper_beside_and_the_shift(results):
     t = onset_table(co_shares(results), load_published()).set_index("method_label")
-    assert t.loc["fgsm", ["onset", "paper_onset", "eps_grid"]].tolist() == ["12", "8", "4-20"]
+    assert t.loc["fgsm", ["onset_co_flag", "onset_collapse", "paper_onset", "eps_grid"]].tolist() == [
+        "12", "12", "8", "4-20"]
     assert t.loc["fgsm", "shift"] == 4.0 and t.loc["fgsm_rs", "shift"] == 10.0
-    assert t.loc["gradalign", ["onset", "paper_onset"]].tolist() == ["none", "never"] and math.isnan(
-        t.loc["gradalign", "shift"])
+    assert t.loc["gradalign", ["onset_co_flag", "onset_collapse", "paper_onset"]].tolist() == ["12", "none", "never"]
+    assert math.isnan(t.loc["gradalign", "shift"])
 
 
 def test_sweep_target_writes_the_figure_and_both_tables(results, tmp_path):
@@ -67,6 +89,38 @@ def test_sweep_target_writes_the_figure_and_both_tables(results, tmp_path):
            "models": ["final", "best"], "autoattack": False, "description": "synthetic"}
     FIGURES["sweep"](FigureJob("sweep", "quick", exp, tmp_path / "sweep.pdf", [str(path)], published=True))
     md = (tmp_path / "sweep.md").read_text()
-    assert "| fgsm | 4-20 | 12 | 8 | 4.0 |" in md and "| gradalign | 4-20 | none | never | nan |" in md
+    assert "| fgsm | 4-20 | 12 | 12 | 8 | 4.0 |" in md and "| gradalign | 4-20 | 12 | none | never | nan |" in md
+    assert "| fgsm | 16.0 | 1 | 5 | True | 70.0 | 0.0 | 5 | 30.0 | 1.1 | 101.0 |" in md  # the per-run table
     assert len(pd.read_csv(tmp_path / "sweep.csv")) == 3 * len(EPS)
     assert (tmp_path / "sweep.pdf").read_bytes().startswith(b"%PDF")
+
+
+def _run(variant, eps, seed=0):
+    return {"dataset": "cifar10", "variant": variant, "eps": eps, "seed": seed}
+
+
+def _quick(sweep_override: dict) -> Study:
+    doc = deep_merge(read_params(PARAMS), {"scales": {"quick": {"experiments": {"sweep": sweep_override}}}})
+    return Study(validate_study(doc), "quick")
+
+
+def test_a_run_two_experiments_ask_for_with_the_same_configs_lives_once():
+    s = Study.load(PARAMS, "quick")
+    assert [run_home(s, "sweep", _run(v, 16.0)) for v in ("fgsm", "fgsm_rs", "gradalign")] == ["fig1"] * 3
+    assert run_home(s, "sweep", _run("fgsm", 16.0, seed=1)) == "sweep"  # the demo trains seed 0 only
+    assert run_home(s, "sweep", _run("fgsm", 8.0)) == "sweep"
+    assert run_home(s, "fig1", _run("fgsm", 16.0)) == "fig1"
+    assert run_home(s, "figA", _run("gradalign", 16.0)) == "fig1"  # figA at quick: fig1's 10 epochs, final model
+    # anything a run's outputs depend on keeps it apart; the threads do not
+    for over in ({"train": {"optim": {"epochs": 9}}}, {"train": {"method": {"clamp_in_graph": False}}},
+                 {"evaluate": {"n_points": 100}}):
+        assert run_home(_quick(over), "sweep", _run("fgsm", 16.0)) == "sweep", over
+    assert run_home(_quick({"train": {"runtime": {"threads": 2}}}), "sweep", _run("fgsm", 16.0)) == "fig1"
+
+
+def test_the_quick_sweep_plans_the_demos_runs_in_the_demos_directories(tmp_path):
+    out = snakemake(copy_workflow(tmp_path), "-n", "--cores", "2", "results/quick/sweep.pdf").stdout
+    trained = set(re.findall(r"runs/quick/(\w+)/(\w+)/eps([\d.]+)/seed(\d+)/model_final\.pt", out))
+    evaluated = set(re.findall(r"results/quick/(\w+)/evals/(\w+)/eps([\d.]+)/seed(\d+)/best\.json", out))
+    assert len(trained) == 3 * 4 * 3 and evaluated == trained
+    assert {r for r in trained if r[0] == "fig1"} == {("fig1", v, "16", "0") for v in ("fgsm", "fgsm_rs", "gradalign")}

@@ -309,6 +309,19 @@ def cmd_bench_train(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    from fastadv.evaluation.estimate import calibrate, estimate, read_reference
+
+    if args.calibrate:
+        if args.wall_seconds is None:
+            raise FastAdvError("--calibrate needs --wall-seconds: the target's measured wall time on this machine")
+        ref = calibrate(args.target, args.wall_seconds, params=args.config)
+        print(f"reference: {ref['machine']}, {args.target} {args.wall_seconds:.0f} s, probe {ref['probe_seconds']}")
+        return 0
+    print(estimate(args.target, read_reference(), params=args.config), flush=True)
+    return 0
+
+
 def cmd_gpu_check(args) -> int:
     import torch
 
@@ -481,7 +494,7 @@ def _add_figure_commands(sub) -> None:
 
 
 def _add_tool_commands(sub) -> None:
-    """bench-eval, bench-train, lemma2, schema, config."""
+    """bench-eval, bench-train, estimate, lemma2, schema, config."""
     pb = sub.add_parser("bench-eval", help="time PGD-50-10 with and without skipping broken points (ratio)")
     pb.add_argument("--model", required=True)
     pb.add_argument("--n-points", type=int, default=256)
@@ -499,6 +512,7 @@ def _add_tool_commands(sub) -> None:
     pt2.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median, min, max reported)")
     pt2.add_argument("--csv", default=None, help="append the measurements to this CSV")
     pt2.set_defaults(func=cmd_bench_train)
+    _add_estimate_command(sub)
 
     p2 = sub.add_parser("lemma2", help="Lemma 2 of the paper checked numerically: table, CSV and figure")
     p2.add_argument("--out", required=True, help="Markdown table; .csv and .pdf/.png beside it")
@@ -526,6 +540,16 @@ def _add_tool_commands(sub) -> None:
     _add_config_args(pc)
     pc.add_argument("--all", action="store_true", help="the whole resolved config: every method's block, as stored")
     pc.set_defaults(func=cmd_show_config)
+
+
+def _add_estimate_command(sub) -> None:
+    pe = sub.add_parser("estimate", help="expected wall time of a CPU target (demo, sweep) here, from a 10-s probe")
+    pe.add_argument("target", help="a target timed on the reference machine (fastadv/evaluation/estimate_reference.yaml)")
+    pe.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    pe.add_argument("--calibrate", action="store_true",
+                    help="make this machine the reference: probe it and record the target's --wall-seconds")
+    pe.add_argument("--wall-seconds", type=float, default=None, help="the target's measured wall time here")
+    pe.set_defaults(func=cmd_estimate)
 
 
 def build_parser() -> argparse.ArgumentParser:

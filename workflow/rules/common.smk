@@ -5,7 +5,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 from fastadv.config.params import DATASETS, FOLDER_DATASETS
-from fastadv.config.study import Study, resized_images, typed_overrides, validate_study
+from fastadv.config.study import Study, resized_images, run_home, typed_overrides, validate_study
 from fastadv.paper import targets
 from fastadv.workflow.guard import train_job_resources
 from fastadv.workflow.schema import schema_file
@@ -99,12 +99,14 @@ def train_job(name):
 
 
 def experiment_evals(wildcards):
+    """The evaluations of an experiment's runs, each where its run lives (an earlier experiment's when that one
+    has the same run with the same configs: fastadv.config.study.run_home)."""
     s = study(wildcards.scale)
     kinds = s.experiment(wildcards.experiment)["models"]
     return [
         EVAL_RESULT.format(
             scale=wildcards.scale,
-            experiment=wildcards.experiment,
+            experiment=run_home(s, wildcards.experiment, r),
             variant=r["variant"],
             eps=eps_tag(r["eps"]),
             seed=r["seed"],
@@ -116,7 +118,9 @@ def experiment_evals(wildcards):
 
 
 def run_file(scale, experiment, run, name):
-    return HISTORY.replace("history.csv", name).format(scale=scale, experiment=experiment, variant=run["variant"],
+    """A file of ``experiment``'s ``run``, in the directory of the experiment the run lives in (run_home)."""
+    home = run_home(study(scale), experiment, run)
+    return HISTORY.replace("history.csv", name).format(scale=scale, experiment=home, variant=run["variant"],
                                                        eps=eps_tag(run["eps"]), seed=run["seed"])
 
 

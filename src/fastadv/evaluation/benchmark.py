@@ -99,8 +99,9 @@ def bench_eval(model_path, n_points: int = 256, batch_size: int = 1024, threads:
     return row
 
 
-def _step_runner(cfg: TrainConfig, name: str, train_set, idx, iterations: int, warmup: int, device):
-    """A callable doing ``iterations`` training steps of method ``name`` (after ``warmup`` untimed ones)."""
+def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int, device):
+    """A callable doing ``iterations`` training steps of method ``name`` on the batch ``(x, y)`` (after ``warmup``
+    untimed ones)."""
     import torch
 
     from fastadv.methods import StepContext, build_method
@@ -115,7 +116,6 @@ def _step_runner(cfg: TrainConfig, name: str, train_set, idx, iterations: int, w
     autocast, scaler = mixed_precision(run.runtime.precision, device)
     model.train()
     gen = torch.Generator(device=device).manual_seed(0)
-    x, y = train_set.batch(idx, gen)
     x = in_layout(x, channels_last)
 
     def steps(n=iterations):
@@ -142,7 +142,8 @@ def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 2
     train_set = load_split(d.root, d.dataset, "train", device, d.subset, d.subset_mode, cfg.runtime.seed,
                            augment=d.augment)
     idx = torch.arange(min(bs, len(train_set)), device=device)
-    runners = {m: _step_runner(cfg, m, train_set, idx, iterations, warmup, device) for m in methods}
+    x, y = train_set.batch(idx, torch.Generator(device=device).manual_seed(0))
+    runners = {m: step_runner(cfg, m, x, y, iterations, warmup, device) for m in methods}
     seconds = {m: [s / iterations for s in v] for m, v in interleaved(runners, repeats, device).items()}
     base = "fgsm" if "fgsm" in methods else methods[0]
     hw = hardware_stamp(device)

@@ -205,7 +205,7 @@ def draw_sweep(job: FigureJob) -> None:
     """Fig. 1's shape over seeds (fastadv.paper.sweep): the figure, and ``<name>.md`` with the onsets of CO (measured
     by code from the runs' CO flags, the paper's from its Fig. 1 values) and each (method, ε)'s share of seeds that
     overfit (also ``<name>.csv``)."""
-    from fastadv.paper.sweep import co_shares, onset_table
+    from fastadv.paper.sweep import co_shares, onset_table, per_seed
 
     (df, note), ref = reported(job.table(), job.scale), job.published_values()
     job.save_data(F.accuracy_vs_eps(df, "pgd_acc", job.out, job.scale, "PGD-50-10 accuracy (%)", published=ref,
@@ -214,11 +214,17 @@ def draw_sweep(job: FigureJob) -> None:
     seeds = ", ".join(str(s) for s in job.experiment["seeds"])
     md = (F.markdown(onset_table(shares, ref),
                      f"Onset of catastrophic overfitting: the smallest training eps (/255) at which at least half of "
-                     f"the seeds ({seeds}) overfit (the runs' CO flags), beside the paper's (from its Fig. 1 values: "
-                     f"the final model's PGD accuracy below half the early-stopped one's); shift = ours - paper. "
-                     f"{note}; {job.hardware(df)}.")
-          + "\n" + F.markdown(shares, "Per method and eps: seeds, seeds that overfit and their share, PGD accuracy (%) "
-                                      "of the final and the early-stopped models (means over seeds)."))
+                     f"the seeds ({seeds}) overfit, by the runs' CO flags (at any evaluation, also transient) and by "
+                     f"collapse at the end (the final model's PGD accuracy below half the early-stopped one's), "
+                     f"beside the paper's onset under the second rule (from its Fig. 1 values); shift = our onset "
+                     f"by collapse - the paper's. {note}; {job.hardware(df)}.")
+          + "\n" + F.markdown(shares, "Per method and eps: seeds, seeds flagged CO and their share, seeds collapsed at "
+                                      "the end and their share, PGD accuracy (%) of the final and the early-stopped "
+                                      "models (means over seeds).")
+          + "\n" + F.markdown(per_seed(df), "Per run: the epoch of its first CO flag, whether it collapsed at the end, "
+                                             "clean and PGD accuracy (%) of the final model, epoch and PGD accuracy of "
+                                             "the early-stopped model, the final gradient alignment (monitoring "
+                                             "points) and the training seconds."))
     atomic.write_text(job.out.with_suffix(".md"), md)
     atomic.write_text(job.out.with_suffix(".csv"), shares.to_csv(index=False))
 

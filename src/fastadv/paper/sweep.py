@@ -1,13 +1,18 @@
 """Fig. 1's shape over seeds: at which ε each method overfits catastrophically (Andriushchenko & Flammarion 2020,
 Fig. 1: FGSM collapses from ε ≈ 7–8/255, FGSM-RS from ≈ 9–10, Free AT ≈ 11–12; FGSM+GradAlign and PGD-10 never).
 
-Measured: a run overfits when its training history flagged CO (fastadv.training.monitor: the test PGD accuracy
-below half its best earlier value while FGSM accuracy stays well above it; ``co_epoch`` in the results table).
-The onset of a method is the smallest ε at which at least half of its seeds overfit (None: at no ε of the grid).
+Two rules, each counted per run and per (method, ε) as the share of seeds:
 
-Published: the same rule cannot be read off a figure, so the paper's onset is computed from its Fig. 1 values
-(published_values.yaml, digitised): the smallest ε at which the final model's PGD accuracy is below half the
-early-stopped model's at that ε — the collapse the early-stopped panel shows Fig. 1's final models suffered.
+* **CO flag** (``co``): the run's training history flagged catastrophic overfitting at some evaluation
+  (fastadv.training.monitor: the test PGD accuracy below half its best earlier value while FGSM accuracy stays
+  well above it; ``co_epoch`` in the results table) — also transient events it recovered from;
+* **collapse at the end** (``collapsed``): the final model's PGD-50-10 accuracy below half the early-stopped
+  model's — the rule the paper's own onset is computed with below, so the two compare like for like.
+
+The onset of a method under a rule is the smallest ε at which at least half of its seeds meet it (None: at no ε
+of the grid). The paper's onset, from its Fig. 1 values (published_values.yaml, digitised): the smallest ε at
+which the final model's PGD accuracy is below half the early-stopped model's — the collapse the early-stopped panel
+shows Fig. 1's final models suffered (per-seed histories are not published).
 """
 from __future__ import annotations
 
@@ -19,25 +24,44 @@ ONSET_SHARE = 0.5  # at least half of the seeds overfit
 COLLAPSE_RATIO = 0.5  # published: final-model PGD accuracy below half the early-stopped model's
 
 
+def _collapsed(final: pd.Series, best: pd.Series) -> pd.Series:
+    return final < COLLAPSE_RATIO * best
+
+
+def per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (method, ε, seed): the epoch of its first CO flag ("none"), whether it collapsed at the end,
+    the final model's clean and PGD accuracy (%), the early-stopped model's epoch and PGD accuracy, the final
+    gradient alignment and the training seconds — the numbers the shares and onsets are counted from."""
+    keys = ["method_label", "eps", "train_seed"]
+    final = df[df["model_kind"] == "final"].set_index(keys)
+    best = df[df["model_kind"] == "best"].set_index(keys).reindex(final.index)
+    return pd.DataFrame({
+        "co_epoch": final["co_epoch"].map(lambda e: "none" if pd.isna(e) else f"{int(e)}"),
+        "collapsed": _collapsed(final["pgd_acc"], best["pgd_acc"]),
+        "clean_final": 100 * final["clean_acc"], "pgd_final": 100 * final["pgd_acc"],
+        "best_epoch": best["model_epoch"], "pgd_best": 100 * best["pgd_acc"],
+        "grad_alignment": final["final_grad_alignment"], "train_seconds": final["train_seconds"],
+    }).sort_index().reset_index()
+
+
 def co_shares(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method and ε (one row per run: the final models): seeds, seeds that overfit, their share, and the mean
-    PGD accuracy of the final and the early-stopped models (%)."""
+    """Per method and ε: seeds, seeds flagged CO and their share, seeds collapsed at the end and their share, and
+    the mean PGD accuracy of the final and the early-stopped models (%)."""
     rows = []
-    final = df[df["model_kind"] == "final"]
-    for (label, eps), g in final.groupby(["method_label", "eps"], sort=True):
-        best = df[(df["model_kind"] == "best") & (df["method_label"] == label) & (df["eps"] == eps)]
-        co = int(g["co_epoch"].notna().sum())
+    for (label, eps), g in per_seed(df).groupby(["method_label", "eps"], sort=True):
+        co, collapsed = int((g["co_epoch"] != "none").sum()), int(g["collapsed"].sum())
         rows.append({"method_label": label, "eps": float(eps), "seeds": len(g), "co_seeds": co,
-                     "co_share": co / len(g), "pgd_final": 100 * g["pgd_acc"].mean(),
-                     "pgd_best": 100 * best["pgd_acc"].mean() if len(best) else math.nan})
+                     "co_share": co / len(g), "collapsed_seeds": collapsed, "collapsed_share": collapsed / len(g),
+                     "pgd_final": g["pgd_final"].mean(), "pgd_best": g["pgd_best"].mean()})
     return pd.DataFrame(rows)
 
 
-def onsets(shares: pd.DataFrame) -> dict[str, float | None]:
-    """Method label → the smallest ε where at least half the seeds overfit (None: none of the grid)."""
+def onsets(shares: pd.DataFrame, rule: str = "co") -> dict[str, float | None]:
+    """Method label → the smallest ε where at least half the seeds meet ``rule`` ("co": flagged, "collapsed":
+    collapsed at the end; None: at no ε of the grid)."""
     out = {}
     for label, g in shares.groupby("method_label", sort=False):
-        hit = g[g["co_share"] >= ONSET_SHARE]["eps"]
+        hit = g[g[f"{rule}_share"] >= ONSET_SHARE]["eps"]
         out[label] = float(hit.min()) if len(hit) else None
     return out
 
@@ -58,15 +82,21 @@ def published_onsets(published: pd.DataFrame, figure: str = "fig1") -> dict[str,
 
 
 def onset_table(shares: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataFrame:
-    """Per method: the grid, the measured onset ("none" when no ε of the grid reaches half the seeds), the paper's
-    ("never" when Fig. 1 shows no collapse, "-" when the figure has no such method) and the shift in /255."""
-    ours, paper = onsets(shares), published_onsets(published) if published is not None else {}
+    """Per method: the grid, the onset under each rule ("none" when no ε of the grid reaches half the seeds), the
+    paper's ("never" when Fig. 1 shows no collapse, "-" when the figure has no such method) and the shift in /255
+    of the onset under the paper's rule (collapse at the end) from the paper's."""
+    flagged, collapsed = onsets(shares, "co"), onsets(shares, "collapsed")
+    paper = published_onsets(published) if published is not None else {}
     rows = []
-    for label, onset in ours.items():
+    for label in flagged:
         grid = shares[shares["method_label"] == label]["eps"]
-        ref = paper.get(label, "-")
+        ref, onset = paper.get(label, "-"), collapsed[label]
         shift = onset - ref if isinstance(onset, float) and isinstance(ref, float) else math.nan
         rows.append({"method_label": label, "eps_grid": f"{grid.min():g}-{grid.max():g}",
-                     "onset": "none" if onset is None else f"{onset:g}",
-                     "paper_onset": "never" if ref is None else ref if ref == "-" else f"{ref:g}", "shift": shift})
+                     "onset_co_flag": _eps_or(flagged[label], "none"), "onset_collapse": _eps_or(onset, "none"),
+                     "paper_onset": ref if ref == "-" else _eps_or(ref, "never"), "shift": shift})
     return pd.DataFrame(rows)
+
+
+def _eps_or(eps: float | None, none: str) -> str:
+    return none if eps is None else f"{eps:g}"
