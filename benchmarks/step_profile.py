@@ -1,0 +1,95 @@
+"""Where a training step spends its time, and its arithmetic floor (not part of the package).
+
+For each method and memory layout: the step's FLOPs (torch.utils.flop_counter over one step: convolutions and
+matrix products of the forward, the backward and, for exact GradAlign, the double backward), the measured seconds
+per step (median [min, max] of interleaved repeats, fastadv.evaluation.benchmark), the GFLOP/s that makes, the
+FLOP ratio to FGSM (the floor of the time ratio if every FLOP ran at FGSM's rate) beside the time ratio, and the
+torch.profiler's ops of largest self CPU time (layout conversions: aten::copy_ / clone / contiguous).
+
+Usage (repository root, after `make setup`; nothing else on the cores):
+
+    .venv/bin/python benchmarks/step_profile.py --scale quick --threads 1 --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from fastadv.config.params import default_params
+from fastadv.config.run_config import as_train_config
+from fastadv.config.study import Study
+from fastadv.evaluation.benchmark import interleaved, spread, step_runner
+from fastadv.training.runtime import hardware_stamp
+
+CONVERSIONS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy", "aten::to")
+
+
+def runner(study, method: str, channels_last: bool, steps: int):
+    sets = [f"method.name={method}", f"runtime.channels_last={str(channels_last).lower()}", "method.eps=16"]
+    cfg = as_train_config(study.train_config(sets=sets))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(cfg.phases[0].batch_size, 3, 32, 32, generator=gen)
+    y = torch.randint(0, 10, (len(x),), generator=gen)
+    return step_runner(cfg, method, x, y, steps, 2, torch.device("cpu"))
+
+
+def flops_of(run) -> float:
+    """FLOPs of one step; NaN where the counter cannot follow the step (GradAlign-FD's autograd.grad over the
+    parameters: "A leaf node was passed to _will_engine_execute_node"), said on stdout."""
+    try:
+        with FlopCounterMode(display=False) as counter:
+            run(1)
+    except RuntimeError as e:
+        print(f"FLOPs not counted: {str(e).splitlines()[0]}")
+        return float("nan")
+    return counter.get_total_flops()
+
+
+def top_ops(run, steps: int, n: int) -> tuple[list[tuple[str, float, float]], float]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(steps)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [(e.key, e.self_cpu_time_total / total, e.self_cpu_time_total / 1e6 / steps) for e in events[:n]], \
+        sum(e.self_cpu_time_total for e in events if e.key in CONVERSIONS) / total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", default="quick")
+    ap.add_argument("--methods", nargs="+", default=["fgsm", "gradalign", "gradalign_fd"])
+    ap.add_argument("--layouts", nargs="+", default=["default", "channels_last"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--top", type=int, default=8, help="ops listed per method and layout")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    study = Study.load(default_params(), args.scale)
+    runners = {(m, lay): runner(study, m, lay == "channels_last", args.steps)
+               for m in args.methods for lay in args.layouts}
+    flops = {k: flops_of(r) for k, r in runners.items()}
+    seconds = interleaved(runners, args.repeats, torch.device("cpu"))
+    hw = hardware_stamp(torch.device("cpu"))
+    print(f"{args.scale} scale, {hw['cpu']} ({torch.backends.cpu.get_cpu_capability()}), {args.threads} thread(s), "
+          f"torch {hw['torch']}; median [min, max] of {args.repeats} interleaved repeats of {args.steps} steps")
+    print(f"{'method':<13}{'layout':<15}{'s/step':>8}{'[min, max]':>16}{'GFLOP':>8}{'GFLOP/s':>9}"
+          f"{'FLOP x FGSM':>12}{'time x FGSM':>12}")
+    for (m, lay), v in seconds.items():
+        s = spread([t / args.steps for t in v])
+        base = ("fgsm", lay) if ("fgsm", lay) in seconds else next(iter(seconds))
+        ratio = spread([a / b for a, b in zip(v, seconds[base])])["median"]
+        print(f"{m:<13}{lay:<15}{s['median']:8.3f}  [{s['min']:.3f}, {s['max']:.3f}]{flops[(m, lay)] / 1e9:8.2f}"
+              f"{flops[(m, lay)] / 1e9 / s['median']:9.1f}{flops[(m, lay)] / flops[base]:12.2f}{ratio:12.2f}")
+    for (m, lay), r in runners.items():
+        ops, conv = top_ops(r, args.steps, args.top)
+        print(f"\n{m}, {lay}: self CPU time per step by op (layout conversions {100 * conv:.1f} %)")
+        for key, share, sec in ops:
+            print(f"  {key:<45}{100 * share:6.1f} %  {sec:7.3f} s")
+
+
+if __name__ == "__main__":
+    main()
