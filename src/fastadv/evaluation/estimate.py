@@ -75,7 +75,7 @@ def probe(study, experiment: str) -> dict[str, float]:
     runners = {}
     for method in PROBE_METHODS:
         cfg = as_train_config(study.train_config(experiment, method, max(exp["eps"]), exp["seeds"][0]))
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator().manual_seed(0)  # the CPU targets train on CIFAR-10: 3×32×32 images, 10 classes
         x = torch.rand(cfg.phases[0].batch_size, 3, 32, 32, generator=gen)
         y = torch.randint(0, 10, (len(x),), generator=gen)
         runners[method] = step_runner(cfg, method, x, y, PROBE_STEPS, PROBE_WARMUP, device)
