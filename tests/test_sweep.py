@@ -106,7 +106,7 @@ def _quick(sweep_override: dict) -> Study:
 
 def test_a_run_two_experiments_ask_for_with_the_same_configs_lives_once():
     s = Study.load(PARAMS, "quick")
-    assert [run_home(s, "sweep", _run(v, 16.0)) for v in ("fgsm", "fgsm_rs", "gradalign")] == ["fig1"] * 3
+    assert [run_home(s, "sweep", _run(v, e)) for v in ("fgsm", "fgsm_rs", "gradalign") for e in (16.0, 20.0)] == ["fig1"] * 6
     assert run_home(s, "sweep", _run("fgsm", 16.0, seed=1)) == "sweep"  # the demo trains seed 0 only
     assert run_home(s, "sweep", _run("fgsm", 8.0)) == "sweep"
     assert run_home(s, "fig1", _run("fgsm", 16.0)) == "fig1"
@@ -123,4 +123,5 @@ def test_the_quick_sweep_plans_the_demos_runs_in_the_demos_directories(tmp_path)
     trained = set(re.findall(r"runs/quick/(\w+)/(\w+)/eps([\d.]+)/seed(\d+)/model_final\.pt", out))
     evaluated = set(re.findall(r"results/quick/(\w+)/evals/(\w+)/eps([\d.]+)/seed(\d+)/best\.json", out))
     assert len(trained) == 3 * 4 * 3 and evaluated == trained
-    assert {r for r in trained if r[0] == "fig1"} == {("fig1", v, "16", "0") for v in ("fgsm", "fgsm_rs", "gradalign")}
+    assert {r for r in trained if r[0] == "fig1"} == {("fig1", v, e, "0") for v in ("fgsm", "fgsm_rs", "gradalign")
+                                                      for e in ("16", "20")}
