@@ -99,9 +99,9 @@ def bench_eval(model_path, n_points: int = 256, batch_size: int = 1024, threads:
     return row
 
 
-def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int, device):
+def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int, device, wrap=None):
     """A callable doing ``iterations`` training steps of method ``name`` on the batch ``(x, y)`` (after ``warmup``
-    untimed ones)."""
+    untimed ones); ``wrap`` (e.g. ``torch.compile``) is applied to the model the steps call, after its layout."""
     import torch
 
     from fastadv.methods import StepContext, build_method
@@ -115,6 +115,7 @@ def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int,
     opt = make_optimizer(run, model)
     autocast, scaler = mixed_precision(run.runtime.precision, device)
     model.train()
+    model = model if wrap is None else wrap(model)
     gen = torch.Generator(device=device).manual_seed(0)
     x = in_layout(x, channels_last)
 
