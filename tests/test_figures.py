@@ -113,3 +113,23 @@ def test_fig1_marks_diverged_runs(table, tmp_path):
     assert sorted(zip(marked.model_kind, marked.method_label, marked.eps)) == [
         ("best", "gradalign", 8.0), ("final", "gradalign", 8.0)]
     assert (marked["diverged"] == 1).all() and (drawn["diverged"].sum() == 2)
+
+
+@pytest.mark.parametrize("eps, noted", [(None, True), (20.0, False)])
+def test_curves_note_only_fig_a_own_experiment(tmp_path, monkeypatch, eps, noted):
+    """Fig. A at a CPU scale notes its experiment's description (what the scale dropped); the curves of another
+    experiment at one ε (fig1_curves_eps20) do not carry that experiment's description, which is about its figure."""
+    from fastadv.paper import render
+
+    run = tmp_path / "fgsm" / "eps20" / "seed0"
+    run.mkdir(parents=True)
+    pd.DataFrame({"epoch": [0, 1], "test_pgd_acc": [0.1, 0.2], "grad_alignment": [0.9, 0.9],
+                  "co": [False, False]}).to_csv(run / "history.csv", index=False)
+    seen = {}
+    monkeypatch.setattr(render.F, "learning_curves",
+                        lambda curves, out, scale, eps_shown, note=None: seen.update(note=note, eps=eps_shown) or
+                        pd.DataFrame())
+    exp = {"eps": [20.0], "description": "what this experiment's own figure shows"}
+    render.draw_figA(render.FigureJob("figA", "quick", exp, tmp_path / "c.pdf", histories=[str(run / "history.csv")],
+                                      eps=eps))
+    assert seen == {"note": exp["description"] if noted else None, "eps": 20.0}

@@ -145,8 +145,10 @@ def draw_published(job: FigureJob) -> None:
 
 
 def draw_figA(job: FigureJob) -> None:
-    job.save_data(F.learning_curves(job.by_variant(), job.out, job.scale, job.eps_shown,
-                                    note=job.experiment.get("description") if job.scale != "paper" else None))
+    """Fig. A, or the curves of another experiment's runs at one ε (``job.eps``: fig1_curves_eps16). A CPU scale
+    notes Fig. A's own experiment (what it dropped); another experiment's description is about its own figure."""
+    note = job.experiment.get("description") if job.scale != "paper" and job.eps is None else None
+    job.save_data(F.learning_curves(job.by_variant(), job.out, job.scale, job.eps_shown, note=note))
 
 
 def draw_metrics(job: FigureJob) -> None:
