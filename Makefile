@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/fastadv estimate demo
 	$(SNAKEMAKE) results/fig1.pdf results/fig1_curves_eps16.pdf results/fig1_curves_eps20.pdf --config scale=quick
 
-# Fig. 1's shape over seeds at the quick scale: the onset of catastrophic overfitting per method (~1.5 h on 2 cores).
+# Fig. 1's shape over seeds at the quick scale: the onset of catastrophic overfitting per method (~1.6 h on 2 cores).
 sweep: setup
 	$(BIN)/fastadv estimate sweep
 	$(SNAKEMAKE) results/quick/sweep.pdf
