@@ -106,7 +106,8 @@ def _quick(sweep_override: dict) -> Study:
 
 def test_a_run_two_experiments_ask_for_with_the_same_configs_lives_once():
     s = Study.load(PARAMS, "quick")
-    assert [run_home(s, "sweep", _run(v, e)) for v in ("fgsm", "fgsm_rs", "gradalign") for e in (16.0, 20.0)] == ["fig1"] * 6
+    demo_runs = [_run(v, e) for v in ("fgsm", "fgsm_rs", "gradalign") for e in (16.0, 20.0)]
+    assert [run_home(s, "sweep", r) for r in demo_runs] == ["fig1"] * 6
     assert run_home(s, "sweep", _run("fgsm", 16.0, seed=1)) == "sweep"  # the demo trains seed 0 only
     assert run_home(s, "sweep", _run("fgsm", 8.0)) == "sweep"
     assert run_home(s, "fig1", _run("fgsm", 16.0)) == "fig1"
