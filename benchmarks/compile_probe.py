@@ -24,16 +24,11 @@ from fastadv.attacks.pgd import pgd_perturbation
 from fastadv.config.params import default_params
 from fastadv.config.run_config import as_train_config
 from fastadv.config.study import Study
-from fastadv.evaluation.benchmark import interleaved, spread, step_runner
+from fastadv.evaluation.benchmark import interleaved, random_batch, spread, step_runner
 from fastadv.training.loop import make_model
 from fastadv.training.runtime import hardware_stamp, in_layout
 
 EPS = 16 / 255
-
-
-def batch(n: int, seed: int = 0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
 
 
 def compiled(model):
@@ -63,7 +58,7 @@ def training_rows(study, methods, iterations: int, repeats: int) -> list[tuple]:
     rows = []
     for method in methods:
         cfg = as_train_config(study.train_config("fig1", method, 16.0, 0))  # a variant of the params file
-        x, y = batch(cfg.phases[0].batch_size)
+        x, y = random_batch(cfg.phases[0].batch_size)
         eager = step_runner(cfg, cfg.method.name, x, y, iterations, 1, torch.device("cpu"))
         start = time.perf_counter()
         comp = step_runner(cfg, cfg.method.name, x, y, iterations, 1, torch.device("cpu"), wrap=compiled)
@@ -78,7 +73,7 @@ def training_rows(study, methods, iterations: int, repeats: int) -> list[tuple]:
 def attack_rows(study, points: int, steps: int, repeats: int) -> list[tuple]:
     cfg = as_train_config(study.train_config(sets=["method.name=fgsm"]))
     model = make_model(cfg, torch.device("cpu")).eval()  # evaluation runs in the default layout
-    x, y = batch(points, seed=1)
+    x, y = random_batch(points, seed=1)
     delta = (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) * 2 - 1) * EPS
     comp = compiled(model)
 

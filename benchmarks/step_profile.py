@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fastadv.config.params import default_params
 from fastadv.config.run_config import as_train_config
 from fastadv.config.study import Study
-from fastadv.evaluation.benchmark import interleaved, spread, step_runner
+from fastadv.evaluation.benchmark import interleaved, random_batch, spread, step_runner
 from fastadv.training.runtime import hardware_stamp
 
 CONVERSIONS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy", "aten::to")
@@ -30,9 +30,7 @@ CONVERSIONS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy
 def runner(study, method: str, channels_last: bool, steps: int):
     sets = [f"method.name={method}", f"runtime.channels_last={str(channels_last).lower()}", "method.eps=16"]
     cfg = as_train_config(study.train_config(sets=sets))
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(cfg.phases[0].batch_size, 3, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (len(x),), generator=gen)
+    x, y = random_batch(cfg.phases[0].batch_size)
     return step_runner(cfg, method, x, y, steps, 2, torch.device("cpu"))
 
 

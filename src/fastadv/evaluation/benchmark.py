@@ -99,6 +99,15 @@ def bench_eval(model_path, n_points: int = 256, batch_size: int = 1024, threads:
     return row
 
 
+def random_batch(n: int, seed: int = 0):
+    """``n`` random CIFAR-sized images (3×32×32 in [0,1]) and labels of 10 classes: a step's time does not depend on
+    the pixels, so the probes and step benchmarks need no dataset."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+
+
 def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int, device, wrap=None):
     """A callable doing ``iterations`` training steps of method ``name`` on the batch ``(x, y)`` (after ``warmup``
     untimed ones); ``wrap`` (e.g. ``torch.compile``) is applied to the model the steps call, after its layout."""

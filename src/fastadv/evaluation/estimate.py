@@ -65,7 +65,7 @@ def probe(study, experiment: str) -> dict[str, float]:
     of one of its jobs; the median of interleaved repeats."""
     import torch
 
-    from fastadv.evaluation.benchmark import interleaved, step_runner
+    from fastadv.evaluation.benchmark import interleaved, random_batch, step_runner
     from fastadv.config.run_config import as_train_config
     from fastadv.training.runtime import set_threads
 
@@ -75,9 +75,7 @@ def probe(study, experiment: str) -> dict[str, float]:
     runners = {}
     for method in PROBE_METHODS:
         cfg = as_train_config(study.train_config(experiment, method, max(exp["eps"]), exp["seeds"][0]))
-        gen = torch.Generator().manual_seed(0)  # the CPU targets train on CIFAR-10: 3×32×32 images, 10 classes
-        x = torch.rand(cfg.phases[0].batch_size, 3, 32, 32, generator=gen)
-        y = torch.randint(0, 10, (len(x),), generator=gen)
+        x, y = random_batch(cfg.phases[0].batch_size)  # the CPU targets train on CIFAR-10-sized images
         runners[method] = step_runner(cfg, method, x, y, PROBE_STEPS, PROBE_WARMUP, device)
     seconds = interleaved(runners, PROBE_REPEATS, device)
     return {m: statistics.median(v) / PROBE_STEPS for m, v in seconds.items()}
