@@ -1,6 +1,6 @@
 """Where a training step spends its time, and its arithmetic floor (not part of the package).
 
-For each method and memory layout: the step's FLOPs (torch.utils.flop_counter over one step: convolutions and
+For each method, memory layout and (methods that double backprop) runtime.double_backward: the step's FLOPs (torch.utils.flop_counter over one step: convolutions and
 matrix products of the forward, the backward and, for exact GradAlign, the double backward), the measured seconds
 per step (median [min, max] of interleaved repeats, fastadv.evaluation.benchmark), the GFLOP/s that makes, the
 FLOP ratio to FGSM (the floor of the time ratio if every FLOP ran at FGSM's rate) beside the time ratio, and the
@@ -24,11 +24,13 @@ from fastadv.config.study import Study
 from fastadv.evaluation.benchmark import interleaved, random_batch, spread, step_runner
 from fastadv.training.runtime import hardware_stamp
 
+DOUBLE_BACKPROP = {"gradalign", "cure", "llr"}  # methods whose input gradient is taken with create_graph
 CONVERSIONS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy", "aten::to")
 
 
-def runner(study, method: str, channels_last: bool, steps: int):
-    sets = [f"method.name={method}", f"runtime.channels_last={str(channels_last).lower()}", "method.eps=16"]
+def runner(study, method: str, channels_last: bool, graph: str, steps: int):
+    sets = [f"method.name={method}", f"runtime.channels_last={str(channels_last).lower()}", "method.eps=16",
+            f"runtime.double_backward={graph}"]
     cfg = as_train_config(study.train_config(sets=sets))
     x, y = random_batch(cfg.phases[0].batch_size)
     return step_runner(cfg, method, x, y, steps, 2, torch.device("cpu"))
@@ -60,6 +62,8 @@ def main() -> None:
     ap.add_argument("--scale", default="quick")
     ap.add_argument("--methods", nargs="+", default=["fgsm", "gradalign", "gradalign_fd"])
     ap.add_argument("--layouts", nargs="+", default=["default", "channels_last"])
+    ap.add_argument("--double-backward", nargs="+", default=["native", "fused"],
+                    help="runtime.double_backward values, for the methods that double backprop")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
     ap.add_argument("--repeats", type=int, default=5)
@@ -67,24 +71,26 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     study = Study.load(default_params(), args.scale)
-    runners = {(m, lay): runner(study, m, lay == "channels_last", args.steps)
-               for m in args.methods for lay in args.layouts}
+    runners = {(m, lay, g): runner(study, m, lay == "channels_last", g, args.steps)
+               for m in args.methods for lay in args.layouts
+               for g in (args.double_backward if m in DOUBLE_BACKPROP else ["native"])}
     flops = {k: flops_of(r) for k, r in runners.items()}
     seconds = interleaved(runners, args.repeats, torch.device("cpu"))
     hw = hardware_stamp(torch.device("cpu"))
     print(f"{args.scale} scale, {hw['cpu']} ({torch.backends.cpu.get_cpu_capability()}), {args.threads} thread(s), "
           f"torch {hw['torch']}; median [min, max] of {args.repeats} interleaved repeats of {args.steps} steps")
-    print(f"{'method':<13}{'layout':<15}{'s/step':>8}{'[min, max]':>16}{'GFLOP':>8}{'GFLOP/s':>9}"
+    print(f"{'method':<13}{'layout':<15}{'double bw':<11}{'s/step':>8}{'[min, max]':>16}{'GFLOP':>8}{'GFLOP/s':>9}"
           f"{'FLOP x FGSM':>12}{'time x FGSM':>12}")
-    for (m, lay), v in seconds.items():
+    for (m, lay, g), v in seconds.items():
         s = spread([t / args.steps for t in v])
-        base = ("fgsm", lay) if ("fgsm", lay) in seconds else next(iter(seconds))
+        base = ("fgsm", lay, "native") if ("fgsm", lay, "native") in seconds else next(iter(seconds))
         ratio = spread([a / b for a, b in zip(v, seconds[base])])["median"]
-        print(f"{m:<13}{lay:<15}{s['median']:8.3f}  [{s['min']:.3f}, {s['max']:.3f}]{flops[(m, lay)] / 1e9:8.2f}"
-              f"{flops[(m, lay)] / 1e9 / s['median']:9.1f}{flops[(m, lay)] / flops[base]:12.2f}{ratio:12.2f}")
-    for (m, lay), r in runners.items():
+        f = flops[(m, lay, g)]
+        print(f"{m:<13}{lay:<15}{g:<11}{s['median']:8.3f}  [{s['min']:.3f}, {s['max']:.3f}]{f / 1e9:8.2f}"
+              f"{f / 1e9 / s['median']:9.1f}{f / flops[base]:12.2f}{ratio:12.2f}")
+    for (m, lay, g), r in runners.items():
         ops, conv = top_ops(r, args.steps, args.top)
-        print(f"\n{m}, {lay}: self CPU time per step by op (layout conversions {100 * conv:.1f} %)")
+        print(f"\n{m}, {lay}, {g} double backward: self CPU time per step by op (layout conversions {100 * conv:.1f} %)")
         for key, share, sec in ops:
             print(f"  {key:<45}{100 * share:6.1f} %  {sec:7.3f} s")
 

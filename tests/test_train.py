@@ -50,9 +50,11 @@ def final_weights(out):
     return torch.load(out / "model_final.pt", weights_only=True)["state_dict"]
 
 
-@pytest.mark.parametrize("method", ["fgsm_rs", "free", "gradalign", "elle_a"])
-def test_resume_after_interruption_is_bit_exact(tmp_path, tiny_cfg, method):
-    over = {"method": {"name": method, "free": {"replay": 2, "alpha": 1.0}}, "runtime": {"checkpoint_every": 2}}
+@pytest.mark.parametrize("method,double_backward", [("fgsm_rs", "native"), ("free", "native"), ("gradalign", "native"),
+                                                    ("gradalign", "fused"), ("elle_a", "native")])
+def test_resume_after_interruption_is_bit_exact(tmp_path, tiny_cfg, method, double_backward):
+    over = {"method": {"name": method, "free": {"replay": 2, "alpha": 1.0}},
+            "runtime": {"checkpoint_every": 2, "double_backward": double_backward}}
     cfg = run_cfg(tiny_cfg, **over)
     ref = train(cfg, tmp_path / "ref")
     out = tmp_path / "cut"

@@ -6,6 +6,8 @@ import contextvars
 import torch
 import torch.nn.functional as F
 
+from fastadv.attacks.double_backward import fused_double_backward, fused_requested
+
 # Loss scale of fp16 mixed-precision training (runtime.precision: fp16): input gradients are taken of
 # the scaled loss and divided back, so small gradients do not underflow in half precision — what the
 # GradAlign code does with apex's amp.scale_loss. 1 outside such a step.
@@ -26,6 +28,12 @@ def loss_scale() -> float:
     return _LOSS_SCALE.get()
 
 
+def _graph_of(create_graph: bool):
+    """The context of the forward whose input gradient is taken: with ``create_graph`` under
+    ``runtime.double_backward: fused``, nodes with a fused double backward (attacks.double_backward)."""
+    return fused_double_backward() if create_graph and fused_requested() else contextlib.nullcontext()
+
+
 def input_grad(model, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor | None = None,
                create_graph: bool = False, reduction: str = "mean", clamp: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,7 +46,8 @@ def input_grad(model, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor | No
     """
     delta = torch.zeros_like(x) if delta is None else delta.detach().clone()
     delta.requires_grad_(True)
-    logits = model((x + delta).clamp(0, 1) if clamp else x + delta)
+    with _graph_of(create_graph):
+        logits = model((x + delta).clamp(0, 1) if clamp else x + delta)
     loss = F.cross_entropy(logits, y, reduction=reduction)
     scale = loss_scale()
     (grad,) = torch.autograd.grad(loss * scale if scale != 1.0 else loss, delta, create_graph=create_graph)
@@ -57,7 +66,8 @@ def loss_and_input_grad(model, x: torch.Tensor, y: torch.Tensor, loss_fn=per_exa
     couple the rows slightly, as in every implementation of these regularisers).
     """
     x = x.detach().requires_grad_(True)
-    logits = model(x)
+    with _graph_of(True):
+        logits = model(x)
     loss = loss_fn(logits, y)
     scale = loss_scale()
     (grad,) = torch.autograd.grad(loss.sum() * scale, x, create_graph=True)

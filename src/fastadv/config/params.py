@@ -101,6 +101,7 @@ TRAIN_SCHEMA: dict = {
         "threads": _int(min=0),
         "precision": _choice("fp32", "fp16", "bf16"),
         "channels_last": _BOOL,
+        "double_backward": _choice("native", "fused"),
         "checkpoint_every": _int(min=0),
         "progress": _choice("auto", "always", "never"),
         "sync_batchnorm": _BOOL,

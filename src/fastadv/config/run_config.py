@@ -146,6 +146,7 @@ class RuntimeConfig(_Section):
     threads: int
     precision: str
     channels_last: bool
+    double_backward: str
     checkpoint_every: int
     progress: str
     sync_batchnorm: bool

@@ -114,7 +114,7 @@ def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int,
     import torch
 
     from fastadv.methods import StepContext, build_method
-    from fastadv.training.runtime import in_layout, memory_layout
+    from fastadv.training.runtime import double_backward_path, in_layout, memory_layout
     from fastadv.training.loop import make_model, make_optimizer, mixed_precision, train_step
 
     run = cfg.replace(method={"name": name})
@@ -123,6 +123,7 @@ def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int,
     model = in_layout(model, channels_last)
     opt = make_optimizer(run, model)
     autocast, scaler = mixed_precision(run.runtime.precision, device)
+    graph = double_backward_path(run.runtime.double_backward, device, run.runtime.precision)["used"]  # as Run
     model.train()
     model = model if wrap is None else wrap(model)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -130,10 +131,11 @@ def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int,
 
     def steps(n=iterations):
         for _ in range(n):
-            train_step(model, opt, method, x, y, StepContext(gen), run.optim.lr_max, autocast, scaler)
+            train_step(model, opt, method, x, y, StepContext(gen), run.optim.lr_max, autocast, scaler,
+                       double_backward=graph)
 
     steps(warmup)
-    steps.channels_last = channels_last  # reported beside the timing
+    steps.channels_last, steps.double_backward = channels_last, graph  # reported beside the timing
     return steps
 
 
@@ -166,10 +168,11 @@ def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 2
                      "seconds_per_epoch": per_it["median"] * -(-len(train_set) // bs), "ratio_to_fgsm": ratio["median"],
                      "ratio_min": ratio["min"], "ratio_max": ratio["max"], "repeats": repeats,
                      "model": f"{cfg.model.name}-w{cfg.model.width}", "batch_size": len(idx),
-                     "channels_last": runners[m].channels_last,
+                     "channels_last": runners[m].channels_last, "double_backward": runners[m].double_backward,
                      "device": hw["gpu"] or hw["cpu"], "threads": hw["torch_threads"], "torch": hw["torch"]})
     print(f"training step, {rows[0]['model']}, batch {len(idx)}, {rows[0]['device']}, {rows[0]['threads']} threads, "
-          f"torch {rows[0]['torch']}; median [min, max] of {repeats} interleaved repeats of {iterations} steps:")
+          f"torch {rows[0]['torch']}, {rows[0]['double_backward']} double backward; median [min, max] of {repeats} "
+          f"interleaved repeats of {iterations} steps:")
     for r in rows:
         print(f"  {r['method']:<13} {r['samples_per_s']:9.1f} samples/s  {r['seconds_per_epoch']:8.1f} s/epoch  "
               f"{r['ratio_to_fgsm']:.2f}x FGSM [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]"

@@ -40,6 +40,7 @@ from fastadv import atomic
 from fastadv.shard import batch_shard
 from fastadv.training import distributed, monitor
 from fastadv.training.tracking import Tracker
+from fastadv.attacks.double_backward import double_backward_as
 from fastadv.attacks.grad import loss_scaling
 from fastadv.training.checkpoint import STATE_FORMAT, load_weights_only, save_model
 from fastadv.config.params import config_diff
@@ -50,7 +51,8 @@ from fastadv.methods import StepContext, build_method
 from fastadv.methods.registry import spec_of, specs
 from fastadv.models import build_model, init_weights
 from fastadv.training.runtime import (
-    derived_seed, generator, hardware_stamp, in_layout, memory_layout, select_device, set_threads,
+    derived_seed, double_backward_path, generator, hardware_stamp, in_layout, memory_layout, select_device,
+    set_threads,
 )
 from fastadv.training.plan import Plan
 from fastadv.training.schedule import warmup_factor
@@ -126,14 +128,16 @@ def mixed_precision(precision: str, device: torch.device):
 
 
 def train_step(model, opt, method, x, y, ctx: StepContext, lr: float, autocast, scaler,
-               loss_weight: float = 1.0) -> "StepOutput":  # noqa: F821
+               loss_weight: float = 1.0, double_backward: str = "native") -> "StepOutput":  # noqa: F821
     """One optimisation step of ``method`` on a batch (training and ``bench-train`` share it). With fp16
     the loss is scaled, and so are the input gradients the method takes (attacks.grad.loss_scaling).
-    ``loss_weight``: a data-parallel shard's share of the global batch × the world size (1 alone)."""
+    ``loss_weight``: a data-parallel shard's share of the global batch × the world size (1 alone);
+    ``double_backward``: how input gradients with ``create_graph`` build their graph (the run's
+    ``double_backward_path(...)["used"]``)."""
     for g in opt.param_groups:
         g["lr"] = lr
     scale = scaler.get_scale() if scaler.is_enabled() else 1.0
-    with autocast, loss_scaling(scale):
+    with autocast, loss_scaling(scale), double_backward_as(double_backward):
         res = method.step(model, x, y, ctx)
     opt.zero_grad(set_to_none=True)
     scaler.scale(res.loss if loss_weight == 1.0 else res.loss * loss_weight).backward()
@@ -222,6 +226,15 @@ def load_data(cfg: TrainConfig, device, phase: Phase) -> tuple:
     return train_set, test_points, train_set.head(cfg.monitor.train_points)
 
 
+def _say_ignored(layout: dict, graph: dict) -> None:
+    """One line on stderr for each runtime setting the run cannot apply (the reason is in summary.json too)."""
+    if layout["reason"]:
+        print(f"runtime.channels_last ignored, training in the default layout: {layout['reason']}", file=sys.stderr)
+    if graph["reason"]:
+        print(f"runtime.double_backward: fused ignored, autograd's own double backward: {graph['reason']}",
+              file=sys.stderr)
+
+
 class Run:
     """One run: device, data, model, optimiser, method, schedule, its progress, and its training epochs."""
 
@@ -232,9 +245,9 @@ class Run:
         check_data_parallel(cfg, self.group)
         self.model = make_model(cfg, self.device)
         self.memory_layout = memory_layout(self.model, cfg.runtime.channels_last)
-        if self.memory_layout["reason"] and self.group.main:
-            print(f"runtime.channels_last ignored, training in the default layout: {self.memory_layout['reason']}",
-                  file=sys.stderr)
+        self.double_backward = double_backward_path(cfg.runtime.double_backward, self.device, cfg.runtime.precision)
+        if self.group.main:
+            _say_ignored(self.memory_layout, self.double_backward)
         self.model, self.trainer = distributed.wrap(  # the trainer: DDP on several ranks (channels-last: params.yaml)
             self.layout(self.model), self.group, cfg.runtime.sync_batchnorm, self.device)
         self.phase = None
@@ -319,7 +332,8 @@ class Run:
                               warmup_factor(p.global_step + 1, self.plan.warmup_iters))
             with batch_shard(off, total) if self.group.active else nullcontext():
                 res = train_step(self.trainer, self.opt, self.method, x, y, ctx, self.plan.lr(p.global_step + 1),
-                                 self.autocast, self.scaler, len(y) * self.group.world / total)
+                                 self.autocast, self.scaler, len(y) * self.group.world / total,
+                                 self.double_backward["used"])
             p.accumulate(res, x, y)
             p.it, p.global_step = it + 1, p.global_step + 1
             if self.evaluation_due():
@@ -415,7 +429,8 @@ def finalize(run: Run, status: str, reason: str | None) -> dict:
         "co_epoch": co[0]["epoch"] if co else None, "co_iteration": co[0]["iteration"] if co else None,
         "train_seconds": p.train_seconds, "seconds_per_epoch": p.train_seconds / max(epochs_done, 1),
         "final": {k: p.history[-1][k] for k in ("test_clean_acc", "test_fgsm_acc", "test_pgd_acc", "grad_alignment")},
-        "hardware": hardware_stamp(run.device), "memory_layout": run.memory_layout, "distributed": run.group.stamp(),
+        "hardware": hardware_stamp(run.device), "memory_layout": run.memory_layout,
+        "double_backward": run.double_backward, "distributed": run.group.stamp(),
     }
     if run.group.main:
         atomic.write_json(run.out / "summary.json", summary)

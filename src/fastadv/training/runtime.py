@@ -79,6 +79,15 @@ def memory_layout(model: torch.nn.Module, channels_last: bool) -> dict:
             "reason": reason}
 
 
+def double_backward_path(requested: str, device: torch.device, precision: str) -> dict:
+    """How a run's input gradients taken with ``create_graph`` build their graph: ``runtime.double_backward``
+    unless ``fused`` cannot apply (checked on the CPU in fp32 only), with the reason (recorded in summary.json)."""
+    reason = None
+    if requested == "fused" and (device.type != "cpu" or precision != "fp32"):
+        reason = f"the fused double backward runs on the CPU in fp32 only (device {device.type}, precision {precision})"
+    return {"requested": requested, "used": "native" if reason else requested, "reason": reason}
+
+
 def in_layout(obj, channels_last: bool):
     """A model, or a batch of images (4-d), in the channels-last layout when ``channels_last``; other
     tensors (labels) and the default layout pass through unchanged."""
