@@ -1,7 +1,8 @@
 """Where a training step spends its time, and its arithmetic floor (not part of the package).
 
-For each method, memory layout and (methods that double backprop) runtime.double_backward: the step's FLOPs (torch.utils.flop_counter over one step: convolutions and
-matrix products of the forward, the backward and, for exact GradAlign, the double backward), the measured seconds
+For each method, memory layout and (methods that double backprop) runtime.double_backward: the step's FLOPs
+(torch.utils.flop_counter over one step: convolutions and matrix products of the forward, the backward and, for
+exact GradAlign, the double backward; GradAlign-FD's in parts, see fd_flops_in_parts), the measured seconds
 per step (median [min, max] of interleaved repeats, fastadv.evaluation.benchmark), the GFLOP/s that makes, the
 FLOP ratio to FGSM (the floor of the time ratio if every FLOP ran at FGSM's rate) beside the time ratio, and the
 torch.profiler's ops of largest self CPU time (layout conversions: aten::copy_ / clone / contiguous).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -22,6 +24,7 @@ from fastadv.config.params import default_params
 from fastadv.config.run_config import as_train_config
 from fastadv.config.study import Study
 from fastadv.evaluation.benchmark import interleaved, random_batch, spread, step_runner
+from fastadv.training.loop import make_model
 from fastadv.training.runtime import hardware_stamp
 
 DOUBLE_BACKPROP = {"gradalign", "cure", "llr"}  # methods whose input gradient is taken with create_graph
@@ -46,6 +49,19 @@ def flops_of(run) -> float:
         print(f"FLOPs not counted: {str(e).splitlines()[0]}")
         return float("nan")
     return counter.get_total_flops()
+
+
+def fd_flops_in_parts(study, fgsm_flops: float) -> float:
+    """GradAlign-FD's FLOPs, which the counter cannot follow: FGSM's step + a forward/backward into θ and the input
+    (at x + η: g2 and ∇θℓ) + a forward/backward into θ (at the finite-difference point)."""
+    cfg = as_train_config(study.train_config(sets=["method.name=gradalign_fd", "method.eps=16"]))
+    model, (x, y) = make_model(cfg, torch.device("cpu")).train(), random_batch(cfg.phases[0].batch_size)
+    total = fgsm_flops
+    for into_input in (True, False):
+        with FlopCounterMode(display=False) as counter:
+            F.cross_entropy(model(x.clone().requires_grad_(into_input)), y).backward()
+        total += counter.get_total_flops()
+    return total
 
 
 def top_ops(run, steps: int, n: int) -> tuple[list[tuple[str, float, float]], float]:
@@ -75,6 +91,9 @@ def main() -> None:
                for m in args.methods for lay in args.layouts
                for g in (args.double_backward if m in DOUBLE_BACKPROP else ["native"])}
     flops = {k: flops_of(r) for k, r in runners.items()}
+    for m, lay, g in flops:
+        if m == "gradalign_fd" and ("fgsm", lay, "native") in flops:
+            flops[(m, lay, g)] = fd_flops_in_parts(study, flops[("fgsm", lay, "native")])
     seconds = interleaved(runners, args.repeats, torch.device("cpu"))
     hw = hardware_stamp(torch.device("cpu"))
     print(f"{args.scale} scale, {hw['cpu']} ({torch.backends.cpu.get_cpu_capability()}), {args.threads} thread(s), "
