@@ -94,7 +94,10 @@ class _BatchNormInputGrad(torch.autograd.Function):
         gy0, x0, weight, mean, invstd = ctx.saved_tensors
         (gy, x, v), dims, shape = _channel_view(gy0, x0, v)
         m = x0.numel() // x0.shape[1]
-        c = lambda t: t.reshape(shape)  # noqa: E731 — a per-channel vector, broadcastable
+
+        def c(t):  # a per-channel vector, broadcastable against the (viewed) tensors
+            return t.reshape(shape)
+
         xh = torch.addcmul(c(-mean * invstd), x, c(invstd))
         m_gy, m_v = gy.sum(dims) / m, v.sum(dims) / m
         m_gx, m_vx = (gy * xh).sum(dims) / m, (v * xh).sum(dims) / m
