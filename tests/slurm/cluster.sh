@@ -41,10 +41,14 @@ install_slurm() {
     for c in "${NEEDED[@]}"; do command -v "$c" >/dev/null || cannot "$c still missing after apt-get"; done
 }
 
-free_port() {  # a TCP port nobody listens on (bash's /dev/tcp connect fails)
-    local p
+free_port() {  # a TCP port nobody listens on (bash's /dev/tcp connect fails), below the kernel's ephemeral
+    # range: a port in it can be held by an outgoing connection without a listener, and slurmd then failed to
+    # bind it ("Address already in use", CI of be8437e)
+    local p low
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$low" -gt 11000 ] || die "ephemeral ports start at $low: no private range below them"
     for _ in $(seq 100); do
-        p=$(( 20000 + RANDOM % 40000 ))
+        p=$(( 10000 + RANDOM % (low - 10000) ))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
     done
     die "no free TCP port found"
