@@ -91,9 +91,9 @@ def main() -> None:
                for m in args.methods for lay in args.layouts
                for g in (args.double_backward if m in DOUBLE_BACKPROP else ["native"])}
     flops = {k: flops_of(r) for k, r in runners.items()}
-    for m, lay, g in flops:
-        if m == "gradalign_fd" and ("fgsm", lay, "native") in flops:
-            flops[(m, lay, g)] = fd_flops_in_parts(study, flops[("fgsm", lay, "native")])
+    fgsm = next((f for (m, _, _), f in flops.items() if m == "fgsm"), None)  # the same in every layout
+    fd = fd_flops_in_parts(study, fgsm) if fgsm is not None and "gradalign_fd" in args.methods else None
+    flops.update({k: fd for k in flops if k[0] == "gradalign_fd" and fd is not None})
     seconds = interleaved(runners, args.repeats, torch.device("cpu"))
     hw = hardware_stamp(torch.device("cpu"))
     print(f"{args.scale} scale, {hw['cpu']} ({torch.backends.cpu.get_cpu_capability()}), {args.threads} thread(s), "

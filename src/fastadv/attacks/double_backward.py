@@ -69,6 +69,15 @@ def _refuse_third_derivative() -> None:
                            "(its double backward is not differentiable); use runtime.double_backward: native")
 
 
+def _first_graph_backward(ctx) -> bool:
+    """Whether this backward through a node built in the context is input_grad's own ``create_graph`` backward
+    (the module docstring's contract): the first one, with grad mode on. Later ones compute what autograd would."""
+    if torch.is_grad_enabled() and not ctx.input_grad_taken:
+        ctx.input_grad_taken = True
+        return True
+    return False
+
+
 def _channel_view(*ts: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, ...], list[int]]:
     """The tensors with channels last in memory and in shape when all 4-d ones are channels-last (then a
     per-channel vector broadcasts along the contiguous axis), else as given; with the reduction dims and the
@@ -124,8 +133,7 @@ class _BatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         x, weight, mean, invstd = ctx.saved_tensors
-        if torch.is_grad_enabled() and not ctx.input_grad_taken:  # input_grad's create_graph backward
-            ctx.input_grad_taken = True
+        if _first_graph_backward(ctx):
             return _BatchNormInputGrad.apply(gy, x, weight, mean, invstd, ctx.eps), None, None, None, None, None, None
         gx, gw, gb = aten.native_batch_norm_backward(gy, x, weight, None, None, mean, invstd, True, ctx.eps,
                                                      list(ctx.needs_input_grad[:3]))
@@ -166,8 +174,7 @@ class _Conv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
-        if torch.is_grad_enabled() and not ctx.input_grad_taken:  # input_grad's create_graph backward
-            ctx.input_grad_taken = True
+        if _first_graph_backward(ctx):
             return _ConvInputGrad.apply(gy, x, weight, ctx.geometry), None, None, None
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.bias_sizes is not None and ctx.needs_input_grad[2]]
         gx, gw, gb = aten.convolution_backward(gy, x, weight, ctx.bias_sizes, *ctx.geometry, mask)
