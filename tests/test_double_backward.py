@@ -35,21 +35,32 @@ def _conv(fmt):
     return lambda x, w, b: F.conv2d(x.contiguous(memory_format=fmt), w, b, stride=2, padding=1, groups=2)
 
 
-@pytest.mark.parametrize("fmt", LAYOUTS)
-@pytest.mark.parametrize("layer,shapes", [(_batch_norm, [(4, 3, 5, 5), (3,), (3,)]),
-                                          (_conv, [(3, 4, 7, 7), (6, 2, 3, 3), (6,)])])
-def test_fused_double_backward_matches_finite_differences_and_autograd(layer, shapes, fmt):
-    """The derivative of the input gradient w.r.t. the input and the parameters: gradcheck compares the fused
-    formula with central differences of the input gradient; and it equals autograd's double backward."""
+def _assert_matches_finite_differences_and_autograd(fn, shapes):
     gen = torch.Generator().manual_seed(0)
     x, w, b = (torch.randn(s, dtype=torch.float64, generator=gen).requires_grad_(True) for s in shapes)
-    fn = layer(fmt)
     assert torch.autograd.gradcheck(lambda *a: _input_gradient(fn, *a), (x, w, b))
     v = torch.randn(shapes[0], dtype=torch.float64, generator=gen)
     fused, native = (torch.autograd.grad((_input_gradient(fn, x, w, b, fused=f) * v).sum(), (x, w))
                      for f in (True, False))
     for a, c in zip(fused, native):
         assert torch.allclose(a, c, rtol=1e-10, atol=1e-12) and a.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("fmt", LAYOUTS)
+@pytest.mark.parametrize("layer,shapes", [(_batch_norm, [(4, 3, 5, 5), (3,), (3,)]),
+                                          (_conv, [(3, 4, 7, 7), (6, 2, 3, 3), (6,)])])
+def test_fused_double_backward_matches_finite_differences_and_autograd(layer, shapes, fmt):
+    """The derivative of the input gradient w.r.t. the input and the parameters: gradcheck compares the fused
+    formula with central differences of the input gradient; and it equals autograd's double backward."""
+    _assert_matches_finite_differences_and_autograd(layer(fmt), shapes)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (3, 2, 3, 2, 2)], ids=["2d", "3d", "5d"])
+def test_fused_batch_norm_double_backward_matches_autograd_in_every_dimensionality(shape):
+    """BatchNorm1d on (N, C) and (N, C, L), BatchNorm3d on (N, C, D, H, W): F.batch_norm is intercepted for
+    every dimensionality, and none of these is permuted to channels last."""
+    _assert_matches_finite_differences_and_autograd(_batch_norm(torch.contiguous_format),
+                                                    [shape, shape[1:2], shape[1:2]])
 
 
 def test_a_third_derivative_raises_instead_of_being_wrong():
@@ -90,6 +101,25 @@ def test_gradalign_penalty_gradient_fused_equals_autograd(fmt):
     (g32, p32, b32), (n32, q32, c32) = (_gradalign_terms(k, torch.float32, fmt) for k in ("fused", "native"))
     assert torch.equal(p32, q32) and all(torch.equal(a, c) for a, c in zip(b32, c32))
     assert float((g32 - n32).abs().max() / n32.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("fmt", LAYOUTS)
+def test_gradalign_penalty_gradient_fused_equals_autograd_with_batch_norm_1d(fmt):
+    """A model mixing BatchNorm2d (channels last when the input is) and BatchNorm1d on (N, C) features: the
+    penalty's parameter gradient is autograd's double backward's to round-off."""
+    grads = {}
+    for kind in ("fused", "native"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.Tanh(),
+                                    torch.nn.Flatten(), torch.nn.Linear(64, 8), torch.nn.BatchNorm1d(8),
+                                    torch.nn.Tanh(), torch.nn.Linear(8, 5)).to(torch.float64).train()
+        x = torch.rand(6, 3, 4, 4, dtype=torch.float64).contiguous(memory_format=fmt)
+        y, eta = torch.randint(0, 5, (6,)), torch.empty_like(x).uniform_(-0.1, 0.1)
+        with double_backward_as(kind):
+            pen = grad_align_penalty(model.to(memory_format=fmt), x, y, 0.1, eta=eta)
+        grads[kind] = torch.cat([g.flatten() for g in torch.autograd.grad(pen, list(model.parameters()))])
+    assert torch.allclose(grads["fused"], grads["native"], rtol=1e-10, atol=1e-13)
+    assert grads["native"].abs().max() > 1e-4
 
 
 def test_a_loss_through_the_same_forward_gets_autograd_s_gradient():

@@ -78,14 +78,15 @@ def _first_graph_backward(ctx) -> bool:
     return False
 
 
-def _channel_view(*ts: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, ...], list[int]]:
-    """The tensors with channels last in memory and in shape when all 4-d ones are channels-last (then a
-    per-channel vector broadcasts along the contiguous axis), else as given; with the reduction dims and the
-    shape a per-channel vector takes."""
+def _channel_view(*ts: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, ...], list[int], bool]:
+    """The tensors with channels last in memory and in shape when they are 4-d and all channels-last (then a
+    per-channel vector broadcasts along the contiguous axis), else as given (any dimensionality ≥ 2); with the
+    reduction dims, the shape a per-channel vector takes and whether they were permuted (channels_last)."""
     if ts[0].dim() == 4 and all(t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
                                 for t in ts):
-        return [t.permute(0, 2, 3, 1) for t in ts], (0, 1, 2), [-1]
-    return list(ts), tuple(d for d in range(ts[0].dim()) if d != 1), [-1] + [1] * (ts[0].dim() - 2)
+        return [t.permute(0, 2, 3, 1) for t in ts], (0, 1, 2), [-1], True
+    # the flag, not the shape, says how to permute back: (N, C) input's per-channel shape is [-1] too
+    return list(ts), tuple(d for d in range(ts[0].dim()) if d != 1), [-1] + [1] * (ts[0].dim() - 2), False
 
 
 class _BatchNormInputGrad(torch.autograd.Function):
@@ -101,7 +102,7 @@ class _BatchNormInputGrad(torch.autograd.Function):
     def backward(ctx, v):
         _refuse_third_derivative()
         gy0, x0, weight, mean, invstd = ctx.saved_tensors
-        (gy, x, v), dims, shape = _channel_view(gy0, x0, v)
+        (gy, x, v), dims, shape, channels_last = _channel_view(gy0, x0, v)
         m = x0.numel() // x0.shape[1]
 
         def c(t):  # a per-channel vector, broadcastable against the (viewed) tensors
@@ -115,7 +116,7 @@ class _BatchNormInputGrad(torch.autograd.Function):
         g_gy = torch.addcmul(c(-a * m_v), v, c(a)).addcmul_(xh, c(-a * m_vx))
         g_x = torch.addcmul(c(k * (m_gy * m_vx + m_v * m_gx)), gy, c(-k * m_vx))
         g_x.addcmul_(v, c(-k * m_gx)).addcmul_(xh, c(k * (2 * m_vx * m_gx - q / m)))
-        if shape == [-1]:
+        if channels_last:
             g_gy, g_x = g_gy.permute(0, 3, 1, 2), g_x.permute(0, 3, 1, 2)
         return g_gy, g_x, q * invstd, None, None, None
 
