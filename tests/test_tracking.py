@@ -24,13 +24,25 @@ def _sh(cwd, *args):
     return r.stdout
 
 
+# A project's own dvc.yaml, committed: a tracked run must leave it as it is.
+PROJECT_DVC_YAML = "metrics:\n- results/evals\nplots:\n- results/fig1.png\n"
+
+
 @pytest.fixture
 def dvc_repo(tmp_path):
     pytest.importorskip("dvclive")
     _sh(tmp_path, "git", "init", "-q")
     _sh(tmp_path, str(BIN / "dvc"), "init", "-q")
+    (tmp_path / "dvc.yaml").write_text(PROJECT_DVC_YAML)
+    _sh(tmp_path, "git", "add", "dvc.yaml")
     _sh(tmp_path, "git", "commit", "-qm", "init")
     return tmp_path
+
+
+def _only_the_run_folder_changed(repo: Path, run: str) -> None:
+    """Nothing tracked changed, staged or deleted; the one new untracked path is the run's folder."""
+    assert (repo / "dvc.yaml").read_text() == PROJECT_DVC_YAML
+    assert _sh(repo, "git", "status", "--porcelain", "--untracked-files=normal").splitlines() == [f"?? {run}/"]
 
 
 def test_a_tracked_run_is_read_back_by_dvc(dvc_repo, synthetic_sets):
@@ -41,7 +53,7 @@ def test_a_tracked_run_is_read_back_by_dvc(dvc_repo, synthetic_sets):
         *[a for s in sets for a in ("--set", s)])
     summary = json.loads((dvc_repo / "runs/r/summary.json").read_text())
     metrics = json.loads(_sh(dvc_repo, str(BIN / "dvc"), "metrics", "show", "--json"))
-    (shown,) = [m["data"] for rev in metrics.values() for m in rev["data"].values()]
+    (shown,) = [m["data"] for rev in metrics.values() for path, m in rev["data"].items() if "dvclive" in path]
     assert shown["final/test_pgd_acc"] == summary["final"]["test_pgd_acc"]
     exp = json.loads(_sh(dvc_repo, str(BIN / "dvc"), "exp", "show", "--json"))
     params = exp[0]["data"]["params"]["runs/r/dvclive/params.yaml"]["data"]
@@ -51,9 +63,13 @@ def test_a_tracked_run_is_read_back_by_dvc(dvc_repo, synthetic_sets):
     assert logged["step"].tolist() == history["iteration"].tolist()
     assert logged["test_pgd_acc"].tolist() == pytest.approx(history["test_pgd_acc"].tolist())
     assert "dvclive" in _sh(dvc_repo, str(BIN / "dvc"), "plots", "show", "--json")
+    _only_the_run_folder_changed(dvc_repo, "runs")
 
 
-def test_a_resumed_run_logs_its_history_once(dvc_repo, tiny_cfg):
+def test_a_resumed_run_logs_its_history_once(dvc_repo, tiny_cfg, monkeypatch):
+    """Started in-process from the project's root, as a notebook would (this test once rewrote the repository's
+    own dvc.yaml with paths into its tmp folder, issue 38): the run writes inside its folder only."""
+    monkeypatch.chdir(dvc_repo)
     cfg = deep_merge(tiny_cfg, {"optim": {"epochs": 3}, "runtime": {"dvclive": True, "checkpoint_every": 1}})
     out = dvc_repo / "run"
     with pytest.raises(Preempted):
@@ -63,3 +79,4 @@ def test_a_resumed_run_logs_its_history_once(dvc_repo, tiny_cfg):
     logged = pd.read_csv(out / "dvclive/plots/metrics/history/test_pgd_acc.tsv", sep="\t")
     assert logged["step"].tolist() == history["iteration"].tolist()
     assert logged["test_pgd_acc"].tolist() == pytest.approx(history["test_pgd_acc"].tolist())
+    _only_the_run_folder_changed(dvc_repo, "run")

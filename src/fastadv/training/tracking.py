@@ -4,6 +4,13 @@ A run then also writes ``<out>/dvclive/``: its resolved config as params, every 
 as metrics over iterations (``dvc plots``, editors' live plots while it trains), the final metrics
 (``dvc exp show``, ``dvc metrics show``) and a ``dvc.yaml`` declaring them. history.csv stays the record:
 a resumed run rebuilds ``dvclive/`` from it, so the tracker never disagrees with the history. Rank 0 logs.
+
+Everything, ``dvc.yaml`` included, stays in ``<out>/dvclive/``: DVCLive's default writes the ``dvc.yaml`` of
+the working directory's DVC project, so a run started from a project's root (a test, a notebook) would
+rewrite the user's tracked ``dvc.yaml`` with paths into its own folder. DVC reads such a ``dvc.yaml`` where
+it lies, in any folder of the project that is not a stage's output; a run the workflow trains lies inside the
+``figures`` stage's outputs (``runs/<scale>``), so there its files are named to DVC by path
+(``dvc metrics show runs/<scale>/…/dvclive/metrics.json``).
 """
 from __future__ import annotations
 
@@ -37,7 +44,8 @@ class Tracker:
         except ImportError:
             raise FastAdvError("runtime.dvclive is true but the 'dvclive' package is not installed "
                                "(pip install \".[workflow]\"); set runtime.dvclive false") from None
-        self.live = Live(dir=str(out / "dvclive"), save_dvc_exp=False, resume=False)
+        live_dir = out / "dvclive"
+        self.live = Live(dir=str(live_dir), dvcyaml=str(live_dir / "dvc.yaml"), save_dvc_exp=False, resume=False)
 
     def start(self, cfg: dict, history: list[dict]) -> None:
         """The run's params, then every row it already has (a resumed run)."""

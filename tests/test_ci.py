@@ -1,0 +1,50 @@
+"""CI's own checks (.ci/): after the suite the checkout is as it was (issue 38: a test once rewrote the committed
+dvc.yaml, and the change was committed)."""
+import subprocess
+
+import pytest
+
+from tests.helpers import REPO
+
+CHECK = REPO / ".ci" / "check_tree"
+
+
+def _git(cwd, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    _git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text("/runs/\n")
+    (tmp_path / "dvc.yaml").write_text("metrics: []\n")
+    (tmp_path / "params.yaml").write_text("scale: paper\n")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "init")
+    return tmp_path
+
+
+@pytest.mark.parametrize("change, line", [
+    (lambda d: (d / "dvc.yaml").write_text("metrics:\n- /tmp/pytest-of-root/run/dvclive/metrics.json\n"), " M dvc.yaml"),
+    (lambda d: (d / "params.yaml").unlink(), " D params.yaml"),
+    (lambda d: (_git(d, "mv", "params.yaml", "p.yaml")), "R  params.yaml -> p.yaml"),
+    (lambda d: (d / "stray.csv").write_text("x\n"), "?? stray.csv"),
+    (lambda d: ((d / "new").mkdir(), (d / "new" / "f.txt").write_text("x")), "?? new/f.txt"),
+])
+def test_check_tree_fails_naming_what_the_suite_left(checkout, change, line):
+    change(checkout)
+    r = subprocess.run([str(CHECK), str(checkout)], capture_output=True, text=True)
+    assert r.returncode == 1 and line in r.stderr.splitlines(), r.stderr
+
+
+def test_check_tree_passes_a_clean_tree_with_ignored_outputs(checkout):
+    (checkout / "runs").mkdir()
+    (checkout / "runs" / "model_final.pt").write_bytes(b"x")
+    r = subprocess.run([str(CHECK), str(checkout)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_ci_runs_the_readme_test_command_then_the_tree_check():
+    lines = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines[-2:] == ["make test", ".ci/check_tree"]
