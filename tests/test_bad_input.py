@@ -42,6 +42,12 @@ TRAIN_ROWS = [
     (["--set", "optim.epochs=-2"], "train.optim.epochs=-2 out of range"),
     (["--set", "optim.lr_mx=0.1"], "unknown config key 'train.optim.lr_mx'"),
     (["--set", "optim.batch_size=big"], "train.optim.batch_size must be int, got 'big'"),
+    (["--set", "runtime.sync_batchnorm=true", "--set", "method.name=gradalign"],
+     "train.runtime.sync_batchnorm: true cannot train train.method.name 'gradalign' (it differentiates an input "
+     "gradient, and SyncBatchNorm's backward is not differentiable); set runtime.sync_batchnorm: false, or a method "
+     "of elle, elle_a, fgsm, fgsm_rs, free, gradalign_fd, nfgsm, pgd, standard"),
+    (["--set", "runtime.sync_batchnorm=true", "--set", "method.name=cure"], "cannot train train.method.name 'cure'"),
+    (["--set", "runtime.sync_batchnorm=true", "--set", "method.name=llr"], "cannot train train.method.name 'llr'"),
     (["--set", "method.eps=4"], "holds a finished run with a different config (method.eps: 8.0 != 4.0)"),
 ]
 

@@ -175,7 +175,20 @@ def validate_section(cfg: dict, section: str, partial: bool = False, where: str 
     if section == "train" and not partial:
         _check_lr_points(out["optim"], f"{where or section}.optim")
         _check_phases(out, where or section)
+        _check_sync_batchnorm(out, where or section)
     return out
+
+
+def _check_sync_batchnorm(cfg: dict, where: str) -> None:
+    """SyncBatchNorm's backward (torch 2.14: ``batch_norm_backward_elemt``, no derivative formula) cannot be
+    differentiated again, so a method whose loss differentiates an input gradient would fail at its first
+    data-parallel step, deep inside autograd: refused here, by name."""
+    name = cfg["method"]["name"]
+    if cfg["runtime"]["sync_batchnorm"] and method_registry.spec_of(name).double_backprop:
+        ok = sorted(n for n, s in method_registry.specs().items() if not s.double_backprop)
+        raise FastAdvError(f"{where}.runtime.sync_batchnorm: true cannot train {where}.method.name {name!r} (it "
+                           f"differentiates an input gradient, and SyncBatchNorm's backward is not differentiable); "
+                           f"set runtime.sync_batchnorm: false, or a method of {', '.join(ok)}")
 
 
 def _check_phases(cfg: dict, where: str) -> None:

@@ -39,6 +39,7 @@ SPEC = MethodSpec(
     passes=7.3,  # double backprop like GradAlign: counted the same
     labels=(({"method.cure.base": "fgsm"}, "cure_fgsm"),),
     styles={"cure": ("CURE", "#17becf"), "cure_fgsm": ("FGSM+CURE", "#17becf")},
+    double_backprop=True,
 )
 
 

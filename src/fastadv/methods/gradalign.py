@@ -39,6 +39,7 @@ SPEC = MethodSpec(
     # gradalign_l<λ> of params.yaml), so that the runs of a λ grid stay apart in the tables
     labels=(({"data.dataset": "imagenet"}, "gradalign_l{lambda:g}"),),
     data_parallel=True,
+    double_backprop=True,
 )
 
 

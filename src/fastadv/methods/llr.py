@@ -41,6 +41,7 @@ SPEC = MethodSpec(
     passes_param="steps",
     labels=(({"method.llr.base": "fgsm"}, "llr_fgsm"),),
     styles={"llr": ("LLR", "#9edae5"), "llr_fgsm": ("FGSM+LLR", "#9edae5")},
+    double_backprop=True,
 )
 
 

@@ -67,6 +67,9 @@ class MethodSpec:
     mean of per-example terms, so DDP's average of the shards' gradients is the whole batch's — nothing is
     computed from the batch as a whole (a batch-mean gradient's size, an adaptive λ) and no gradient is
     added outside ``backward()``. Off unless declared.
+    ``double_backprop``: the loss differentiates an input gradient with respect to the weights (an input
+    gradient taken with ``create_graph``: GradAlign, CURE, LLR), so every layer's backward must itself be
+    differentiable; torch's SyncBatchNorm's is not (``runtime.sync_batchnorm`` is refused with it).
     """
 
     name: str
@@ -78,6 +81,7 @@ class MethodSpec:
     labels: tuple = ()
     styles: dict = field(default_factory=dict)
     data_parallel: bool = False
+    double_backprop: bool = False
 
     def __post_init__(self):
         if not self.name.isidentifier():
