@@ -3,6 +3,7 @@ by torchrun or, to kill or signal one rank, as two processes with torchrun's env
 (fastadv.training.distributed states the semantics tested here)."""
 import os
 import signal
+from contextlib import nullcontext
 import socket
 import subprocess
 import sys
@@ -176,3 +177,74 @@ def test_a_method_that_cannot_train_data_parallel_is_refused_by_name(tmp_path, s
             "per-example terms DDP may average); valid on 2 ranks: elle, fgsm, fgsm_rs, gradalign, nfgsm, pgd, "
             "standard") in r.stderr
     assert not (tmp_path / "run").exists(), "a refused run leaves nothing behind"
+
+
+# -- GradAlign's penalty over ranks: a mean over the whole batch's examples with non-zero input gradients -----------
+# A ReLU network whose hidden units are all off at x = 0 and anywhere within ε of it: such an example's input
+# gradient is exactly 0 (the case GradAlign's mask exists for). Rows 0-3 are rank 0's shard, all alive; of rank 1's
+# rows 4-7 only row 7, so the ranks hold 4 and 1 of the 5 examples the penalty averages over.
+PENALTY_BATCH, DEAD_ROWS = 8, (4, 5, 6)
+
+
+def _penalty_setup():
+    from fastadv.methods.gradalign import GradAlign
+
+    gen = torch.Generator().manual_seed(0)
+    x = 0.5 + 0.5 * torch.rand(PENALTY_BATCH, 3, 2, 2, dtype=torch.float64, generator=gen)
+    x[list(DEAD_ROWS)] = 0.0
+    y = torch.arange(PENALTY_BATCH) % 3
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 3)).double()
+    with torch.no_grad():  # units on at x ≥ 0.5 (0.2·12·0.5 > 1), off within 8/255 of 0 (0.35·12·8/255 < 1)
+        model[1].weight.copy_(0.2 + 0.05 * torch.randn(16, 12, dtype=torch.float64, generator=gen))
+        model[1].bias.fill_(-1.0)
+        model[3].weight.copy_(torch.randn(3, 16, dtype=torch.float64, generator=gen))
+        model[3].bias.zero_()
+    # λ large: a ReLU network's input gradient moves little within ε, and the penalty must weigh in the update
+    method = GradAlign(8 / 255, {"lambda": 1e4, "alpha": 1.25}, "cifar10")
+    return model, method, x, y
+
+
+def _penalty_step(model, method, x, y, offset=0):
+    """One GradAlign step of SGD (lr 1): the loop's train_step with the loop's shard weight and generator."""
+    from fastadv.methods import StepContext
+    from fastadv.shard import batch_shard
+    from fastadv.training.loop import mixed_precision, train_step
+
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    autocast, scaler = mixed_precision("fp32", torch.device("cpu"))
+    ctx = StepContext(torch.Generator().manual_seed(1))
+    weight = len(y) * (2 if offset is not None else 1) / PENALTY_BATCH
+    with batch_shard(offset, PENALTY_BATCH) if offset is not None else nullcontext():
+        return train_step(model, opt, method, x, y, ctx, 1.0, autocast, scaler, weight)
+
+
+def _penalty_rank(rank, init_file, out):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    model, method, x, y = _penalty_setup()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    rows = slice(4 * rank, 4 * rank + 4)
+    _penalty_step(ddp, method, x[rows], y[rows], offset=4 * rank)
+    if rank == 0:
+        torch.save(model.state_dict(), out)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_gradalign_penalty_over_two_ranks_is_the_single_process_one_when_dead_examples_sit_on_one_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    from fastadv.attacks.grad import input_grad
+
+    model, method, x, y = _penalty_setup()
+    dead = input_grad(model, x, y)[0].flatten(1).abs().amax(1) == 0
+    assert dead.tolist() == [i in DEAD_ROWS for i in range(PENALTY_BATCH)]  # the premise: dead on rank 1 only
+    mp.spawn(_penalty_rank, args=(str(tmp_path / "pg"), str(tmp_path / "ddp.pt")), nprocs=2)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    one = _penalty_step(model, method, x, y, offset=None)
+    for k, v in model.state_dict().items():
+        assert torch.allclose(ddp[k], v, rtol=1e-12, atol=1e-14), k
+    assert one.reg.item() > 1e-2  # the penalty's part of the step is not lost in round-off

@@ -6,7 +6,8 @@ Training", NeurIPS 2020, arXiv:2007.02617, Eq. (6)):
 ∇ₓℓ(x) is the FGSM gradient (zero init), detached; ∇ₓℓ(x + η) is built with
 ``create_graph=True`` so the penalty backpropagates into θ (double backprop).
 As in the official code (train.py), x + η is *not* clipped to [0,1] in the
-penalty, and examples where either gradient is exactly 0 are left out of the mean.
+penalty, and examples where either gradient is exactly 0 are left out of the mean (the whole
+batch's such examples also when it is split over data-parallel ranks: fastadv.shard.mean_of_selected).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fastadv.errors import FastAdvError
 from fastadv.lazy import deferred, lazy
 from fastadv.methods.base import Method, StepOutput
 from fastadv.methods.registry import MethodSpec, Param
+from fastadv.shard import mean_of_selected
 from fastadv.units import eps_in_255ths
 
 # imported at the first training step, so that reading SPEC needs no torch (fastadv.lazy)
@@ -85,7 +87,8 @@ def grad_align_penalty(model, x, y, eps: float, eta: torch.Tensor | None = None,
     eta = uniform_delta(x, eps, gen) if eta is None else eta
     grad_eta, _ = input_grad(model, x, y, eta, create_graph=True)
     cos, valid = alignment_cosines(grad_x.detach(), grad_eta)
-    return torch.where(valid, 1.0 - cos, torch.zeros_like(cos)).sum() / valid.sum().clamp_min(1)
+    # under data parallelism: this rank's part of the whole batch's mean (fastadv.shard)
+    return mean_of_selected(torch.where(valid, 1.0 - cos, torch.zeros_like(cos)).sum(), valid.sum(), len(valid))
 
 
 class GradAlign(Method):
