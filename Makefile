@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Offline copy of the datasets beside the project, if present; otherwise torchvision downloads.
-FASTADV_DATA_SOURCE ?= $(if $(wildcard ../shared/data/cifar10.npz),$(abspath ../shared/data),download)
-export FASTADV_DATA_SOURCE
+# Data source: `fastadv prepare`'s default (datasets.default_source, also what `dvc repro` gets):
+# $FASTADV_DATA_SOURCE (environment or `make demo FASTADV_DATA_SOURCE=...`), else ../shared/data if it
+# holds cifar10.npz, else a torchvision download.
 
 .PHONY: setup test test-fast demo sweep smoke pull clean gpu-check
 

@@ -16,6 +16,7 @@ import configparser
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -213,6 +214,90 @@ def test_stages_find_the_project_tools_without_an_activated_environment(tmp_path
     r = subprocess.run([DVC, "repro", "data"], cwd=project, env=bare, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (project / "data/cifar10.npz").is_file()
+
+
+def offline_env() -> dict:
+    """env() as on an offline compute node after `make demo`: FASTADV_DATA_SOURCE unset (only the Makefile's
+    runs had it), and any download fails at once (every proxy is a closed local port)."""
+    e = {k: v for k, v in env().items() if k != "FASTADV_DATA_SOURCE" and k.lower() != "no_proxy"}
+    dead = "http://127.0.0.1:9"
+    e.update(http_proxy=dead, https_proxy=dead, HTTP_PROXY=dead, HTTPS_PROXY=dead)
+    return e
+
+
+def repro_offline(project: Path, *targets: str) -> str:
+    r = subprocess.run([DVC, "repro", *targets], cwd=project, env=offline_env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    assert r.returncode == 0, r.stdout[-4000:]
+    return r.stdout
+
+
+def test_one_default_data_source_for_make_snakemake_and_dvc(tmp_path, monkeypatch):
+    """The Makefile's rule, declared once (in fastadv, used by `fastadv prepare`, hence by `make demo`, by
+    Snakemake and by the data stage): $FASTADV_DATA_SOURCE, else ../shared/data when it holds cifar10.npz,
+    else download."""
+    from fastadv.data.datasets import default_source
+
+    monkeypatch.delenv("FASTADV_DATA_SOURCE", raising=False)
+    (tmp_path / "p").mkdir()
+    monkeypatch.chdir(tmp_path / "p")
+    assert default_source() == "download"
+    (tmp_path / "shared/data").mkdir(parents=True)
+    assert default_source() == "download"
+    (tmp_path / "shared/data/cifar10.npz").write_bytes(b"")
+    assert default_source() == str(tmp_path / "shared/data")
+    monkeypatch.setenv("FASTADV_DATA_SOURCE", "/elsewhere/cifar10.npz")
+    assert default_source() == "/elsewhere/cifar10.npz"
+    makefile = (REPO / "Makefile").read_text()  # no second declaration
+    assert not re.search(r"^\s*(export\s+)?FASTADV_DATA_SOURCE\b", makefile, re.M) and "wildcard" not in makefile
+    data = dvc_yaml()["stages"]["data"]
+    assert data["outs"] == [{"data/cifar10.npz": {"persist": True}}]  # a prepared file is not deleted first
+
+
+def test_repro_keeps_data_prepared_by_make_demo_offline(tmp_path):
+    """Issue 38: `make demo` prepared data/cifar10.npz (Snakemake, the Makefile's source); a later plain
+    `dvc repro data` on an offline node, without that source, must find it up to date and record it in
+    dvc.lock, not delete it and try to download it."""
+    if data_source() is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    from fastadv.data.datasets import load_arrays
+
+    project = make_project(tmp_path / "p")
+    sh(project, "git", "init", "-q")
+    snakemake(project, "--cores", "1", "data/cifar10.npz")  # as `make demo` does: FASTADV_DATA_SOURCE = the copy
+    npz = project / "data/cifar10.npz"
+    before = hashlib.sha256(npz.read_bytes()).hexdigest()
+
+    log = repro_offline(project, "data")
+    assert "Running stage 'data'" in log and job_stats(log, "data") == {}, log[-3000:]  # Snakemake: nothing to do
+    assert npz.is_file() and hashlib.sha256(npz.read_bytes()).hexdigest() == before
+    load_arrays(project / "data", "cifar10")  # still the verified dataset
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    outs = lock["stages"]["data"]["outs"]
+    assert [o["path"] for o in outs] == ["data/cifar10.npz"], lock
+    assert outs[0]["md5"] == hashlib.md5(npz.read_bytes()).hexdigest(), lock
+    assert "up to date" in out(dvc(project, "status", "data")), out(dvc(project, "status", "data"))
+    assert "Running stage" not in repro_offline(project, "data")
+
+
+def test_data_stage_takes_the_copy_beside_the_project_as_make_demo_does(tmp_path):
+    """No FASTADV_DATA_SOURCE, offline, ../shared/data/cifar10.npz beside the project: `dvc repro data`
+    prepares from it, as `make demo` would, instead of downloading."""
+    src = data_source()
+    if src is None:
+        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    from fastadv.data.datasets import load_arrays
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared/data").symlink_to(src)
+    project = make_project(tmp_path / "p")
+    sh(project, "git", "init", "-q")
+    log = repro_offline(project, "data")
+    assert job_stats(log, "data") == {"prepare_data": 1}, log[-3000:]
+    prepared = (project / "logs/prepare_data/cifar10.log").read_text()
+    assert f"from {tmp_path / 'shared/data'} " in prepared, prepared
+    load_arrays(project / "data", "cifar10")
+    assert "up to date" in out(dvc(project, "status", "data"))
 
 
 def test_bytecode_does_not_change_the_source_dependency(tmp_path):

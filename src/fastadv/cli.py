@@ -72,13 +72,13 @@ def _config(args, section: str) -> dict:
 
 def cmd_prepare(args) -> int:
     from fastadv.config.params import FOLDER_DATASETS
-    from fastadv.data.datasets import prepare
+    from fastadv.data.datasets import default_source, prepare
 
     if args.dataset not in FOLDER_DATASETS and (args.resize or args.copies_only):
         raise FastAdvError(f"--resize/--copies-only are for image folders ({', '.join(FOLDER_DATASETS)}), "
                            f"not {args.dataset}")
     if not args.copies_only:
-        source = args.source or os.environ.get("FASTADV_DATA_SOURCE") or "download"
+        source = args.source or default_source()
         out = prepare(args.dataset, source, args.root)
         checked = "layout checked" if out.suffix == ".json" else "hashes verified"
         print(f"prepared {args.dataset} from {source} -> {out} ({checked})")
@@ -361,7 +361,7 @@ def _add_prepare_command(sub) -> None:
     pp.add_argument("--source", default=None,
                     help="'download', a .npz, an official archive/file, or a folder holding one; "
                          "imagenet: a folder with train/<class>/ and val/<class>/ "
-                         "(default: $FASTADV_DATA_SOURCE, else 'download')")
+                         "(default: $FASTADV_DATA_SOURCE, else ../shared/data if it holds cifar10.npz, else 'download')")
     pp.add_argument("--root", default="data", help="folder for prepared data (default: %(default)s)")
     pp.add_argument("--resize", type=int, nargs="*", default=None, metavar="N",
                     help="image folders: also write copies resized to a shorter side of N px (Wong et al.'s "

@@ -14,7 +14,8 @@ rule prepare_data:
         mem_mb=4000,
         runtime=30,
     shell:
-        # Source: $FASTADV_DATA_SOURCE (a .npz, an official file, a folder) or torchvision download.
+        # Source: fastadv prepare's default (datasets.default_source): $FASTADV_DATA_SOURCE (a .npz, an official
+        # file, a folder), else ../shared/data if it holds cifar10.npz, else torchvision download.
         "fastadv prepare --dataset {wildcards.dataset} --root data > {log} 2>&1"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import pickle
 import tarfile
 import zipfile
@@ -265,6 +266,19 @@ def read_source(dataset: str, source: str, raw_dir: Path) -> tuple[dict, str]:
         return read_cifar10_archive(p), str(p)
     raise FastAdvError(f"data source {str(p)!r} is not a known {dataset} format (.npz"
                        + (", cifar-10-python.tar.gz" if dataset == "cifar10" else "") + ")")
+
+
+SHARED_DATA = Path("..") / "shared" / "data"  # the offline copies beside the project (relative to its root)
+
+
+def default_source() -> str:
+    """The source ``fastadv prepare`` uses without ``--source`` (hence ``make demo``, Snakemake and ``dvc repro``,
+    which call it from the project root): ``$FASTADV_DATA_SOURCE``, else ``../shared/data`` (absolute) when it
+    holds ``cifar10.npz``, else ``'download'``. Declared here only: the Makefile sets no source of its own."""
+    env = os.environ.get("FASTADV_DATA_SOURCE")
+    if env:
+        return env
+    return os.path.abspath(SHARED_DATA) if (SHARED_DATA / "cifar10.npz").is_file() else "download"
 
 
 def prepared_path(root: str | Path, dataset: str) -> Path:
