@@ -2,6 +2,7 @@
 by torchrun or, to kill or signal one rank, as two processes with torchrun's environment
 (fastadv.training.distributed states the semantics tested here)."""
 import os
+import shutil
 import signal
 from contextlib import nullcontext
 import socket
@@ -61,9 +62,10 @@ def single(out, root, sets, check=True):
 
 
 def ranks(out, root, sets, world=2):
-    """Rank processes started as torchrun would (its environment), each killable on its own."""
-    port = _free_port()
-    return [subprocess.Popen([sys.executable, "-m", "fastadv", *_args(out, root, sets)], cwd=REPO,
+    """Rank processes started as torchrun would (its environment), each killable on its own; ``out`` a folder, or
+    one per rank."""
+    port, outs = _free_port(), out if isinstance(out, list) else [out] * world
+    return [subprocess.Popen([sys.executable, "-m", "fastadv", *_args(outs[r], root, sets)], cwd=REPO,
                              env=_env(RANK=r, LOCAL_RANK=r, WORLD_SIZE=world, MASTER_ADDR="127.0.0.1",
                                       MASTER_PORT=port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for r in range(world)]
@@ -121,16 +123,65 @@ def test_every_data_parallel_method_makes_the_single_process_update(method, tmp_
     _assert_roundoff_apart(weights(tmp_path / "ddp"), weights(tmp_path / "one"), weights(tmp_path / "two_threads"))
 
 
+def _descendants(launch: int) -> list[int]:
+    """The processes started under process ``launch``, at any depth (torchrun starts each rank in a session of
+    its own, so neither its process group nor its session holds them: the tree is followed through the parents)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit():  # /proc/<pid>/stat: "pid (name) state ppid …"; the name may hold spaces
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:  # a process that ended while we looked
+            continue
+
+    def under_launch(pid):
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == launch:
+                return True
+        return False
+
+    return [pid for pid in parent if under_launch(pid)]
+
+
+def _rank_pid(launch: int, rank: int) -> int:
+    """The process of rank ``rank`` under process ``launch`` (torchrun's workers carry RANK in their environment)."""
+    for pid in _descendants(launch):
+        try:
+            if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                return pid
+        except OSError:
+            continue
+    raise AssertionError(f"no rank {rank} under process {launch}")
+
+
+def _kill_tree(launch: subprocess.Popen) -> None:
+    """SIGKILL to the launcher and every rank at once; returns when none runs any more (a killpg of torchrun's
+    group would leave its ranks running, and writing into the run folder)."""
+    tree = [launch.pid, *_descendants(launch.pid)]
+    assert len(tree) >= 3, tree  # torchrun and its two ranks
+    for pid in tree:
+        os.kill(pid, signal.SIGKILL)
+    launch.wait()
+
+    def running(pid):  # the ranks are reparented and reaped; until then a zombie (state Z) runs no more
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    while any(map(running, tree[1:])):
+        time.sleep(0.01)
+
+
 def test_kill_9_of_a_two_rank_run_then_rerun_gives_the_uninterrupted_run(tmp_path, synthetic_root):
     sets = WITH_BN + ["method.name=gradalign"]
     torchrun(tmp_path / "whole", synthetic_root, sets)
     cmd = [str(TORCHRUN), "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "fastadv",
            *_args(tmp_path / "cut", synthetic_root, sets)]
-    p = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+    p = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_rows(tmp_path / "cut", 4, [p])
-    os.killpg(p.pid, signal.SIGKILL)  # the launcher and both ranks, at once
-    p.wait()
+    _kill_tree(p)
     assert not (tmp_path / "cut/summary.json").exists()
     torchrun(tmp_path / "cut", synthetic_root, sets)
     a, b = weights(tmp_path / "cut"), weights(tmp_path / "whole")
@@ -140,22 +191,50 @@ def test_kill_9_of_a_two_rank_run_then_rerun_gives_the_uninterrupted_run(tmp_pat
                                   pd.read_csv(tmp_path / "whole/history.csv")[cols])
 
 
-def test_sigterm_on_one_rank_stops_both_with_75_and_the_state_resumes_only_at_the_same_world_size(
-        tmp_path, synthetic_root):
+def test_sigterm_on_one_rank_stops_the_run_with_75_and_only_the_same_state_resumes(tmp_path, synthetic_root):
+    """SIGTERM to one rank, three ways in one run: ranks started as torchrun starts them each exit 75; the ranks
+    of a run whose folders differ (one node sees no state.pt) refuse to train, on every rank, before the first
+    step; `fastadv train --ranks 2` (torchrun, which reports a rank's 75 as its own failure) exits 75. Each
+    rerun resumes, and the run ends bit-identical to an uninterrupted one."""
     sets = WITH_BN + ["method.name=fgsm_rs"]
-    procs = ranks(tmp_path / "run", synthetic_root, sets)
-    wait_for_rows(tmp_path / "run", 3, procs)
+    run = tmp_path / "run"
+    procs = ranks(run, synthetic_root, sets)
+    wait_for_rows(run, 3, procs)
     procs[1].send_signal(signal.SIGTERM)
     codes = [p.wait(timeout=120) for p in procs]
     assert codes == [75, 75], [p.stderr.read()[-2000:] for p in procs]
-    assert (tmp_path / "run/state.pt").is_file() and not (tmp_path / "run/summary.json").exists()
-    r = single(tmp_path / "run", synthetic_root, sets, check=False)
+    assert (run / "state.pt").is_file() and not (run / "summary.json").exists()
+    r = single(run, synthetic_root, sets, check=False)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
-        f"fastadv: error: {tmp_path / 'run/state.pt'} was saved by a run on 2 rank(s); resume it on as many "
+        f"fastadv: error: {run / 'state.pt'} was saved by a run on 2 rank(s); resume it on as many "
         "(this launch has 1), or use another output directory"), r.stderr[-2000:]
-    torchrun(tmp_path / "run", synthetic_root, sets)
+
+    shutil.copytree(run, tmp_path / "other")
+    (tmp_path / "other/state.pt").unlink()  # rank 1's node does not see the run folder rank 0 wrote
+    state = (run / "state.pt").read_bytes()
+    procs = ranks([run, tmp_path / "other"], synthetic_root, sets)
+    errors = [p.stderr.read() for p in procs]
+    assert [p.wait(timeout=120) for p in procs] == [2, 2], errors
+    step = torch.load(run / "state.pt", weights_only=True)["progress"]["global_step"]
+    for r, err in enumerate(errors):
+        line = err.strip().splitlines()[-1]
+        assert line.startswith(f"fastadv: error: the ranks of {[run, tmp_path / 'other'][r]} did not resume the same "
+                               f"state (rank 0: state.pt of step {step}, sha256 ") and line.endswith(
+            "; rank 1: no state.pt); every rank must see the same run folder (one file system shared by the nodes)"), err
+    assert (run / "state.pt").read_bytes() == state and len(pd.read_csv(run / "history.csv")) >= 3
+
+    launch = subprocess.Popen([sys.executable, "-m", "fastadv", *_args(run, synthetic_root, sets), "--ranks", "2"],
+                              cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    wait_for_rows(run, 8, [launch])
+    os.kill(_rank_pid(launch.pid, 1), signal.SIGTERM)
+    assert launch.wait(timeout=120) == 75, launch.stderr.read()[-3000:]
+    assert len(pd.read_csv(run / "history.csv")) < 13 and not (run / "summary.json").exists()
+    r = subprocess.run([sys.executable, "-m", "fastadv", *_args(run, synthetic_root, sets), "--ranks", "2"], cwd=REPO,
+                       env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
     torchrun(tmp_path / "whole", synthetic_root, sets)
-    a, b = weights(tmp_path / "run"), weights(tmp_path / "whole")
+    a, b = weights(run), weights(tmp_path / "whole")
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 

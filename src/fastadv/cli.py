@@ -97,7 +97,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from fastadv.training.loop import EXIT_PREEMPTED, Preempted, train
+    from fastadv.training.loop import Preempted, train
 
     cfg = _config(args, "train")
     if args.resolved is None:  # the workflow's jobs were checked when it planned them
@@ -110,20 +110,19 @@ def cmd_train(args) -> int:
                                 args.allow_cpu or study.doc["allow_cpu"], _folder_images(cfg["data"]))
         if refusal:
             raise FastAdvError(refusal)
-    from fastadv.training.launch import rank_command
+    from fastadv.training.launch import EXIT_PREEMPTED, mark_preempted, rank_command, run_ranks
 
     if args.ranks < 1:
         raise FastAdvError(f"--ranks {args.ranks}: a run has at least 1 rank")
     launch = rank_command(args.argv, args.ranks, cfg["runtime"]["threads"])
     if launch is not None:
-        import subprocess
-
         print(f"fastadv: starting {args.ranks} ranks: {' '.join(launch[0])}", file=sys.stderr, flush=True)
-        return subprocess.call(launch[0], env=launch[1])
+        return run_ranks(*launch)
     try:
         s = train(cfg, args.out, restart_if_changed=args.restart_if_changed)
     except Preempted as e:
         print(f"fastadv: pre-empted: {e}; rerun the same command to continue", file=sys.stderr)
+        mark_preempted()
         return EXIT_PREEMPTED
     if os.environ.get("RANK", "0") == "0":  # data-parallel runs: rank 0 speaks for all
         print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "

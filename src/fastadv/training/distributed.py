@@ -14,7 +14,9 @@ What a user can rely on (tests/test_distributed.py runs each on CPU with gloo):
 - rank 0 writes every file, atomically; the monitoring statistics are computed alike on every rank from rank
   0's weights and buffers, so every rank takes the same decisions (divergence, stopping).
 - SIGTERM/SIGUSR1 on any rank: every rank stops after the same step, rank 0 saves, all exit 75; the rerun
-  resumes bit-exactly at the same world size (another world size is refused).
+  resumes bit-exactly at the same world size (another world size is refused). Every rank reads the state itself:
+  before the first step the ranks compare what they resumed (step and the file's SHA-256) and refuse to train
+  on different states (a run folder that is not one shared folder for every node).
 - a rank that dies: the others fail at their next collective (at once when its connection closes, at the
   latest after ``runtime.dist_timeout_s``) and exit non-zero with a one-line error.
 """
@@ -125,6 +127,15 @@ def sum_over_ranks(values: dict, group: Group, device: torch.device) -> dict:
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return dict(zip(keys, t.tolist()))
+
+
+def every_rank(value, group: Group) -> list:
+    """``value`` (a small picklable object) of every rank, in rank order."""
+    if not group.active:
+        return [value]
+    values = [None] * group.world
+    dist.all_gather_object(values, value)
+    return values
 
 
 def share_rank0_buffers(model: torch.nn.Module, group: Group) -> None:

@@ -9,13 +9,25 @@ launchers, so a workflow job (one shell line) or a user needs no launcher of the
 
 The job's ``runtime.threads`` are shared: each rank gets ⌊threads / N⌋ (at least 1), recorded in its config.
 Inside a launched rank (torchrun's ``WORLD_SIZE`` or a SLURM step of several tasks) nothing is launched again.
+
+Pre-emption: ranks stopped by SIGTERM/SIGUSR1 save the state and exit 75, but torchrun reports any non-zero
+exit of a rank as its own failure (exit 1). So each rank that stopped this way leaves a mark in a folder the
+launch made (``FASTADV_PREEMPTED_MARKS``), and the launch exits 75 when a mark is there: a rank raises the
+pre-emption only after rank 0 has saved the state for all. A SIGTERM/SIGUSR1 sent to the launching process itself
+is passed on to the launcher as SIGTERM (torchrun and srun forward it to the ranks; SIGUSR1 would end torchrun).
 Torch-free.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a run stopped by SIGTERM/SIGUSR1 saved its state; rerun the command to continue
+MARKS = "FASTADV_PREEMPTED_MARKS"
 
 
 def strip_ranks(argv: list[str]) -> list[str]:
@@ -48,3 +60,24 @@ def rank_command(argv: list[str], ranks: int, threads: int, env=os.environ) -> t
         return ["srun", f"--ntasks={ranks}", *cpus, sys.executable, "-m", "fastadv", *args], env
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
             "-m", "fastadv", *args], env
+
+
+def mark_preempted(env=os.environ) -> None:
+    """In a launched rank that stopped for a pre-emption (after rank 0 saved the state): say so to the launch."""
+    folder = env.get(MARKS)
+    if folder and os.path.isdir(folder):
+        open(os.path.join(folder, f"rank{env.get('RANK', env.get('SLURM_PROCID', '0'))}"), "w").close()
+
+
+def run_ranks(command: list[str], env: dict) -> int:
+    """Run the launcher; its exit status, or 75 when the ranks were pre-empted (module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="fastadv-ranks-") as marks:
+        child = subprocess.Popen(command, env={**env, MARKS: marks})
+        forward = lambda signum, frame: child.send_signal(signal.SIGTERM)  # noqa: E731
+        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
+        try:
+            code = child.wait()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        return EXIT_PREEMPTED if code != 0 and os.listdir(marks) else code

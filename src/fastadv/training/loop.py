@@ -21,6 +21,7 @@ iteration and exits with code 75 (EX_TEMPFAIL); rerun it to continue.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from contextlib import nullcontext
 import math
@@ -57,7 +58,6 @@ from fastadv.training.runtime import (
 from fastadv.training.plan import Plan
 from fastadv.training.schedule import warmup_factor
 
-EXIT_PREEMPTED = 75
 # Keys that do not change what is computed: a run may be resumed with other values.
 # (data.root is only a location: the data themselves are verified by hash.)
 RESUMABLE_KEYS = {("runtime", "progress"), ("runtime", "checkpoint_every"), ("runtime", "threads"), ("data", "root"),
@@ -438,9 +438,21 @@ def finalize(run: Run, status: str, reason: str | None) -> dict:
     return summary
 
 
+def _resumed_alike(run: Run, resumed: str) -> None:
+    """Refuse, on every rank, ranks that resumed different states (each reads the run folder itself)."""
+    seen = distributed.every_rank(resumed, run.group)
+    if len(set(seen)) > 1:
+        raise FastAdvError(f"the ranks of {run.out} did not resume the same state ("
+                           + "; ".join(f"rank {r}: {s}" for r, s in enumerate(seen))
+                           + "); every rank must see the same run folder (one file system shared by the nodes)")
+
+
 def _resume_or_start(run: Run, restart_if_changed: bool) -> None:
     state_path = run.out / "state.pt"
     st = load_weights_only(state_path, STATE_FORMAT) if state_path.is_file() else None
+    if run.group.active:  # first: the checks below then take the same decisions on every rank
+        _resumed_alike(run, "no state.pt" if st is None else f"state.pt of step {st['progress']['global_step']}, "
+                       f"sha256 {hashlib.sha256(state_path.read_bytes()).hexdigest()[:16]}")
     if st is not None and st.get("world_size", 1) != run.group.world:
         raise FastAdvError(f"{state_path} was saved by a run on {st.get('world_size', 1)} rank(s); resume it on as "
                            f"many (this launch has {run.group.world}), or use another output directory")
