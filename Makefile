@@ -17,8 +17,9 @@ $(BIN)/fastadv: pyproject.toml requirements.lock
 
 setup: $(BIN)/fastadv
 
+# The 25 slowest tests are printed, and every test's time kept for benchmarks/test_budget.py (.ci/run prints it).
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25 --junitxml=.pytest_cache/junit.xml
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

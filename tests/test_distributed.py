@@ -191,6 +191,7 @@ def test_kill_9_of_a_two_rank_run_then_rerun_gives_the_uninterrupted_run(tmp_pat
                                   pd.read_csv(tmp_path / "whole/history.csv")[cols])
 
 
+@pytest.mark.slow
 def test_sigterm_on_one_rank_stops_the_run_with_75_and_only_the_same_state_resumes(tmp_path, synthetic_root):
     """SIGTERM to one rank, three ways in one run: ranks started as torchrun starts them each exit 75; the ranks
     of a run whose folders differ (one node sees no state.pt) refuse to train, on every rank, before the first
