@@ -123,14 +123,20 @@ def test_every_data_parallel_method_makes_the_single_process_update(method, tmp_
     _assert_roundoff_apart(weights(tmp_path / "ddp"), weights(tmp_path / "one"), weights(tmp_path / "two_threads"))
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the process's name (state, ppid, …): "pid (name) state ppid …", and the
+    name may hold spaces and parentheses."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _descendants(launch: int) -> list[int]:
     """The processes started under process ``launch``, at any depth (torchrun starts each rank in a session of
     its own, so neither its process group nor its session holds them: the tree is followed through the parents)."""
     parent = {}
     for d in Path("/proc").iterdir():
         try:
-            if d.name.isdigit():  # /proc/<pid>/stat: "pid (name) state ppid …"; the name may hold spaces
-                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if d.name.isdigit():
+                parent[int(d.name)] = int(_stat(int(d.name))[1])
         except OSError:  # a process that ended while we looked
             continue
 
@@ -166,7 +172,7 @@ def _kill_tree(launch: subprocess.Popen) -> None:
 
     def running(pid):  # the ranks are reparented and reaped; until then a zombie (state Z) runs no more
         try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            return _stat(pid)[0] != "Z"
         except OSError:
             return False
 
