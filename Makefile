@@ -17,12 +17,14 @@ $(BIN)/fastadv: pyproject.toml requirements.lock
 
 setup: $(BIN)/fastadv
 
+# Two pytest-xdist workers, one a core (tests/conftest.py: which tests share a worker; the longest start first).
 # The 25 slowest tests are printed, and every test's time kept for benchmarks/test_budget.py (.ci/run prints it).
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest --durations=25 --junitxml=.pytest_cache/junit.xml
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=25 --junitxml=.pytest_cache/junit.xml
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow"
 
 SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
 

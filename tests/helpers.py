@@ -67,6 +67,17 @@ def copy_workflow(dst: Path) -> Path:
     return dst
 
 
+# The smoke figures most workflow tests read: built once per `make test` (tests/conftest.py: smoke_build).
+SMOKE_TARGETS = ["results/smoke/fig1.pdf", "results/smoke/fig1_curves_eps16.pdf", "results/smoke/figA.pdf",
+                 "results/smoke/grad_alignment.pdf", "results/smoke/runtime.md", "results/smoke/autoattack.md"]
+
+
+def copy_build(build: Path, dst: Path) -> Path:
+    """A copy of a built workflow folder (its files' times and Snakemake's records kept), for a test to change."""
+    shutil.copytree(build, dst, symlinks=True)
+    return dst
+
+
 def snakemake(cwd, *args, check=True, env=None):
     """Run this venv's Snakemake in ``cwd`` with ``fastadv`` on PATH, the offline data as source and
     ``env`` added to the environment."""

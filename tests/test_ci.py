@@ -1,6 +1,8 @@
 """CI's own checks (.ci/): after the suite the checkout is as it was (issue 38: a test once rewrote the committed
 dvc.yaml, and the change was committed)."""
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +74,25 @@ def test_budget_names_a_long_test_not_marked_slow_and_a_suite_over_budget(tmp_pa
     assert f"test_budget: 31.0 s > 30 s, not marked slow: {quick}" in capsys.readouterr().out
     assert budget.main([str(_junit(tmp_path / "c.xml", {slow: budget.SUITE_BUDGET_S + 1.0}))]) == 1
     assert "OVER BUDGET" in capsys.readouterr().out
+
+
+def test_a_module_kept_together_runs_on_one_worker_and_the_others_spread(tmp_path):
+    """`make test`'s two workers (tests/conftest.py): a ONE_WORKER module's tests share one worker (its module
+    fixture is made once; the SLURM cluster is machine-wide), other tests go to whichever worker is free. Checked
+    by a real two-worker run of throw-away modules, as xdist's own grouping once silently did nothing."""
+    from tests.conftest import ONE_WORKER
+
+    assert all((REPO / "tests" / f"{m}.py").is_file() for m in ONE_WORKER), ONE_WORKER
+    (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_xdist_make_scheduler  # noqa: F401\n")
+    body = "import os, pathlib, time\n" + "".join(
+        f"def test_{i}():\n    time.sleep(0.3)\n    pathlib.Path(__file__).with_name(__name__ + '_{i}').write_text("
+        f"os.environ['PYTEST_XDIST_WORKER'])\n" for i in range(4))
+    for name in ("test_slurm", "test_spread"):
+        (tmp_path / f"{name}.py").write_text(body)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                        "--rootdir", str(tmp_path), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0 and "8 passed" in r.stdout, r.stdout + r.stderr
+    worker = {p.name: p.read_text() for p in tmp_path.glob("test_*_[0-9]")}
+    assert len({w for n, w in worker.items() if n.startswith("test_slurm")}) == 1, worker
+    assert len(set(worker.values())) == 2, worker

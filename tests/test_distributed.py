@@ -180,6 +180,7 @@ def _kill_tree(launch: subprocess.Popen) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow  # three two-rank runs (30-45 s on 2 cores)
 def test_kill_9_of_a_two_rank_run_then_rerun_gives_the_uninterrupted_run(tmp_path, synthetic_root):
     sets = WITH_BN + ["method.name=gradalign"]
     torchrun(tmp_path / "whole", synthetic_root, sets)

@@ -45,7 +45,7 @@ def trained(tmp_path_factory, separable_root):
     torch.set_num_threads(1)
     cfg = deep_merge(resolve_config(PARAMS, "train", "smoke"), {
         "data": {"root": str(separable_root), "dataset": "svhn", "subset": None}, "method": {"name": "standard"},
-        "optim": {"epochs": 2}, "runtime": {"threads": 1, "progress": "never"}})
+        "model": {"width": 4}, "optim": {"epochs": 2}, "runtime": {"threads": 1, "progress": "never"}})
     out = tmp_path_factory.mktemp("run")
     train(cfg, out)
     return out
@@ -123,6 +123,7 @@ def test_autoattack_attacks_only_survivors_and_is_not_vacuous(threshold_model, e
 
 
 def test_collect_makes_one_row_per_model_and_refuses_duplicates(trained, eval_cfg, tmp_path):
+    eval_cfg = {**eval_cfg, "n_points": 16}  # one batch: the rows are what is checked, not the attack
     a = ev.evaluate(trained / "model_final.pt", tmp_path / "final.json", eval_cfg)
     ev.evaluate(trained / "model_best.pt", tmp_path / "best.json", eval_cfg)
     df = collect([tmp_path / "final.json", tmp_path / "best.json"])

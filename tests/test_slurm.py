@@ -3,7 +3,8 @@
 tests/slurm/cluster.sh installs SLURM where it can (root + apt-get), starts munged, MariaDB,
 slurmdbd, slurmctld and slurmd with all state under a temp dir, and stops them by PID at the
 end, also when the test fails. Where SLURM cannot be installed the test is skipped, with the
-reason. Takes a few minutes on 2 cores (15 jobs, one at a time).
+reason. The cluster is started once for the module; each test reads accounting for its own jobs only (by
+their working directory). A few minutes on 2 cores.
 """
 import os
 import subprocess
@@ -17,13 +18,24 @@ from tests.helpers import REPO, data_source, copy_workflow
 BIN = str(Path(sys.executable).parent)
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 CANNOT_INSTALL = 77  # cluster.sh's exit status where SLURM cannot be installed here
+pytestmark = pytest.mark.slow  # minutes each: a cluster, and jobs that wait for its status checks
 
 
 def _tail(path: Path, n: int = 3000) -> str:
     return path.read_text(errors="replace")[-n:] if path.is_file() else ""
 
 
-@pytest.fixture
+def _accounting(env: dict, workdir: Path, fields: str, steps: bool = False) -> list[list[str]]:
+    """sacct's rows (``fields``, then the job id) of the jobs submitted from ``workdir``, with their steps when
+    ``steps``: the module's cluster also holds the other tests' jobs."""
+    out = subprocess.run(["sacct", "-a", "-n", "-P", "--starttime=2000-01-01", "-o", f"JobID,WorkDir,{fields}"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+    mine = {job for job, wd, *_ in rows if wd == str(workdir) and "." not in job}  # allocations, not steps
+    return [[job, *rest] for job, _, *rest in rows if job in mine or (steps and job.split(".")[0] in mine)]
+
+
+@pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     """A private SLURM cluster with accounting; yields the environment its clients need."""
     # Short path: munge's and MariaDB's unix sockets live under it (108-byte limit).
@@ -56,22 +68,23 @@ def test_smoke_pipeline_through_slurm_profile(tmp_path, slurm_cluster):
            "FASTADV_DATA_SOURCE": str(src)}
     # The profile unchanged: it names no account or partition, so the plugin must find root's account on
     # the test cluster (sacctmgr) and sbatch the default partition; only the plugin's first status check
-    # comes sooner than its default 40 s.
+    # comes sooner than its default 40 s. Fig. 1 at one ε (a --config override reaches the jobs through SLURM).
     r = subprocess.run(
         [f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm",
-         "--slurm-init-seconds-before-status-checks", "5", "results/smoke/fig1.pdf"],
+         "--slurm-init-seconds-before-status-checks", "5", "results/smoke/fig1.pdf",
+         "--config", "scales={smoke: {experiments: {fig1: {eps: [16]}}}}"],
         cwd=wf, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f"snakemake through SLURM failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     assert (wf / "results/smoke/fig1.pdf").read_bytes().startswith(b"%PDF")
 
     # Every job went through SLURM and accounting saw it complete (the plugin's comment names the rule).
-    acct = subprocess.run(["sacct", "-a", "-X", "-n", "-P", "--starttime=2000-01-01",
-                           "-o", "JobID,Comment,State"], env=env, capture_output=True, text=True, check=True)
-    jobs = [line.split("|") for line in acct.stdout.splitlines() if line.strip()]
-    assert jobs and all(state == "COMPLETED" for _, _, state in jobs), acct.stdout
+    jobs = _accounting(env, wf, "Comment,State")
+    assert jobs and all(state == "COMPLETED" for _, _, state in jobs), jobs
     rules = [comment.split("_wildcards_")[0].removeprefix("rule_") for _, comment, _ in jobs]
-    assert rules.count("train_model") == 4 and rules.count("evaluate_model") == 8, acct.stdout
-    assert rules.count("collect_results") == 1 and rules.count("draw_accuracy_figure") == 1, acct.stdout
+    assert rules.count("train_model") == 2 and rules.count("evaluate_model") == 4, jobs
+    assert rules.count("collect_results") == 1 and rules.count("draw_accuracy_figure") == 1, jobs
+    assert sorted(p.relative_to(wf / "runs/smoke/fig1").parts[:2] for p in (wf / "runs/smoke/fig1").glob("*/*")) == [
+        ("fgsm", "eps16"), ("gradalign", "eps16")]
 
 
 @pytest.mark.slurm
@@ -133,8 +146,6 @@ def test_the_imagenet_experiment_runs_its_ranks_as_slurm_tasks(tmp_path, slurm_c
     log = (wf / "logs/train_model/smoke/imagenet/fgsm_rs/eps4/seed0.log").read_text()
     assert "starting 2 ranks: srun --ntasks=2 --cpus-per-task=1" in log and log.count("completed: ") == 1, log[-3000:]
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temp file of another rank left
-    acct = subprocess.run(["sacct", "-a", "-n", "-P", "--starttime=2000-01-01", "-o", "JobID,NTasks,State"],
-                          env=env, capture_output=True, text=True, check=True).stdout
-    steps = [line.split("|") for line in acct.splitlines() if line.strip()]
-    assert any(n == "2" and state == "COMPLETED" for _, n, state in steps), acct  # the 2-task step of the ranks
+    steps = _accounting(env, wf, "NTasks,State", steps=True)
+    assert any(n == "2" and state == "COMPLETED" for _, n, state in steps), steps  # the 2-task step of the ranks
     assert json.loads((wf / target).read_text())["also"]["protocol"] == "wong_imagenet_pgd50_10"

@@ -8,7 +8,8 @@ import yaml
 
 from fastadv.config.study import Study, json_schema, typed_overrides
 from fastadv.paper.reference import load_published
-from tests.helpers import PARAMS, REPO, copy_workflow, data_source, dry_run_jobs, snakemake, write_separable_dataset
+from tests.helpers import (PARAMS, REPO, SMOKE_TARGETS, copy_build, copy_workflow, data_source, dry_run_jobs, snakemake,
+                           write_separable_dataset)
 
 
 def test_schema_file_is_generated_from_the_specs():
@@ -26,10 +27,6 @@ def test_misspelled_key_fails_validation(tmp_path):
 def test_lint_is_clean():
     r = snakemake(REPO, "--lint")
     assert "Congratulations, your workflow is in a good condition" in r.stdout + r.stderr
-
-
-SMOKE_TARGETS = ["results/smoke/fig1.pdf", "results/smoke/fig1_curves_eps16.pdf", "results/smoke/figA.pdf",
-                 "results/smoke/grad_alignment.pdf", "results/smoke/runtime.md", "results/smoke/autoattack.md"]
 
 
 def test_unscaled_targets_build_the_configured_scale(tmp_path):
@@ -118,11 +115,8 @@ def test_imagenet_experiment_is_wired_to_the_image_folder_manifest_and_resnet50(
 
 
 @pytest.mark.slow
-def test_smoke_pipeline_end_to_end_and_exact_reruns(tmp_path):
-    if data_source() is None:
-        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
-    wf = copy_workflow(tmp_path)
-    snakemake(wf, "--cores", "2", *SMOKE_TARGETS)
+def test_smoke_pipeline_end_to_end_and_exact_reruns(smoke_build, tmp_path):
+    wf = copy_build(smoke_build, tmp_path / "wf")  # SMOKE_TARGETS built from a fresh workflow copy
     for name in ("figA", "grad_alignment", "fig1_curves_eps16"):
         assert (wf / f"results/smoke/{name}.pdf").read_bytes().startswith(b"%PDF"), name
     runtime = pd.read_csv(wf / "results/smoke/runtime.csv")
@@ -244,18 +238,14 @@ def test_smoke_section3_figures_tables_and_lemma2(tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_rebuttal_table7_fig8_with_synthetic_svhn_and_vs_published(tmp_path):
+def test_smoke_rebuttal_table7_fig8_with_synthetic_svhn_and_vs_published(smoke_build, tmp_path):
     """prepare → train → evaluate on SVHN-shaped synthetic data (no SVHN copy here), Fig. 8 drawing exactly its
-    tables' numbers and only published_values.yaml's, Table 7 and the comparison with published values."""
-    src = data_source()
-    if src is None:
-        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+    tables' numbers and only published_values.yaml's, Table 7 and the comparison with published values. CIFAR-10's
+    Fig. 1 runs come built (smoke_build)."""
     source = tmp_path / "source"
     write_separable_dataset(source, n_train=512, n_test=128, dataset="svhn")
-    (source / "cifar10.npz").symlink_to(src / "cifar10.npz")
-    wf = tmp_path / "wf"
-    wf.mkdir()
-    copy_workflow(wf)
+    (source / "cifar10.npz").symlink_to(data_source() / "cifar10.npz")
+    wf = copy_build(smoke_build, tmp_path / "wf")
     targets = ["results/smoke/fig8.pdf", "results/smoke/table7.md", "results/smoke/vs_published.md"]
     snakemake(wf, "--cores", "2", *targets, env={"FASTADV_DATA_SOURCE": str(source)})
     assert (wf / "results/smoke/fig8.pdf").read_bytes().startswith(b"%PDF")
@@ -283,10 +273,8 @@ def test_smoke_rebuttal_table7_fig8_with_synthetic_svhn_and_vs_published(tmp_pat
 
 
 @pytest.mark.slow
-def test_smoke_methods_comparison_figure_and_runtime_table(tmp_path):
-    if data_source() is None:
-        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
-    wf = copy_workflow(tmp_path)
+def test_smoke_methods_comparison_figure_and_runtime_table(smoke_build, tmp_path):
+    wf = copy_build(smoke_build, tmp_path / "wf")  # FGSM's and GradAlign's runs at 16/255 are Fig. 1's
     snakemake(wf, "--cores", "2", "results/smoke/methods_comparison.pdf", "results/smoke/methods_comparison_runtime.md")
     methods = Study.load(PARAMS, "smoke").experiment("methods_comparison")["methods"]
     assert {"gradalign_fd", "nfgsm", "elle", "elle_a"} <= set(methods)

@@ -140,13 +140,13 @@ def test_fastadv_evaluate_on_the_imported_file_equals_evaluate_model_on_the_sour
             "--out", str(tmp_path / "m.pt"))
     assert r.returncode == 0 and "next: fastadv evaluate" in r.stdout, r.stderr
     r = cli("evaluate", "--scale", "smoke", "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "r.json"),
-            "--data-root", str(root), "--set", "n_points=24", "--set", "batch_size=8", "--set", "restart_rule=both",
+            "--data-root", str(root), "--set", "n_points=16", "--set", "batch_size=8", "--set", "restart_rule=both",
             "--set", "threads=1", "--set", "autoattack=true", "--set", "autoattack_batch_size=8", cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "AutoAttack square: robust accuracy" in r.stderr and "pgd50_10: robust accuracy" in r.stderr
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["origin"]["source"] == "official" and res["train_eps"] == 8.0 and res["train_config"] is None
-    x, y = fastadv.load_dataset("svhn", n=24, root=root)
+    x, y = fastadv.load_dataset("svhn", n=16, root=root)  # two batches
     api = fastadv.evaluate_model(src.eval(), x, y, 8 / 255, batch_size=8, autoattack_batch_size=8, progress="never")
     assert api["clean_acc"] == res["clean_acc"]
     assert api["pgd"] == res["pgd"] and api["autoattack"] == res["autoattack"]
@@ -171,7 +171,7 @@ def test_smoke_zoo_table_from_generated_checkpoints(tmp_path):
     import csv
     rows = {r["name"]: r for r in csv.DictReader((wf / "results/smoke/zoo.csv").open())}
     assert [n for n, r in rows.items() if r["status"] == "evaluated"] == list(sources)
-    x, y = fastadv.load_dataset("cifar10", n=32, root=wf / "data")
+    x, y = fastadv.load_dataset("cifar10", n=int(rows["official_preact"]["n_points"]), root=wf / "data")
     for name, module in sources.items():  # the table's clean accuracy is the source module's
         with torch.no_grad():
             clean = (module(x).argmax(1) == y).float().mean().item()
