@@ -129,6 +129,7 @@ def test_evaluate_on_an_unconverted_file_says_the_import_command(tmp_path):
     assert f"fastadv import --from official '{tmp_path / 'official.pth'}' --out official.fastadv.pt" in r.stderr
 
 
+@pytest.mark.slow  # PGD-50-10 and AutoAttack twice (30-35 s on 2 cores)
 def test_fastadv_evaluate_on_the_imported_file_equals_evaluate_model_on_the_source(tmp_path):
     """The same numbers from the command on the converted file and from the Python API on the source's own
     module (same points, seeds and batch sizes); SVHN-shaped synthetic data stands in for the real set."""
