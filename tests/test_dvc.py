@@ -28,7 +28,7 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import PARAMS, REPO, data_source, copy_workflow, snakemake
+from tests.helpers import PARAMS, REPO, data_source, snakemake
 
 BIN = str(Path(sys.executable).parent)
 DVC = f"{BIN}/dvc"
