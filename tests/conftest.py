@@ -66,8 +66,8 @@ def tiny_cfg(synthetic_root) -> dict:
 
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory) -> Path:
-    """A workflow folder in which plain Snakemake built SMOKE_TARGETS (the smoke Fig. 1 and what it shares runs
-    with), once per test session, also across pytest-xdist workers: the first worker to ask builds it, under a
+    """A workflow folder in which plain Snakemake built SMOKE_TARGETS (the smoke Fig. 1 and five more figures and
+    tables), once per test session, also across pytest-xdist workers: the first worker to ask builds it, under a
     file lock the other waits on. Read it, or change a copy (tests.helpers.copy_build)."""
     if data_source() is None:
         pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
@@ -113,17 +113,8 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    weight = {}
-    for item in items:
-        if item.module not in weight:
-            weight[item.module] = _weight_of(item.module, items)
-    items.sort(key=lambda i: weight[i.module])  # stable: each module keeps its order, and stays in one piece
-
-
-def _weight_of(module, items) -> int:
-    """Where a module starts: the SLURM tests, then modules with slow tests, then the rest (the longest units
-    first leave the shortest for the end, when one worker may already be idle)."""
-    own = [i for i in items if i.module is module]
-    if any(i.get_closest_marker("slurm") for i in own):
-        return 0
-    return 1 if any(i.get_closest_marker("slow") for i in own) else 2
+    """Modules start in this order: the SLURM tests, then modules with slow tests, then the rest (the longest units
+    first leave the shortest for the end, when one worker may already be idle); each keeps its own order."""
+    slurm = {i.module for i in items if i.get_closest_marker("slurm")}
+    slow = {i.module for i in items if i.get_closest_marker("slow")}
+    items.sort(key=lambda i: 0 if i.module in slurm else 1 if i.module in slow else 2)  # stable
