@@ -104,15 +104,16 @@ def test_tables_carry_published_values(table):
     assert r.loc["fgsm", "published_ratio_to_fgsm"] == 1.0
 
 
-def test_fig1_marks_diverged_runs(table, tmp_path):
+@pytest.mark.parametrize("status,other", [("diverged", "not_learned"), ("not_learned", "diverged")])
+def test_fig1_marks_diverged_and_not_learned_runs(table, tmp_path, status, other):
     table = table.assign(train_status="completed")
     hit = (table.method_label == "gradalign") & (table.eps == 8.0) & (table.train_seed == 1)
-    table.loc[hit, "train_status"] = "diverged"
+    table.loc[hit, "train_status"] = status
     drawn = F.accuracy_vs_eps(table, "pgd_acc", tmp_path / "fig1.pdf", "quick", "PGD")
-    marked = drawn[drawn["diverged"] > 0]
+    marked = drawn[drawn[status] > 0]
     assert sorted(zip(marked.model_kind, marked.method_label, marked.eps)) == [
         ("best", "gradalign", 8.0), ("final", "gradalign", 8.0)]
-    assert (marked["diverged"] == 1).all() and (drawn["diverged"].sum() == 2)
+    assert (marked[status] == 1).all() and drawn[status].sum() == 2 and drawn[other].sum() == 0
 
 
 @pytest.mark.parametrize("eps, noted", [(None, True), (20.0, False)])

@@ -60,9 +60,26 @@ def test_shares_and_onsets_are_counted_from_the_co_flags(results):
 def test_per_seed_rows_are_each_runs_own_numbers(results):
     runs = per_seed(results).set_index(["method_label", "eps", "train_seed"])
     assert len(runs) == 3 * len(EPS) * len(SEEDS)
-    assert runs.loc[("fgsm", 16.0, 1)].tolist() == ["5", True, 70.0, 0.0, 5, 30.0, 1.1, 101.0]
-    assert runs.loc[("fgsm_rs", 16.0, 2)].tolist() == ["none", False, 70.0, 30.0, 6, 30.0, 2.1, 102.0]
-    assert runs.loc[("gradalign", 12.0, 0)].tolist() == ["5", False, 70.0, 30.0, 4, 30.0, 0.1, 100.0]
+    assert runs.loc[("fgsm", 16.0, 1)].tolist() == ["completed", "5", True, 70.0, 0.0, 5, 30.0, 1.1, 101.0]
+    assert runs.loc[("fgsm_rs", 16.0, 2)].tolist() == ["completed", "none", False, 70.0, 30.0, 6, 30.0, 2.1, 102.0]
+    assert runs.loc[("gradalign", 12.0, 0)].tolist() == ["completed", "5", False, 70.0, 30.0, 4, 30.0, 0.1, 100.0]
+
+
+def test_runs_that_did_not_learn_are_counted_apart(results):
+    """fgsm_rs at 20/255: seeds 0 and 1 flagged (the onset); seed 0 made not_learned leaves 1 of 2 learned seeds
+    flagged (still half: onset 20), seed 1 too leaves 0 of 1 (no onset); shares are of the seeds that learned."""
+    def unlearn(df, seeds):
+        hit = (df["method_label"] == "fgsm_rs") & (df["eps"] == 20.0) & df["train_seed"].isin(seeds)
+        return df.assign(train_status=df["train_status"].where(~hit, "not_learned"))
+
+    one = co_shares(unlearn(results, [0])).set_index(["method_label", "eps"]).loc[("fgsm_rs", 20.0)]
+    assert one[["seeds", "not_learned", "co_seeds", "co_share"]].tolist() == [2, 1, 1, 0.5]
+    assert onsets(co_shares(unlearn(results, [0])))["fgsm_rs"] == 20.0
+    two = co_shares(unlearn(results, [0, 1])).set_index(["method_label", "eps"]).loc[("fgsm_rs", 20.0)]
+    assert two[["seeds", "not_learned", "co_seeds", "co_share"]].tolist() == [1, 2, 0, 0.0]
+    assert onsets(co_shares(unlearn(results, [0, 1])))["fgsm_rs"] is None
+    assert per_seed(unlearn(results, [0])).set_index(["method_label", "eps", "train_seed"]).loc[
+        ("fgsm_rs", 20.0, 0), "status"] == "not_learned"
 
 
 def test_the_papers_onsets_from_its_fig1_values():
@@ -90,7 +107,7 @@ def test_sweep_target_writes_the_figure_and_both_tables(results, tmp_path):
     FIGURES["sweep"](FigureJob("sweep", "quick", exp, tmp_path / "sweep.pdf", [str(path)], published=True))
     md = (tmp_path / "sweep.md").read_text()
     assert "| fgsm | 4-20 | 12 | 12 | 8 | 4.0 |" in md and "| gradalign | 4-20 | 12 | none | never | nan |" in md
-    assert "| fgsm | 16.0 | 1 | 5 | True | 70.0 | 0.0 | 5 | 30.0 | 1.1 | 101.0 |" in md  # the per-run table
+    assert "| fgsm | 16.0 | 1 | completed | 5 | True | 70.0 | 0.0 | 5 | 30.0 | 1.1 | 101.0 |" in md  # the per-run table
     assert len(pd.read_csv(tmp_path / "sweep.csv")) == 3 * len(EPS)
     assert (tmp_path / "sweep.pdf").read_bytes().startswith(b"%PDF")
 

@@ -192,6 +192,29 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_co_flags(args) -> int:
+    import pandas as pd
+
+    from fastadv import atomic
+    from fastadv.paper.figures import markdown
+    from fastadv.training.outcome import run_outcome
+
+    defaults = _study(args).train_config(None, None, None, None, [])["monitor"]
+    rows = []
+    for run_dir in args.runs:
+        o = run_outcome(run_dir, defaults)
+        rows.append({"run": str(run_dir), "status": o["status"], "co_epoch": o["co_epoch"],
+                     "co_iteration": o["co_iteration"], "flagged_evaluations": sum(o["flags"]),
+                     "recorded_status": o["recorded"]["status"], "recorded_co_epoch": o["recorded"]["co_epoch"],
+                     "monitor_points": o["monitor_points"],
+                     "rule_from_params": ", ".join(o["rule_from_defaults"]) or "-"})
+    df = pd.DataFrame(rows).astype({"co_epoch": "Int64", "co_iteration": "Int64", "recorded_co_epoch": "Int64"})
+    print(markdown(df, "CO flags and status recomputed from each run's history (recorded_*: its summary.json)"))
+    if args.out:
+        atomic.write_text(args.out, df.to_csv(index=False))
+    return 0
+
+
 def cmd_figure(args) -> int:
     from fastadv.paper.render import FIGURES, FigureJob
     from fastadv.config.study import validate_experiment_scalars
@@ -408,6 +431,15 @@ def _add_run_commands(sub) -> None:
     pl.add_argument("results", nargs="*", help="result JSON files")
     pl.add_argument("--out", required=True)
     pl.set_defaults(func=cmd_collect)
+
+    pf = sub.add_parser("co-flags", help="recompute finished runs' CO flags and learned status from their "
+                                         "history.csv under the monitor rule (no retraining)")
+    pf.add_argument("runs", nargs="+", help="run directories (summary.json, history.csv)")
+    pf.add_argument("--config", default=None, help=f"params file whose train.monitor supplies the rule's keys a run's "
+                                                   f"config predates (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    pf.add_argument("--scale", default=None, help="apply scales.<SCALE>'s monitor overrides to those keys")
+    pf.add_argument("--out", default=None, help="also write the table as CSV here")
+    pf.set_defaults(func=cmd_co_flags)
 
 
 def _add_zoo_commands(sub) -> None:

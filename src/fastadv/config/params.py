@@ -94,6 +94,9 @@ TRAIN_SCHEMA: dict = {
         "batch_size": _int(min=1),
         "co_pgd_ratio": _float(min=0, max=1),
         "co_min_gap": _float(min=0, max=1),
+        "co_alpha": _float(min=0, max=1, min_exclusive=True),
+        "learned_clean_ratio": _float(min=0),
+        "best_by": _choice("pgd", "clean"),
     },
     "runtime": {
         "seed": _int(min=0),

@@ -137,6 +137,9 @@ class MonitorConfig(_Section):
     batch_size: int
     co_pgd_ratio: float
     co_min_gap: float
+    co_alpha: float
+    learned_clean_ratio: float
+    best_by: str
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from fastadv.config.run_config import TrainConfig
 from fastadv.data.datasets import load_split
 from fastadv.evaluation.benchmark import bench_eval, bench_train
 from fastadv.methods import StepContext, build_method, grad_align_penalty
-from fastadv.training.loop import make_model, make_optimizer, mixed_precision, train_step
+from fastadv.training.loop import FINISHED, make_model, make_optimizer, mixed_precision, train_step
 from fastadv.training.runtime import hardware_stamp, select_device
 
 PASS_COSINE = 0.999
@@ -134,7 +134,7 @@ def check_one_epoch(cfg_dict: dict, out: Path) -> dict:
         history = pd.read_csv(run / "history.csv") if (run / "history.csv").is_file() else pd.DataFrame()
         finite = bool(len(history) > 1 and history["train_loss"].iloc[1:].notna().all()
                       and (history["train_loss"].iloc[1:].abs() < float("inf")).all())
-        ok = code == 0 and summary.get("status") == "completed" and finite and interrupted in (None, 75)
+        ok = code == 0 and summary.get("status") in FINISHED and finite and interrupted in (None, 75)
         rows[method] = {"exit": code, "status": summary.get("status"), "finite_losses": finite,
                         "history_rows": len(history), "sigterm_exit": interrupted,
                         "seconds_per_epoch": summary.get("seconds_per_epoch"),

@@ -86,6 +86,7 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
             draw_published(ax, ref)
             drawn.append(ref.rename(columns={"method": "method_label"}).assign(
                 model_kind=kind, mean=ref["mean"] / 100, std=ref["std"] / 100, count=ref["seeds"], diverged=0,
+                not_learned=0,
                 source="published", origin=ref["origin"])[list(agg.columns) + ["source", "origin"]])
         ax.set_title(PANELS[kind])
         ax.set_xlabel("training ε (/255)")
@@ -96,6 +97,7 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
     text = (note or f"{scale} scale") + "".join(f"; open {'squares' if o == 'paper' else 'triangles'}: "
                                                 f"{ORIGIN_MARKERS[o][1]}" for o in sorted(origins))
     text += "; ×: a run diverged" if (agg["diverged"] > 0).any() else ""
+    text += "; open diamonds: a run did not learn (clean accuracy never clearly above chance)" if (agg["not_learned"] > 0).any() else ""
     fig.suptitle(text, fontsize=6, x=0.99, ha="right")
     save_figure(fig, out_pdf)
     plt.close(fig)
@@ -103,13 +105,15 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
 
 
 def _seed_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Mean, std and count over seeds of ``metric`` per (model kind, method, ε), and how many runs diverged
-    (drawn and marked: their model is the last finite one, not a trained one)."""
+    """Mean, std and count over seeds of ``metric`` per (model kind, method, ε), how many runs diverged (drawn and
+    marked: their model is the last finite one, not a trained one) and how many did not learn (drawn and marked:
+    fastadv.training.monitor.learned)."""
     keys = ["model_kind", "method_label", "eps"]
     agg = df.groupby(keys)[metric].agg(["mean", "std", "count"]).reset_index()
     agg["std"] = agg["std"].fillna(0.0)
     status = df["train_status"] if "train_status" in df else pd.Series("completed", index=df.index)
-    agg["diverged"] = (status == "diverged").groupby([df[k] for k in keys]).sum().values
+    for name in ("diverged", "not_learned"):
+        agg[name] = (status == name).groupby([df[k] for k in keys]).sum().values
     return agg
 
 
@@ -125,6 +129,9 @@ def _draw_measured(ax, sub: pd.DataFrame, labels: list, factor: float, dotted: b
                         color=colour, alpha=0.2, lw=0)
         bad = d[d["diverged"] > 0]
         ax.scatter(bad["eps"], factor * bad["mean"], marker="x", s=30, color="black", zorder=4)
+        unlearned = d[d["not_learned"] > 0]
+        ax.scatter(unlearned["eps"], factor * unlearned["mean"], marker="D", s=30, facecolors="none",
+                   edgecolors="black", zorder=4)
 
 
 def draw_curves(top, bottom, h: pd.DataFrame, x: str, label: str) -> None:

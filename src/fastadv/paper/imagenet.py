@@ -48,12 +48,15 @@ def alignment_over_training(histories: dict[tuple[str, float], pd.DataFrame], ou
 
 
 def table6(df: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per method and ε (final models, mean over seeds): clean accuracy on the evaluated points and on the whole
-    test set, PGD under the paper's protocol and under the second one (evaluate.also_protocol), in %; with
-    ``published``, the published clean / PGD / AutoAttack values where they exist (NaN elsewhere)."""
+    """Per method, ε and model (the final one; the early-stopped one, ``best (clean)`` where kept by clean validation
+    accuracy as Wong et al.'s model_best.pth.tar, monitor.best_by), means over seeds: clean accuracy on the evaluated
+    points and on the whole test set, PGD under the paper's protocol and under the second one
+    (evaluate.also_protocol), in %; with ``published``, the published clean / PGD / AutoAttack values where they
+    exist (NaN elsewhere)."""
     rows = []
-    for (label, eps), g in df[df["model_kind"] == "final"].groupby(["method_label", "eps"], sort=True):
-        row = {"method": style(label)[0], "method_label": label, "eps": eps, "seeds": len(g),
+    for (label, eps, kind), g in df.groupby(["method_label", "eps", "model_kind"], sort=True):
+        model = kind if kind == "final" else f"{kind} ({g['best_by'].iloc[0]})"
+        row = {"method": style(label)[0], "method_label": label, "eps": eps, "model": model, "seeds": len(g),
                "clean_acc": 100 * g["clean_acc"].mean(), "clean_acc_full": 100 * g["clean_acc_full"].mean(),
                "pgd_protocol": g["pgd_protocol"].iloc[0], "n_points": int(g["n_points"].iloc[0]),
                "pgd_acc": 100 * g["pgd_acc"].mean(), "pgd_acc_max_loss": 100 * g["pgd_acc_max_loss"].mean(),

@@ -216,14 +216,16 @@ def draw_sweep(job: FigureJob) -> None:
     seeds = ", ".join(str(s) for s in job.experiment["seeds"])
     md = (F.markdown(onset_table(shares, ref),
                      f"Onset of catastrophic overfitting: the smallest training eps (/255) at which at least half of "
-                     f"the seeds ({seeds}) overfit, by the runs' CO flags (at any evaluation, also transient) and by "
+                     f"the seeds ({seeds}) that learned overfit, by the runs' CO flags (at any evaluation, also "
+                     f"transient; recomputed from each run's history under the monitor rule) and by "
                      f"collapse at the end (the final model's PGD accuracy below half the early-stopped one's), "
                      f"beside the paper's onset under the second rule (from its Fig. 1 values); shift = our onset "
                      f"by collapse - the paper's. {note}; {job.hardware(df)}.")
-          + "\n" + F.markdown(shares, "Per method and eps: seeds, seeds flagged CO and their share, seeds collapsed at "
-                                      "the end and their share, PGD accuracy (%) of the final and the early-stopped "
-                                      "models (means over seeds).")
-          + "\n" + F.markdown(per_seed(df), "Per run: the epoch of its first CO flag, whether it collapsed at the end, "
+          + "\n" + F.markdown(shares, "Per method and eps: seeds that learned, seeds that did not (clean accuracy "
+                                      "never clearly above chance: counted apart), seeds flagged CO and their share "
+                                      "of those that learned, seeds collapsed at the end and their share, PGD "
+                                      "accuracy (%) of the final and the early-stopped models (means over all seeds).")
+          + "\n" + F.markdown(per_seed(df), "Per run: its status, the epoch of its first CO flag, whether it collapsed at the end, "
                                              "clean and PGD accuracy (%) of the final model, epoch and PGD accuracy of "
                                              "the early-stopped model, the final gradient alignment (monitoring "
                                              "points) and the training seconds."))
@@ -236,8 +238,10 @@ def draw_table6(job: FigureJob) -> None:
 
     df = job.table()
     F.write_table(table6(df, job.published_values()), job.out,
-                  f"ImageNet (Table 6 of Andriushchenko & Flammarion 2020, Wong et al.'s recipe): accuracy (%) of final "
-                  f"models per method and eps: clean on the evaluated points and on the whole validation set, PGD "
+                  f"ImageNet (Table 6 of Andriushchenko & Flammarion 2020, Wong et al.'s recipe): accuracy (%) per method, "
+                  f"eps and model — final, and early-stopped by the rule in brackets (clean: the best clean accuracy "
+                  f"on the monitored validation points, Wong et al.'s model_best.pth.tar, which their run_eval.sh "
+                  f"evaluates): clean on the evaluated points and on the whole validation set, PGD "
                   f"under the paper's protocol (pgd_*) and under Wong et al.'s (also_*: alpha = 1/255, 10 restarts), "
                   f"published values beside where they exist (RobustBench, Wong2020Fast: their model, their PGD); "
                   f"the paper's own Table 6 numbers are not in the sources this project can reach ({job.hardware(df)}).",

@@ -9,8 +9,10 @@ Two rules, each counted per run and per (method, ε) as the share of seeds:
 * **collapse at the end** (``collapsed``): the final model's PGD-50-10 accuracy below half the early-stopped
   model's — the rule the paper's own onset is computed with below, so the two compare like for like.
 
-The onset of a method under a rule is the smallest ε at which at least half of its seeds meet it (None: at no ε
-of the grid). The paper's onset, from its Fig. 1 values (published_values.yaml, digitised): the smallest ε at
+A run that never learned (``train_status`` ``not_learned``: its clean accuracy never clearly above chance,
+fastadv.training.monitor.learned) is counted apart: it had no robustness to lose, so it is neither an overfitting
+seed nor a robust one. The onset of a method under a rule is the smallest ε at which at least half of its seeds
+that learned meet it (None: at no ε of the grid). The paper's onset, from its Fig. 1 values (published_values.yaml, digitised): the smallest ε at
 which the final model's PGD accuracy is below half the early-stopped model's — the collapse the early-stopped panel
 shows Fig. 1's final models suffered (per-seed histories are not published).
 """
@@ -29,13 +31,15 @@ def _collapsed(final: pd.Series, best: pd.Series) -> pd.Series:
 
 
 def per_seed(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (method, ε, seed): the epoch of its first CO flag ("none"), whether it collapsed at the end,
-    the final model's clean and PGD accuracy (%), the early-stopped model's epoch and PGD accuracy, the final
-    gradient alignment and the training seconds — the numbers the shares and onsets are counted from."""
+    """One row per run (method, ε, seed): its status (completed | not_learned | diverged), the epoch of its first CO
+    flag ("none"), whether it collapsed at the end, the final model's clean and PGD accuracy (%), the early-stopped
+    model's epoch and PGD accuracy, the final gradient alignment and the training seconds — the numbers the shares
+    and onsets are counted from."""
     keys = ["method_label", "eps", "train_seed"]
     final = df[df["model_kind"] == "final"].set_index(keys)
     best = df[df["model_kind"] == "best"].set_index(keys).reindex(final.index)
     return pd.DataFrame({
+        "status": final["train_status"],
         "co_epoch": final["co_epoch"].map(lambda e: "none" if pd.isna(e) else f"{int(e)}"),
         "collapsed": _collapsed(final["pgd_acc"], best["pgd_acc"]),
         "clean_final": 100 * final["clean_acc"], "pgd_final": 100 * final["pgd_acc"],
@@ -45,14 +49,18 @@ def per_seed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def co_shares(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method and ε: seeds, seeds flagged CO and their share, seeds collapsed at the end and their share, and
-    the mean PGD accuracy of the final and the early-stopped models (%)."""
+    """Per method and ε: seeds that learned, seeds that did not (counted apart), seeds flagged CO and their share of
+    those that learned, seeds collapsed at the end and their share, and the mean PGD accuracy of the final and the
+    early-stopped models (%, all seeds)."""
     rows = []
-    for (label, eps), g in per_seed(df).groupby(["method_label", "eps"], sort=True):
+    for (label, eps), all_seeds in per_seed(df).groupby(["method_label", "eps"], sort=True):
+        g = all_seeds[all_seeds["status"] != "not_learned"]
         co, collapsed = int((g["co_epoch"] != "none").sum()), int(g["collapsed"].sum())
-        rows.append({"method_label": label, "eps": float(eps), "seeds": len(g), "co_seeds": co,
-                     "co_share": co / len(g), "collapsed_seeds": collapsed, "collapsed_share": collapsed / len(g),
-                     "pgd_final": g["pgd_final"].mean(), "pgd_best": g["pgd_best"].mean()})
+        rows.append({"method_label": label, "eps": float(eps), "seeds": len(g),
+                     "not_learned": len(all_seeds) - len(g), "co_seeds": co,
+                     "co_share": co / len(g) if len(g) else math.nan, "collapsed_seeds": collapsed,
+                     "collapsed_share": collapsed / len(g) if len(g) else math.nan,
+                     "pgd_final": all_seeds["pgd_final"].mean(), "pgd_best": all_seeds["pgd_best"].mean()})
     return pd.DataFrame(rows)
 
 

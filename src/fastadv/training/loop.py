@@ -12,7 +12,7 @@ Outputs in ``out_dir`` (each written atomically):
   model_final.pt     weights after the last iteration
   model_best.pt      early-stopped weights: best PGD accuracy on fixed training points,
                      chosen at every evaluation (the official code does the same)
-  summary.json       written last: status (completed | diverged), best/CO epochs, seconds, hardware
+  summary.json       written last: status (completed | not_learned | diverged), best/CO epochs, seconds, hardware
 
 Rerunning the same command resumes from ``state.pt``; a completed run is not redone.
 On SIGTERM/SIGUSR1 (SLURM's pre-emption signals) the run saves its state at the next
@@ -94,6 +94,11 @@ class _SignalFlag:
     def __exit__(self, *exc):
         for s, h in self._old.items():
             signal.signal(s, h)
+
+
+# A run's status when it trained to the end: not_learned where its clean accuracy never rose clearly above chance
+# (fastadv.training.monitor.learned); the other status is diverged.
+FINISHED = ("completed", "not_learned")
 
 
 def make_model(cfg: TrainConfig, device) -> torch.nn.Module:
@@ -384,7 +389,7 @@ def record_evaluation(run: Run) -> bool:
     p.history.append(row)
     run.monitor.flag(p.history)
     if run.monitor.improves(row, p.best):
-        p.best = {"acc": row["train_pgd_acc"], "epoch": p.epoch, "iteration": p.global_step,
+        p.best = {"acc": run.monitor.criterion(row), "epoch": p.epoch, "iteration": p.global_step,
                   "state": _cpu_state(run.model)}
     p.running = dict.fromkeys(RUNNING, 0.0)
     run.last_finite = _cpu_state(run.model)
@@ -421,11 +426,16 @@ def finalize(run: Run, status: str, reason: str | None) -> dict:
         save_model(run.out / "model_best.pt", best_model, run.cfg, "best", p.best["epoch"])
     co = [r for r in p.history if r["co"]]
     epochs_done = p.history[-1]["epoch"]
+    if status == "completed" and not run.monitor.learned(p.history):
+        status, reason = "not_learned", (f"clean accuracy on the {run.monitor.n} monitored points never above "
+                                         f"{cfg['monitor']['learned_clean_ratio']:g} x chance "
+                                         f"({run.monitor.chance:.3f}) at level {cfg['monitor']['co_alpha']:g}")
     summary = {
-        "status": status, "reason": reason, "config": cfg, "epochs_done": epochs_done,
+        "status": status, "reason": reason, "monitor_points": run.monitor.n, "monitor_chance": run.monitor.chance, "config": cfg, "epochs_done": epochs_done,
         "iterations_per_epoch": run.plan.iters_per_epoch, "iterations_done": p.history[-1]["iteration"],
         "phases": run.plan.stamp(),
-        "best_epoch": p.best["epoch"], "best_iteration": p.best["iteration"], "best_train_pgd_acc": p.best["acc"],
+        "best_epoch": p.best["epoch"], "best_iteration": p.best["iteration"], "best_by": cfg["monitor"]["best_by"],
+        "best_value": p.best["acc"],
         "co_epoch": co[0]["epoch"] if co else None, "co_iteration": co[0]["iteration"] if co else None,
         "train_seconds": p.train_seconds, "seconds_per_epoch": p.train_seconds / max(epochs_done, 1),
         "final": {k: p.history[-1][k] for k in ("test_clean_acc", "test_fgsm_acc", "test_pgd_acc", "grad_alignment")},

@@ -70,5 +70,6 @@ class Tracker:
             return
         self.live.summary = {**{f"final/{k}": v for k, v in summary["final"].items()},
                              "best_epoch": summary["best_epoch"], "co_epoch": summary["co_epoch"] or -1,
-                             "diverged": int(summary["status"] == "diverged")}
+                             "diverged": int(summary["status"] == "diverged"),
+                             "not_learned": int(summary["status"] == "not_learned")}
         self.live.end()
