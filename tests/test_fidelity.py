@@ -267,3 +267,41 @@ def test_channels_last_training_agrees_with_the_default_layout(tiny_cfg, tmp_pat
     b = train(deep_merge(cfg, {"runtime": {"channels_last": True}}), tmp_path / "b")
     assert b["memory_layout"]["channels_last"] and not a["memory_layout"]["channels_last"]
     assert a["final"]["test_clean_acc"] == pytest.approx(b["final"]["test_clean_acc"], abs=0.05)
+
+
+@pytest.mark.isolated  # CPU float16 kernels under autocast
+@pytest.mark.parametrize("method", ["fgsm", "gradalign"])
+def test_fp16_overflow_in_the_attack_backward_skips_the_step_and_lowers_the_scale(method, monkeypatch):
+    """apex O1 wraps the attack's backward in amp.scale_loss too (Wong et al.'s ImageNet code, the GradAlign
+    code's --half_prec): an overflow there skips the optimiser step and halves the scale. A non-finite attack
+    gradient injected at the second of three steps: that step leaves the weights as they were and halves the scale;
+    the steps around it train; fp32 (no scaling) takes FGSM's step whatever the attack's gradient."""
+    import fastadv.attacks.grad as grad_module
+
+    real_grad = torch.autograd.grad
+    blow = {"on": False}
+
+    def attack_grad(outputs, inputs, *args, **kwargs):  # the input gradient as an fp16 overflow leaves it
+        grads = real_grad(outputs, inputs, *args, **kwargs)
+        return tuple(g * float("inf") for g in grads) if blow["on"] else grads
+
+    monkeypatch.setattr(grad_module.torch.autograd, "grad", attack_grad)
+    x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    # fp32 for FGSM only: GradAlign's loss is built from the attack's gradient, so there it turns non-finite itself
+    for precision, skips in (("fp16", True),) + ((("fp32", False),) if method == "fgsm" else ()):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+        m = build_method({"name": method, "eps": 8, method: {"alpha": 1.25, **({"start": "zero"} if method == "fgsm"
+                                                                               else {"lambda": 0.2})}}, "cifar10")
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        autocast, scaler = mixed_precision(precision, torch.device("cpu"))
+        weights, scales = [], []
+        for step in range(3):
+            blow["on"] = step == 1
+            train_step(net, opt, m, x, y, StepContext(torch.Generator().manual_seed(step)), 0.1, autocast, scaler)
+            weights.append(net[1].weight.detach().clone())
+            scales.append(scaler.get_scale() if scaler.is_enabled() else None)
+        assert torch.equal(weights[0], weights[1]) == skips, precision
+        assert not torch.equal(weights[1], weights[2]) and torch.isfinite(weights[2]).all()
+        if skips:
+            assert scales[1] == scales[0] / 2 and scales[2] == scales[1]

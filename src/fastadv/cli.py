@@ -97,7 +97,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from fastadv.training.loop import Preempted, train
+    from fastadv.training.loop import FINISHED, Preempted, train
 
     cfg = _config(args, "train")
     if args.resolved is None:  # the workflow's jobs were checked when it planned them
@@ -127,7 +127,7 @@ def cmd_train(args) -> int:
     if os.environ.get("RANK", "0") == "0":  # data-parallel runs: rank 0 speaks for all
         print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
               f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
-    return 0 if s["status"] == "completed" or args.diverged_ok else 3
+    return 0 if s["status"] in FINISHED or args.diverged_ok else 3
 
 
 def _folder_images(data: dict) -> int | None:

@@ -8,24 +8,53 @@ import torch.nn.functional as F
 
 from fastadv.attacks.double_backward import fused_double_backward, fused_requested
 
-# Loss scale of fp16 mixed-precision training (runtime.precision: fp16): input gradients are taken of
-# the scaled loss and divided back, so small gradients do not underflow in half precision — what the
-# GradAlign code does with apex's amp.scale_loss. 1 outside such a step.
-_LOSS_SCALE = contextvars.ContextVar("fastadv_loss_scale", default=1.0)
+class LossScaling:
+    """The loss scale of one fp16 mixed-precision step (runtime.precision: fp16): input gradients are taken of
+    the scaled loss and divided back, so small gradients do not underflow in half precision — what the GradAlign
+    code and Wong et al.'s ImageNet code do with apex's ``amp.scale_loss`` around the attack's backward too.
+    ``found_inf``: a 0-d bool tensor, true once a scaled input gradient of the step was non-finite (an overflow;
+    kept on the device: no host sync); :meth:`poison` then makes the step's loss non-finite, so the gradient
+    scaler skips the step and lowers the scale, as apex O1 does after an overflow in any of the step's scaled
+    backward passes (under data parallelism the poisoned gradients reach every rank through its all-reduce)."""
+
+    def __init__(self, scale: float):
+        self.scale, self.found_inf = float(scale), None
+
+    def unscaled(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1.0:
+            return grad
+        bad = ~torch.isfinite(grad).all()
+        self.found_inf = bad if self.found_inf is None else self.found_inf | bad
+        return grad / self.scale
+
+    def poison(self, loss: torch.Tensor) -> torch.Tensor:
+        if self.found_inf is None:
+            return loss
+        return loss * torch.where(self.found_inf, float("nan"), 1.0).to(loss.dtype)
+
+
+_LOSS_SCALE = contextvars.ContextVar("fastadv_loss_scale", default=LossScaling(1.0))
 
 
 @contextlib.contextmanager
 def loss_scaling(scale: float):
-    """Inside: :func:`input_grad` and :func:`loss_and_input_grad` scale the loss by ``scale``."""
-    token = _LOSS_SCALE.set(float(scale))
+    """Inside: :func:`input_grad` and :func:`loss_and_input_grad` scale the loss by ``scale``; yields the
+    :class:`LossScaling` that records overflows."""
+    scaling = LossScaling(scale)
+    token = _LOSS_SCALE.set(scaling)
     try:
-        yield
+        yield scaling
     finally:
         _LOSS_SCALE.reset(token)
 
 
 def loss_scale() -> float:
-    return _LOSS_SCALE.get()
+    return _LOSS_SCALE.get().scale
+
+
+def unscaled(grad: torch.Tensor) -> torch.Tensor:
+    """A gradient of the scaled loss divided back by the scale, its overflow recorded (:class:`LossScaling`)."""
+    return _LOSS_SCALE.get().unscaled(grad)
 
 
 def _graph_of(create_graph: bool):
@@ -51,7 +80,7 @@ def input_grad(model, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor | No
     loss = F.cross_entropy(logits, y, reduction=reduction)
     scale = loss_scale()
     (grad,) = torch.autograd.grad(loss * scale if scale != 1.0 else loss, delta, create_graph=create_graph)
-    grad = grad / scale if scale != 1.0 else grad
+    grad = unscaled(grad)
     return (grad if create_graph else grad.detach()), logits
 
 
@@ -71,4 +100,4 @@ def loss_and_input_grad(model, x: torch.Tensor, y: torch.Tensor, loss_fn=per_exa
     loss = loss_fn(logits, y)
     scale = loss_scale()
     (grad,) = torch.autograd.grad(loss.sum() * scale, x, create_graph=True)
-    return logits, loss, grad / scale if scale != 1.0 else grad
+    return logits, loss, unscaled(grad)

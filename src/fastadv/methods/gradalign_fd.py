@@ -37,6 +37,7 @@ F = lazy("torch.nn.functional")
 nn = lazy("torch.nn")
 uniform_delta = deferred("fastadv.attacks.fgsm", "uniform_delta")
 loss_scale = deferred("fastadv.attacks.grad", "loss_scale")
+unscaled = deferred("fastadv.attacks.grad", "unscaled")
 
 SPEC = MethodSpec(
     "gradalign_fd",
@@ -92,7 +93,7 @@ def penalty_fd_terms(model, x, y, eps: float, eta: torch.Tensor, grad_x: torch.T
         loss_z = F.cross_entropy(model(z), y)
     scale = loss_scale()
     g2, *grads_z = torch.autograd.grad(loss_z * scale if scale != 1.0 else loss_z, [z] + params)
-    g2 = g2 / scale if scale != 1.0 else g2
+    g2 = unscaled(g2)
     cos, valid = alignment_cosines(grad_x.detach(), g2)
     n = valid.sum().clamp_min(1)
     penalty = torch.where(valid, 1.0 - cos, torch.zeros_like(cos)).sum() / n

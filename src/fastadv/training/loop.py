@@ -135,21 +135,27 @@ def mixed_precision(precision: str, device: torch.device):
 def train_step(model, opt, method, x, y, ctx: StepContext, lr: float, autocast, scaler,
                loss_weight: float = 1.0, double_backward: str = "native") -> "StepOutput":  # noqa: F821
     """One optimisation step of ``method`` on a batch (training and ``bench-train`` share it). With fp16
-    the loss is scaled, and so are the input gradients the method takes (attacks.grad.loss_scaling).
+    the loss is scaled, and so are the input gradients the method takes (attacks.grad.loss_scaling); an overflow
+    in those skips the step and lowers the scale, as one in the training backward does (apex O1).
     ``loss_weight``: a data-parallel shard's share of the global batch × the world size (1 alone);
     ``double_backward``: how input gradients with ``create_graph`` build their graph (the run's
     ``double_backward_path(...)["used"]``)."""
     for g in opt.param_groups:
         g["lr"] = lr
     scale = scaler.get_scale() if scaler.is_enabled() else 1.0
-    with autocast, loss_scaling(scale), double_backward_as(double_backward):
+    with autocast, loss_scaling(scale) as scaling, double_backward_as(double_backward):
         res = method.step(model, x, y, ctx)
     opt.zero_grad(set_to_none=True)
-    scaler.scale(res.loss if loss_weight == 1.0 else res.loss * loss_weight).backward()
+    scaler.scale(scaling.poison(res.loss if loss_weight == 1.0 else res.loss * loss_weight)).backward()
     method.after_backward()
     scaler.step(opt)
     scaler.update()
     return res
+
+
+def _cpu_tensors(state: dict) -> dict:
+    """A method's state with its tensors on the CPU (per rank: FGSM's carried noise holds the rank's rows)."""
+    return {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in state.items()}
 
 
 def _cpu_state(model) -> dict:
@@ -283,20 +289,21 @@ class Run:
     def save_state(self) -> None:
         """``state.pt`` (rank 0; every rank calls it: the running statistics are gathered first)."""
         self.progress.gather(self.group, self.device)
+        methods = distributed.every_rank(_cpu_tensors(self.method.state_dict()), self.group)  # a rank's shard's
         if not self.group.main:
             return
-        m = self.method.state_dict()
         atomic.save_torch(self.out / "state.pt", {
             "format": STATE_FORMAT, "config": self.cfg.to_dict(), "world_size": self.group.world,
             "model": _cpu_state(self.model),
-            "optimizer": self.opt.state_dict(), "method": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in m.items()},
+            "optimizer": self.opt.state_dict(), "method": methods,
             "scaler": self.scaler.state_dict(), "progress": self.progress.state_dict(), "rng_cpu": torch.get_rng_state()})
 
     def load_state(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["optimizer"])
         self.scaler.load_state_dict(st["scaler"])
-        self.method.load_state_dict({k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in st["method"].items()})
+        m = st["method"][self.group.rank] if isinstance(st["method"], list) else st["method"]  # a dict: one rank's
+        self.method.load_state_dict({k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in m.items()})
         self.progress = TrainProgress(**st["progress"])
         if not self.group.main:  # the saved running sums are the global ones (gather): rank 0 carries them
             self.progress.running = dict.fromkeys(RUNNING, 0.0)
