@@ -305,3 +305,28 @@ def test_fp16_overflow_in_the_attack_backward_skips_the_step_and_lowers_the_scal
         assert not torch.equal(weights[1], weights[2]) and torch.isfinite(weights[2]).all()
         if skips:
             assert scales[1] == scales[0] / 2 and scales[2] == scales[1]
+
+
+def test_wong_et_al_count_a_clean_misclassified_point_robust_the_papers_rule_does_not():
+    """benchmarks/wong_pgd_counting.py (issue 42): a model wrong only at the clean point x₀ itself (its class-0 logit
+    1 − 10⁶‖z − x₀‖² wins only within 10⁻³ of x₀), label 1. Every random start is classified correctly and no
+    sign step of size ε/4 gets back within reach of x₀, so Wong et al.'s attack_pgd (and the GradAlign code's
+    max-loss rule, which also asks nothing of x) count it robust; the paper's worst case does not. A second point
+    far from x₀ is robust under every rule."""
+    import importlib.util
+
+    from tests.helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("wong_pgd_counting", REPO / "benchmarks" / "wong_pgd_counting.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    x0 = torch.full((1, 3, 2, 2), 0.5)
+
+    class OnlyWrongAtX0(torch.nn.Module):
+        def forward(self, z):
+            d2 = ((z - x0) ** 2).flatten(1).sum(1)
+            return torch.stack([1 - 1e6 * d2, torch.zeros_like(d2)], 1)
+
+    x, y = torch.cat([x0, torch.full((1, 3, 2, 2), 0.9)]), torch.tensor([1, 1])
+    c = bench.counts(OnlyWrongAtX0(), x, y, eps=8 / 255, alpha=2 / 255, steps=10, restarts=3)
+    assert c == {"n": 2, "clean": 1, "worst_case": 1, "max_loss": 2, "wong": 2, "wong_robust_but_clean_wrong": 1}
