@@ -107,8 +107,9 @@ def test_paper_fig1_dag_has_every_run_and_evaluation(tmp_path):
 def test_imagenet_experiment_is_wired_to_the_image_folder_manifest_and_resnet50(tmp_path):
     wf = copy_workflow(tmp_path)
     jobs = dry_run_jobs(wf, "results/paper/imagenet.pdf")
-    # the manifest, then the 160- and 352-px copies the first two phases read
-    assert jobs == {"prepare_image_folder": 1, "resize_image_folder": 2, "train_model": 9, "evaluate_model": 9,
+    # the manifest, then the 160- and 352-px copies the first two phases read; 4 methods (FGSM from zero and carried,
+    # FGSM-RS, GradAlign) x 3 eps, each final and best-clean model evaluated (Wong et al.'s model_best)
+    assert jobs == {"prepare_image_folder": 1, "resize_image_folder": 2, "train_model": 12, "evaluate_model": 24,
                     "collect_results": 1, "draw_accuracy_figure": 1}
     cfg = Study.load(PARAMS).train_config("imagenet", "gradalign_l0.1", 4.0, 0)
     assert cfg["data"]["dataset"] == "imagenet" and cfg["model"]["name"] == "resnet50"
