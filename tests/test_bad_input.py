@@ -35,7 +35,7 @@ TRAIN_ROWS = [
     (["--set", "method.name=fgsmm"], "invalid train.method.name 'fgsmm'; valid: cure, elle, elle_a, fgsm, fgsm_rs"),
     (["--set", "model.name=vit"], "invalid train.model.name 'vit'; valid: preact_resnet18"),
     (["--scale", "huge"], "unknown scale 'huge'; valid: paper, quick, smoke"),
-    (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: cure, cure_fgsm, elle, elle_a, elle_original, fgsm, fgsm_rs, free"),
+    (["--variant", "pgd3"], "unknown method variant 'pgd3'; valid: cure, cure_fgsm, elle, elle_a, elle_original, fgsm, fgsm_carried, fgsm_rs"),
     (["--experiment", "fig9"], "unknown experiment 'fig9'; valid: autoattack, cnn4, fig1, fig1_svhn, fig4, figA"),
     (["--set", "method.eps=0"], "train.method.eps=0.0 out of range"),
     (["--set", "method.eps=300"], "train.method.eps=300.0 out of range"),
