@@ -74,7 +74,7 @@ def test_figure_inputs_missing_or_of_the_wrong_kind(tmp_path, capsys):
                               "table (fastadv collect) (FileNotFoundError)")
     assert main(base + ["--results", str(tmp_path / "other.csv")]) == 2
     assert _error(capsys) == (f"fastadv: error: {str(tmp_path / 'other.csv')!r} is not a tidy results table "
-                              "(fastadv collect): no column(s) dataset, method, method_label, train_eps … (28 in all)")
+                              "(fastadv collect): no column(s) dataset, method, method_label, train_eps … (30 in all)")
     assert main(["figure", "figA", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path / "f.pdf"),
                  "--histories", str(tmp_path / "other.csv")]) == 2
     assert _error(capsys) == (f"fastadv: error: {str(tmp_path / 'other.csv')!r} is not a run's history.csv: no "
