@@ -12,9 +12,9 @@ Two rules, each counted per run and per (method, ε) as the share of seeds:
 A run that never learned (``train_status`` ``not_learned``: its clean accuracy never clearly above chance,
 fastadv.training.monitor.learned) is counted apart: it had no robustness to lose, so it is neither an overfitting
 seed nor a robust one. The onset of a method under a rule is the smallest ε at which at least half of its seeds
-that learned meet it (None: at no ε of the grid). The paper's onset, from its Fig. 1 values (published_values.yaml, digitised): the smallest ε at
-which the final model's PGD accuracy is below half the early-stopped model's — the collapse the early-stopped panel
-shows Fig. 1's final models suffered (per-seed histories are not published).
+that learned meet it (None: at no ε of the grid). The paper's onset, from its Fig. 1 values (published_values.yaml,
+digitised): the smallest ε at which the final model's PGD accuracy is below half the early-stopped model's — the
+collapse the early-stopped panel shows Fig. 1's final models suffered (per-seed histories are not published).
 """
 from __future__ import annotations
 

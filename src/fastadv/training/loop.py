@@ -10,8 +10,8 @@ Outputs in ``out_dir`` (each written atomically):
                      ``eval_iter_freq``) and after the last one, or at every epoch end when 0
   snapshots.npz      per-epoch snapshots: the epoch numbers, and the filters of a single-layer CNN
   model_final.pt     weights after the last iteration
-  model_best.pt      early-stopped weights: best PGD accuracy on fixed training points,
-                     chosen at every evaluation (the official code does the same)
+  model_best.pt      early-stopped weights, chosen at every evaluation by monitor.best_by: best PGD accuracy
+                     on fixed training points (the official code's) or best clean test accuracy (Wong et al.'s)
   summary.json       written last: status (completed | not_learned | diverged), best/CO epochs, seconds, hardware
 
 Rerunning the same command resumes from ``state.pt``; a completed run is not redone.
