@@ -11,6 +11,7 @@ from fractions import Fraction
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from fastadv.cli import main
 from fastadv.config.params import deep_merge
@@ -131,9 +132,9 @@ def test_co_flags_command_recomputes_older_runs_under_the_params_rule(tmp_path, 
     _run(tiny_cfg, out)
     _as_older_run(out, tmp_path / "older", False)
     params = tmp_path / "params.yaml"
-    doc = json.loads(json.dumps(__import__("yaml").safe_load(PARAMS.read_text())))
+    doc = yaml.safe_load(PARAMS.read_text())
     doc["train"]["monitor"]["learned_clean_ratio"] = 0.0
-    params.write_text(__import__("yaml").safe_dump(doc))
+    params.write_text(yaml.safe_dump(doc))
     assert main(["co-flags", str(tmp_path / "older"), "--config", str(params), "--out", str(tmp_path / "f.csv")]) == 0
     printed = capsys.readouterr().out
     table = pd.read_csv(tmp_path / "f.csv")
