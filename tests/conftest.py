@@ -84,6 +84,13 @@ def smoke_build(tmp_path_factory) -> Path:
     return wf
 
 
+# `make test` runs two workers on two cores: one thread each, also in the processes a test starts (a run whose
+# runtime.threads is 0 takes torch's default, every core). Two OpenMP threads sharing a core with the other worker
+# wait on each other at every operator: the smoke ImageNet evaluations, ResNet-50 on 8 points, ran 7x slower on
+# two threads than alone (docs/performance.md, 2026-12-07). A run's own runtime.threads still sets its count.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)

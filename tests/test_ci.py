@@ -69,11 +69,22 @@ def test_budget_names_a_long_test_not_marked_slow_and_a_suite_over_budget(tmp_pa
     spec.loader.exec_module(budget)
     slow = "tests/test_faults.py::test_sigkill_at_random_moments_then_rerun_gives_identical_weights"
     quick = "tests/test_ci.py::test_ci_runs_the_readme_test_command_then_the_tree_check"
-    assert budget.main([str(_junit(tmp_path / "a.xml", {slow: 200.0, quick: 1.0}))]) == 0
-    assert budget.main([str(_junit(tmp_path / "b.xml", {slow: 200.0, quick: 31.0}))]) == 1
-    assert f"test_budget: 31.0 s > 30 s, not marked slow: {quick}" in capsys.readouterr().out
-    assert budget.main([str(_junit(tmp_path / "c.xml", {slow: budget.SUITE_BUDGET_S + 1.0}))]) == 1
+    one = ["--slowdown", "1"]
+    assert budget.main([str(_junit(tmp_path / "a.xml", {slow: 200.0, quick: 1.0})), *one]) == 0
+    assert budget.main([str(_junit(tmp_path / "b.xml", {slow: 200.0, quick: 31.0})), *one]) == 1
+    assert f"test_budget: 31.0 s at the reference's speed (31.0 s here) > 30 s, not marked slow: {quick}" in (
+        capsys.readouterr().out)
+    over = str(_junit(tmp_path / "c.xml", {slow: budget.SUITE_BUDGET_S + 2.0}))
+    assert budget.main([over, *one]) == 1
     assert "OVER BUDGET" in capsys.readouterr().out
+    # The budget is at the reference machine's speed: the same seconds on a machine twice as slow are within it
+    assert budget.main([over, "--slowdown", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{(budget.SUITE_BUDGET_S + 2) / 2:.0f} s at its speed" in out and "within budget" in out
+    assert budget.main([str(_junit(tmp_path / "d.xml", {quick: 31.0})), "--slowdown", "1.1"]) == 0  # 28.2 s there
+    with pytest.raises(SystemExit) as e:
+        budget.main([over, "--slowdown", "0"])
+    assert e.value.code == 2 and "--slowdown 0: must be > 0" in capsys.readouterr().err
 
 
 def test_a_module_kept_together_runs_on_one_worker_and_the_others_spread(tmp_path):
