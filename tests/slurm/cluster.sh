@@ -147,6 +147,8 @@ StoragePass=$pass
 StorageLoc=slurm_acct_db
 EOF
     )
+    # The node's CPUs are the machine's: nproc also honours OMP_NUM_THREADS, which the test suite sets to 1 (a
+    # 1-CPU node leaves every 2-CPU job pending with reason PartitionConfig).
     cat >"$DIR/etc/slurm.conf" <<EOF
 ClusterName=$CLUSTER
 SlurmctldHost=$host(127.0.0.1)
@@ -183,7 +185,7 @@ AccountingStoreFlags=job_comment
 ReturnToService=2
 KillWait=5
 InactiveLimit=0
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem_mib State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) RealMemory=$mem_mib State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
     export SLURM_CONF="$DIR/etc/slurm.conf"
