@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # $FASTADV_DATA_SOURCE (environment or `make demo FASTADV_DATA_SOURCE=...`), else ../shared/data if it
 # holds cifar10.npz, else a torchvision download.
 
-.PHONY: setup test test-fast demo sweep smoke pull clean gpu-check
+.PHONY: setup test test-fast demo sweep smoke pull clean gpu-check docs readme-figures docs/demo_fig1.png docs/sweep.png
 
 $(BIN)/fastadv: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,23 @@ sweep: setup
 	$(BIN)/fastadv estimate sweep
 	$(SNAKEMAKE) results/quick/sweep.pdf
 
+# The documentation site into site/ (open site/index.html); strict: a warning (a broken link, a page left out of
+# the nav) fails it. The reference pages are generated from the code as it builds (docs/hooks.py).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The README's pictures, redrawn from the quick scale's results: each builds what is missing first (the demo's
+# Fig. 1: ~30 min on 2 cores; the sweep: ~1.5-2.5 h), then copies the PNG the figure rule drew (atomically).
+readme-figures: docs/demo_fig1.png docs/sweep.png
+
+docs/demo_fig1.png: setup
+	$(SNAKEMAKE) results/quick/fig1.pdf --config scale=quick
+	$(BIN)/fastadv copy results/quick/fig1.png $@
+
+docs/sweep.png: setup
+	$(SNAKEMAKE) results/quick/sweep.pdf --config scale=quick
+	$(BIN)/fastadv copy results/quick/sweep.png $@
+
 # Whole pipeline on a tiny scale (minutes): data -> training -> evaluation -> figure.
 smoke: setup
 	$(SNAKEMAKE) results/smoke/fig1.pdf results/smoke/fig1_curves_eps16.pdf results/smoke/figA.pdf results/smoke/grad_alignment.pdf results/smoke/runtime.md results/smoke/autoattack.md results/smoke/fig4.pdf results/smoke/cnn4.md results/smoke/cnn4_fig11.pdf results/smoke/table7.md results/smoke/vs_published.md
@@ -49,11 +66,11 @@ pull: setup
 	$(BIN)/dvc pull --with-deps figures
 	$(SNAKEMAKE) --touch results/$(SCALE)/fig1.pdf
 
-# On a machine with a GPU: precision, speed and one-epoch checks at the paper scale (README, Performance).
+# On a machine with a GPU: precision, speed and one-epoch checks at the paper scale (docs/guide/performance.md).
 gpu-check: setup
 	$(SNAKEMAKE) data/cifar10.npz
 	$(BIN)/fastadv gpu-check --out results/gpu_check
 
 clean:
-	rm -rf runs results logs .snakemake
+	rm -rf runs results logs .snakemake site
 	find benchmarks -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +  # the rules' timings; the scripts stay

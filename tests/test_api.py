@@ -56,8 +56,9 @@ def test_the_workflow_side_of_the_package_imports_without_torch():
         fastadv.nonsense
 
 
-def test_readme_python_example_runs(tmp_path):
-    """The README's example, run as written in a folder laid out as after `make demo`
+@pytest.mark.parametrize("page", ["README.md", "docs/guide/api.md"])
+def test_python_example_runs(page, tmp_path):
+    """The README's and the API guide's example, each run as written in a folder laid out as after `make demo`
     (prepared CIFAR-10; an untrained quick-scale model file where the demo writes its model)."""
     src = data_source()
     if src is None:
@@ -66,7 +67,7 @@ def test_readme_python_example_runs(tmp_path):
     cfg = resolve_config(PARAMS, "train", "quick")
     model = build_model("preact_resnet18", width=cfg["model"]["width"], num_classes=10, in_shape=(3, 32, 32))
     save_model(tmp_path / "runs/quick/fig1/gradalign/eps16/seed0/model_final.pt", model, cfg, "final", 10)
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / page).read_text(), flags=re.S)
     assert len(blocks) == 1
     r = subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(1)\n" + blocks[0]],
                        cwd=tmp_path, capture_output=True, text=True)

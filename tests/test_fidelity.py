@@ -159,7 +159,7 @@ def test_extra_clean_forward_moves_batchnorm_statistics_only():
 def test_fp16_double_backprop_agrees_with_fp32():
     """runtime.precision fp16 (autocast + loss scaling, as the scripts' --half_prec): the GradAlign penalty's
     parameter gradient (g1 and η fixed) under float16 autocast against fp32 on the CPU's kernels, and one
-    training step with dynamic loss scaling stays finite. (The CUDA check is listed in the README.)"""
+    training step with dynamic loss scaling stays finite. (The CUDA check is listed in docs/guide/performance.md.)"""
     from fastadv.attacks.grad import input_grad, loss_scaling
     from fastadv.methods import grad_align_penalty
     from fastadv.models import build_model

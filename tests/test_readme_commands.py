@@ -1,7 +1,8 @@
-"""Every command the README prints in a ```bash block is listed here with how the suite runs it: as printed
-(``run``), as printed plus a dry-run flag (``dry``: the plan, not the hours of training), as printed expecting
-the documented refusal (``refused``), or not, with the reason (``skip``). A command added to the README and
-not listed here fails the first test, so the README and what is tested cannot drift apart."""
+"""Every command the README and the documentation site (docs/**/*.md) print in a ```bash block is listed here
+with how the suite runs it: as printed (``run``), as printed plus a dry-run flag (``dry``: the plan, not the hours
+of training), as printed expecting the documented refusal (``refused``), or not, with the reason (``skip``). A
+command added to a page and not listed here fails the first test, so the docs and what is tested cannot drift
+apart."""
 import os
 import re
 import shlex
@@ -49,6 +50,8 @@ COMMANDS = {
     "srun --ntasks=8 --ntasks-per-node=4 --gpus-per-task=1 fastadv train …": skip("2 GPU nodes; tests/test_slurm.py "
                                                                                   "runs srun with 2 tasks"),
     "snakemake --cores all results/paper/table6.md": DRY,
+    "fastadv run results/fig1.pdf --scale quick --cores 2": DRY,
+    "fastadv run results/fig1.pdf --profile workflow/profiles/slurm": DRY,
     "snakemake --profile workflow/profiles/slurm results/paper/table6.md": skip(
         "a SLURM cluster with GPUs: tests/test_slurm.py runs the imagenet experiment's CPU size with 2 tasks per run"),
     ".venv/bin/dvc repro": DRY,
@@ -74,15 +77,19 @@ COMMANDS = {
     "results/paper/cnn4_fig7.pdf results/paper/cnn4_fig11.pdf results/paper/lemma2.md": DRY,
 }
 def dry(command: str) -> str:
-    """The command as printed, planning only: snakemake -n, dvc repro --dry."""
+    """The command as printed, planning only: snakemake -n, fastadv run -n, dvc repro --dry."""
     tool, rest = command.split(" ", 1)
-    return f"snakemake -n {rest}" if tool == "snakemake" else f"{command} --dry"
+    if tool == "snakemake":
+        return f"snakemake -n {rest}"
+    return f"{command} -n" if command.startswith("fastadv run ") else f"{command} --dry"
 
 
-def readme_commands() -> list[str]:
-    """Command lines of the README's bash blocks: comments dropped, continuation lines joined."""
+def documented_commands() -> list[str]:
+    """Command lines of the bash blocks of the README and the docs' pages: comments dropped, continuation lines
+    joined."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S):
+    for block in (b for page in pages for b in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S)):
         text = re.sub(r"\\\n\s*", "", block)
         for line in text.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
@@ -91,8 +98,8 @@ def readme_commands() -> list[str]:
     return out
 
 
-def test_every_readme_command_is_listed_with_how_it_is_tested():
-    printed = readme_commands()
+def test_every_documented_command_is_listed_with_how_it_is_tested():
+    printed = documented_commands()
     assert sorted(set(printed)) == sorted(COMMANDS), (sorted(set(printed) - set(COMMANDS)),
                                                       sorted(set(COMMANDS) - set(printed)))
 
@@ -126,7 +133,7 @@ def _run(project, command: str):
 @pytest.mark.parametrize("command", [c for c, how in COMMANDS.items() if how in (RUN, DRY, REFUSED)])
 def test_readme_command_works_as_printed(command, project):
     how = COMMANDS[command]
-    if "train --scale smoke" in command or command.startswith((".venv/bin/dvc", "snakemake")):
+    if "train --scale smoke" in command or command.startswith((".venv/bin/dvc", "snakemake", "fastadv run")):
         if not (project / "data/cifar10.npz").exists():  # the README's order: prepare first
             assert _run(project, "fastadv prepare --dataset cifar10 --source ../shared/data").returncode == 0
     if how == DRY:

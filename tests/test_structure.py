@@ -57,7 +57,7 @@ def test_no_import_cycles():
     assert not cycles, cycles
 
 
-# The README's code map: which package may import which (besides atomic, errors, lazy, units, shard and the package root).
+# The code map (docs/reference/code-map.md): which package may import which (besides atomic, errors, lazy, units, shard and the package root).
 BELOW_TRAINING = {"config", "methods", "data", "models", "attacks"}
 MAY_IMPORT = {
     "config": {"methods"}, "methods": {"config", "attacks"}, "data": {"config"}, "models": set(), "attacks": set(),
@@ -95,15 +95,14 @@ def test_no_function_over_50_lines_and_no_class_over_120():
     assert not long, long
 
 
-def test_method_registry_config_schema_and_readme_agree():
+def test_method_registry_config_schema_and_docs_agree():
     """The specs the registry finds, the config's method names and defaults, the generated schema and the
-    README's table (`fastadv methods`) all name the same methods and parameters; every spec's ``impl`` is
-    a Method subclass in the file that declares it."""
+    docs' methods reference (generated from the specs: tests/test_docs.py) all name the same methods and
+    parameters; every spec's ``impl`` is a Method subclass in the file that declares it."""
     from fastadv.config.params import method_defaults, method_names, schema
     from fastadv.config.study import json_schema
     from fastadv.methods import Method
-    from fastadv.methods.registry import method_class, methods_table, specs
-    from tests.helpers import REPO
+    from fastadv.methods.registry import method_class, specs
 
     files = {p.stem for p in (PKG / "methods").glob("*.py")} - {"__init__", "base", "registry"}
     assert set(specs()) == set(method_names()) == files  # one file per method, each found unlisted
@@ -115,7 +114,6 @@ def test_method_registry_config_schema_and_readme_agree():
     with_params = {n for n, s in specs().items() if s.params}
     assert {k for k in schema("train")["method"] if k in specs()} == set(method_defaults()) == with_params == \
         {k for k in generated if k in specs()}
-    assert methods_table() in (REPO / "README.md").read_text(), "README: paste the output of `fastadv methods`"
 
 
 def test_reading_the_method_specs_imports_no_torch():
@@ -153,7 +151,7 @@ def test_every_benchmark_script_the_docs_name_is_in_the_repository():
     import subprocess
 
     repo = Path(__file__).resolve().parents[1]
-    docs = [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+    docs = [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]
     named = {m for p in docs for m in re.findall(r"benchmarks/[\w.]+\.(?:py|sh)", p.read_text())}
     assert named, "the docs name no benchmark script: the pattern above is stale"
     tracked = set(subprocess.run(["git", "ls-files", "benchmarks"], cwd=repo, capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""The table of the paper's figures and tables (fastadv.paper.targets) drives the CLI, the rules and the README."""
+"""The table of the paper's figures and tables (fastadv.paper.targets) drives the CLI, the rules and the docs' targets reference."""
 import re
 
 import pytest
@@ -20,10 +20,6 @@ def test_every_renderer_has_a_target_and_the_cli_offers_exactly_them():
                    if a.dest == "name").choices
     assert list(choices) == list(targets.renderers())
     assert len({t.name for t in targets.TARGETS}) == len(targets.TARGETS)
-
-
-def test_readme_target_table_is_the_generated_one():
-    assert targets.targets_table() in (REPO / "README.md").read_text(), "README: paste the output of `fastadv targets`"
 
 
 def test_find_reads_the_eps_of_a_per_eps_target_and_refuses_unknown_names():

@@ -1,4 +1,4 @@
-"""``fastadv`` command line: prepare, train (and more subcommands as they land).
+"""``fastadv`` command line: the user's commands first, the maintainers' tools in their own group (``GROUPS``).
 
 Every error that is the user's to fix is printed as one line
 (``fastadv: error: …``) with exit code 2; a pre-empted training exits 75.
@@ -235,6 +235,12 @@ def cmd_figure(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from fastadv.workflow.run import run_targets
+
+    return run_targets(args.targets, scale=args.scale, cores=args.cores, profile=args.profile, dry_run=args.dry_run)
+
+
 def cmd_targets(args) -> int:
     from fastadv.paper.targets import targets_table
 
@@ -265,7 +271,7 @@ def cmd_fidelity(args) -> int:
 
     table = fidelity_report(args.model, args.data_root, args.n_points, args.eval_points)
     write_table(table, args.out, f"Effect of each switch of parity with the official GradAlign code on {args.model} "
-                "(README, Fidelity): both settings on the same model and points.")
+                "(docs/guide/fidelity.md): both settings on the same model and points.")
     print(f"fidelity: {args.out}")
     return 0
 
@@ -442,6 +448,17 @@ def _add_run_commands(sub) -> None:
     pf.set_defaults(func=cmd_co_flags)
 
 
+def _add_workflow_command(sub) -> None:
+    pr = sub.add_parser("run", help="build figures and tables with the workflow: Snakemake, its arguments in the "
+                                    "order it parses them")
+    pr.add_argument("targets", nargs="+", metavar="TARGET", help="e.g. results/fig1.pdf (fastadv targets lists them)")
+    pr.add_argument("--scale", default=None, help="the scale to build (default: params.yaml's scale:)")
+    pr.add_argument("--cores", default="all", help="CPU cores Snakemake may use (default: all)")
+    pr.add_argument("--profile", default=None, help="a Snakemake profile folder, e.g. workflow/profiles/slurm")
+    pr.add_argument("-n", "--dry-run", action="store_true", help="plan only: the jobs Snakemake would run")
+    pr.set_defaults(func=cmd_run)
+
+
 def _add_zoo_commands(sub) -> None:
     """import, zoo: published models converted and evaluated (fastadv.zoo)."""
     from fastadv.config.params import DATASETS
@@ -583,16 +600,33 @@ def _add_estimate_command(sub) -> None:
     pe.set_defaults(func=cmd_estimate)
 
 
+# `fastadv --help` lists the commands in these groups, in this order (a test checks each is in one).
+GROUPS = {
+    "Run experiments": ("prepare", "train", "evaluate", "import", "run", "zoo", "collect", "co-flags"),
+    "Figures, tables and what is configured": ("figure", "targets", "fidelity", "estimate", "config", "methods"),
+    "Maintainer tools": ("bench-train", "bench-eval", "gpu-check", "lemma2", "digitize", "schema", "copy"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fastadv import __version__
 
-    p = argparse.ArgumentParser(prog="fastadv", description="Fast adversarial training and GradAlign, reproducibly.")
+    p = argparse.ArgumentParser(prog="fastadv", description="Fast adversarial training and GradAlign, reproducibly.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"fastadv {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of the commands below")
     _add_run_commands(sub)
+    _add_workflow_command(sub)
     _add_zoo_commands(sub)
     _add_figure_commands(sub)
     _add_tool_commands(sub)
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, parser in sub.choices.items():  # each command's --help opens with its one line
+        parser.description = parser.description or helps[name]
+    sub._choices_actions = []  # listed by group in the epilog instead of flat
+    width = max(map(len, sub.choices)) + 2
+    p.epilog = "\n\n".join(f"{group}:\n" + "\n".join(f"  {n:<{width}}{helps[n]}" for n in names)
+                             for group, names in GROUPS.items()) + "\n\nfastadv COMMAND --help: its options."
     return p
 
 

@@ -29,7 +29,7 @@ def fgsm_point(x: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float) ->
 
 def fgsm_attack(model, x, y, eps: float, alpha: float | None = None, random_init: bool = False,
                 gen: torch.Generator | None = None, return_grad: bool = False, clamp_in_graph: bool = False):
-    """One signed-gradient step: δ = Π_[-ε,ε](δ₀ + α·sign(∇ₓℓ(x+δ₀))), then x+δ clipped to [0,1].
+    """One signed-gradient step: `δ = Π_[-ε,ε](δ₀ + α·sign(∇ₓℓ(x+δ₀)))`, then x+δ clipped to [0,1].
 
     ``alpha`` is absolute (default ε). With δ₀ = 0 any α ≥ ε lands on the corner
     ε·sign(∇), which is why the GradAlign scripts' α = 1.25ε with zero init is

@@ -41,7 +41,7 @@ unscaled = deferred("fastadv.attacks.grad", "unscaled")
 
 SPEC = MethodSpec(
     "gradalign_fd",
-    summary="GradAlign with the penalty's parameter gradient by a finite difference, no double backprop (fastadv; README)",
+    summary="GradAlign with the penalty's parameter gradient by a finite difference, no double backprop (fastadv; docs/guide/methods.md)",
     impl="fastadv.methods.gradalign_fd:GradAlignFD",
     params={
         "lambda": Param("float", None, "as gradalign", optional=True, min=0),

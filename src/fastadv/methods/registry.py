@@ -5,7 +5,7 @@
                       styles={"fgsm": ("FGSM", "#d62728")})
 
 and everything else derives from it: the valid ``method.name`` values, the types, ranges and defaults of
-its ``train.method.<name>`` section, the JSON schema of params.yaml, the README's methods table
+its ``train.method.<name>`` section, the JSON schema of params.yaml, the methods reference (docs)
 (``fastadv methods``), the workflow's cost estimate (passes) and the figures' labels and colours.
 
 Where specs come from, in this order (a later one may not reuse a name):
@@ -200,7 +200,7 @@ def label_style(label: str) -> tuple[str, str]:
 
 
 def methods_table() -> str:
-    """The README's methods table (``fastadv methods``): name, what it is, parameters with defaults."""
+    """The methods reference's table (docs/reference/methods.md, ``fastadv methods``): name, what it is, parameters with defaults."""
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 

@@ -3,7 +3,7 @@ commit ceed494) changes, measured on one trained model: ``fastadv fidelity``, ru
 
 Each row runs both settings of one switch on the same model and points and reports the size of the
 difference (share of pixels, cosine of parameter gradients, accuracy points), so a user sees what each
-choice costs. The switches themselves and their defaults are documented in the README (Fidelity).
+choice costs. The switches themselves and their defaults are documented in docs/guide/fidelity.md.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 and writes PDF (vector) + PNG atomically. Colours are fixed per method across figures."""
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 
 import pandas as pd
@@ -98,7 +100,8 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
                                                 f"{ORIGIN_MARKERS[o][1]}" for o in sorted(origins))
     text += "; ×: a run diverged" if (agg["diverged"] > 0).any() else ""
     text += "; open diamonds: a run did not learn (clean accuracy never clearly above chance)" if (agg["not_learned"] > 0).any() else ""
-    fig.suptitle(text, fontsize=6, x=0.99, ha="right")
+    # Wrapped to the figure's width: one long line would widen the saved (tight) box and leave a blank margin.
+    fig.suptitle(textwrap.fill(text, width=int(fig.get_figwidth() * 24)), fontsize=6, y=1.0, va="bottom")
     save_figure(fig, out_pdf)
     plt.close(fig)
     return pd.concat(drawn, ignore_index=True)

@@ -64,3 +64,31 @@ def published_value(published: pd.DataFrame, dataset: str, method: str, metric: 
         return float("nan"), float("nan")
     row = p[keep].iloc[0]
     return float(row["mean"]), float("nan") if pd.isna(row["std"]) else float(row["std"])
+
+
+def paper_scale_table(zoo: list[dict] | None = None) -> str:
+    """The README's paper-scale table (Markdown): per method the paper's PGD-50-10 at 8 and 16/255 (final model,
+    early-stopped in brackets; read off its Fig. 1, ± the read-off uncertainty), AutoAttack at 8/255 from the
+    author response and from RobustBench (``zoo``: params.yaml's ``zoo.models``), and fastadv's cell, which needs
+    a GPU at this scale. A value hidden in the figure under another marker is "—", not guessed."""
+    p = load_published()
+    fig1 = p[(p["figure"] == "fig1") & (p["metric"] == "pgd_acc") & (p["dataset"] == "cifar10")]
+    robustbench = {m["file"]: m["published"]["autoattack"] for m in zoo or []
+                   if m.get("source") == "robustbench" and m.get("dataset") == "cifar10" and "published" in m}
+    bench_of = {"gradalign": "Andriushchenko2020Understanding", "fgsm_rs": "Wong2020Fast"}
+
+    def read_off(method: str, eps: float) -> str:
+        got = {k: fig1[(fig1["method"] == method) & (fig1["eps"] == eps) & (fig1["model"] == k)]["mean"]
+               for k in ("final", "best")}
+        final, best = (f"{v.iloc[0]:.1f}" if len(v) else "—" for v in got.values())
+        return f"{final} ({best})"
+
+    rows = ["| method | PGD-50-10 at 8/255, paper | at 16/255, paper | AutoAttack at 8/255, paper | RobustBench "
+            "| fastadv, paper scale |", "|---|---|---|---|---|---|"]
+    for method in ("fgsm", "fgsm_rs", "free", "gradalign", "pgd2", "pgd10"):
+        aa = published_value(p, "cifar10", method, "autoattack_acc", 8.0)
+        aa_text = "—" if aa[0] != aa[0] else f"{aa[0]:.2f} ± {aa[1]:.2f}"
+        bench = robustbench.get(bench_of.get(method, ""))
+        rows.append(f"| {method} | {read_off(method, 8.0)} | {read_off(method, 16.0)} | {aa_text} | "
+                    f"{'—' if bench is None else f'{bench:.2f}'} | needs a GPU |")
+    return "\n".join(rows)

@@ -3,7 +3,7 @@
 Each :class:`Target` says what it shows, which renderer draws it (``fastadv figure <draw>``, fastadv.paper.render)
 and from what (results tables of experiments, run histories, the prepared data); the command line's choices,
 the Snakemake rules (workflow/rules/figures.smk: one rule for all figures, one for all tables), the report
-captions and the README's target table (``fastadv targets``) all read it. Torch- and pandas-free: the
+captions and the docs' targets reference (``fastadv targets``) all read it. Torch- and pandas-free: the
 workflow imports it to plan.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ HISTORIES = ("all", "per_eps", "first_run", "fgsm_run")
 class Target:
     name: str                      # results/<scale>/<name>.<ext>; "{eps}" in it: one target per training ε
     draw: str                      # the renderer: `fastadv figure <draw>` (fastadv.paper.render.FIGURES)
-    what: str                      # one line for the README's target table
+    what: str                      # one line for the targets reference (docs)
     caption: str                   # the Snakemake report's caption
     experiment: str | None = None  # the experiment it is drawn for (None: the first of ``results``)
     results: tuple = ()            # experiments whose results.csv it reads, in --results order
@@ -156,7 +156,7 @@ TARGETS = (
            results=("imagenet",), published=True),
 )
 
-# The results of their own commands (not `fastadv figure`); listed here for the README's table.
+# The results of their own commands (not `fastadv figure`); listed here for the targets reference.
 CHECKS = {
     "lemma2": ("Lemma 2's bound against measured alignment at initialisation (+ `lemma2.pdf`)",
                "Lemma 2 of Andriushchenko & Flammarion (NeurIPS 2020): the gradient alignment of freshly initialised "
@@ -221,7 +221,7 @@ def options(target: Target, eps: float | None = None) -> list[str]:
 
 
 def targets_table() -> str:
-    """The README's target table (Markdown)."""
+    """The targets reference's table (Markdown; docs/reference/targets.md, ``fastadv targets``)."""
     rows = ["| target `results/<scale>/…` | what | drawn from |", "|---|---|---|"]
     for t in TARGETS:
         files = {"table": f"`{t.name}.md` (+ `.csv`, `.tex`)",

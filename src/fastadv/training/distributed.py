@@ -1,6 +1,6 @@
 """Data-parallel training on torch.distributed: one process per device, DistributedDataParallel (NCCL on GPUs,
 gloo on CPUs), launched by ``torchrun --nproc_per_node=N -m fastadv train …`` (on one machine, or by SLURM on
-several: README, "Many GPUs"); a process started without torchrun's environment trains alone.
+several: docs/guide/many-gpus.md); a process started without torchrun's environment trains alone.
 
 What a user can rely on (tests/test_distributed.py runs each on CPU with gloo):
 - the config's ``optim.batch_size`` is the global batch: step t trains on the single-process run's batch t, rank r

@@ -3,7 +3,7 @@ launchers, so a workflow job (one shell line) or a user needs no launcher of the
 
 - inside a SLURM job (``SLURM_JOB_ID`` set, ``srun`` on the PATH): ``srun --ntasks=N --cpus-per-task=T`` — the
   job's allocation, one task per rank, on one node or several (the workflow's imagenet jobs are submitted with
-  ``tasks``/``gpu`` resources, README "Many GPUs"); each task finds its rank in SLURM's variables
+  ``tasks``/``gpu`` resources, docs/guide/many-gpus.md); each task finds its rank in SLURM's variables
   (fastadv.training.distributed.slurm_environment);
 - elsewhere: torchrun (``python -m torch.distributed.run --standalone --nproc_per_node=N``) on this machine.
 
