@@ -22,7 +22,7 @@ def snapshot(folder):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, synthetic_root):
     out = tmp_path_factory.mktemp("run")
-    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(out), "--set", f"data.root={synthetic_root}",
+    args = ["train", "--params", str(PARAMS), "--scale", "smoke", "--out", str(out), "--set", f"data.root={synthetic_root}",
             "--set", "data.dataset=svhn",
             "--set", "data.subset=64", "--set", "optim.epochs=1", "--set", "model.width=4",
             "--set", "monitor.test_points=16", "--set", "monitor.train_points=16", "--set", "runtime.threads=1"]
@@ -98,7 +98,7 @@ def test_foreign_or_corrupt_checkpoint_in_run_dir_is_refused(tmp_path, tiny_cfg,
 
 def test_evaluate_with_corrupt_model(tmp_path, capsys):
     (tmp_path / "m.pt").write_bytes(b"\x00" * 100)
-    assert main(["evaluate", "--config", str(PARAMS), "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "r.json")]) == 2
+    assert main(["evaluate", "--params", str(PARAMS), "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "r.json")]) == 2
     assert "corrupt, truncated" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
 
 

@@ -135,7 +135,7 @@ def test_co_flags_command_recomputes_older_runs_under_the_params_rule(tmp_path, 
     doc = yaml.safe_load(PARAMS.read_text())
     doc["train"]["monitor"]["learned_clean_ratio"] = 0.0
     params.write_text(yaml.safe_dump(doc))
-    assert main(["co-flags", str(tmp_path / "older"), "--config", str(params), "--out", str(tmp_path / "f.csv")]) == 0
+    assert main(["co-flags", str(tmp_path / "older"), "--params", str(params), "--out", str(tmp_path / "f.csv")]) == 0
     printed = capsys.readouterr().out
     table = pd.read_csv(tmp_path / "f.csv")
     # The params file's ratio 0 won over the packaged 1.0 (the run's config has none): completed, and said so.

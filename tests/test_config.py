@@ -82,9 +82,9 @@ def test_top_level_scale_is_every_command_default(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text(PARAMS.read_text().replace("\nscale: paper ", "\nscale: smoke "))
     assert Study.load(params).scale == "smoke"
-    assert main(["config", "--config", str(params)]) == 0
+    assert main(["config", "--params", str(params)]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["optim"]["epochs"] == 2  # the smoke scale's
-    assert main(["config", "--config", str(params), "--scale", "paper"]) == 0
+    assert main(["config", "--params", str(params), "--scale", "paper"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["optim"]["epochs"] == 30
     params.write_text(PARAMS.read_text().replace("\nscale: paper ", "\nscale: huge "))
     with pytest.raises(FastAdvError, match="unknown scale \\(top-level key scale\\) 'huge'; valid: paper, quick, smoke"):

@@ -138,12 +138,12 @@ def test_collect_makes_one_row_per_model_and_refuses_duplicates(trained, eval_cf
 
 
 def test_cli_errors(trained, tmp_path, capsys):
-    assert main(["evaluate", "--config", str(PARAMS), "--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["evaluate", "--params", str(PARAMS), "--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.json")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["evaluate", "--config", str(PARAMS), "--model", str(trained / "model_final.pt"),
+    assert main(["evaluate", "--params", str(PARAMS), "--model", str(trained / "model_final.pt"),
                  "--out", str(tmp_path / "x.json"), "--eps", "-1"]) == 2
     assert "out of range" in capsys.readouterr().err
-    assert main(["evaluate", "--config", str(PARAMS), "--model", str(trained / "model_final.pt"),
+    assert main(["evaluate", "--params", str(PARAMS), "--model", str(trained / "model_final.pt"),
                  "--out", str(tmp_path / "x.json"), "--set", "protocol=pgd7"]) == 2
     assert "valid: pgd50_10, wong_pgd50_10" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

@@ -22,7 +22,7 @@ def train_cmd(out: Path, synthetic_root: Path) -> list[str]:
             "optim.lr_max=0.02",
             "model.width=4", "method.name=fgsm_rs", "monitor.test_points=32", "monitor.train_points=32",
             "monitor.pgd_steps=2", "runtime.threads=1", "runtime.checkpoint_every=1", "runtime.progress=never"]
-    cmd = [sys.executable, "-m", "fastadv", "train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(out)]
+    cmd = [sys.executable, "-m", "fastadv", "train", "--params", str(PARAMS), "--scale", "smoke", "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     return cmd

@@ -13,7 +13,7 @@ from tests.helpers import PARAMS
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
 def test_without_cuda_and_without_a_scale_it_says_what_to_run(tmp_path, capsys):
-    assert main(["gpu-check", "--config", str(PARAMS), "--out", str(tmp_path / "g")]) == 2
+    assert main(["gpu-check", "--params", str(PARAMS), "--out", str(tmp_path / "g")]) == 2
     assert "fastadv gpu-check --scale smoke --out DIR" in capsys.readouterr().err and not (tmp_path / "g").exists()
 
 
@@ -34,7 +34,7 @@ def test_penalty_gradient_cosine_is_one_in_fp32_and_finite_in_bf16(tiny_cfg):
 def test_gpu_check_runs_every_check_at_a_tiny_size(tmp_path, synthetic_sets, capsys):
     sets = synthetic_sets + ["data.subset=64", "optim.batch_size=32", "model.width=4", "monitor.test_points=16",
                              "monitor.train_points=16", "monitor.pgd_steps=1", "runtime.threads=1"]
-    code = main(["gpu-check", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path / "g"),
+    code = main(["gpu-check", "--params", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path / "g"),
                  "--iterations", "2", "--repeats", "1", *[a for s in sets for a in ("--set", s)]])
     report = json.loads((tmp_path / "g/report.json").read_text())
     checks = {c["check"]: c for c in report["checks"]}

@@ -139,14 +139,14 @@ def test_resnet50_trains_and_evaluates_on_an_image_folder_through_the_cli(tree, 
             "model.normalize=true", "method.name=fgsm", "method.eps=4", "optim.epochs=1", "optim.batch_size=6",
             "monitor.test_points=2", "monitor.train_points=2", "monitor.pgd_steps=1", "runtime.threads=1",
             "runtime.progress=never"]
-    args = ["train", "--config", str(PARAMS), "--out", str(run)]
+    args = ["train", "--params", str(PARAMS), "--out", str(run)]
     for s in sets:
         args += ["--set", s]
     assert main(args) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] in FINISHED and summary["config"]["model"]["name"] == "resnet50"
     res_path = tmp_path / "eval.json"
-    assert main(["evaluate", "--config", str(PARAMS), "--model", str(run / "model_final.pt"), "--out", str(res_path),
+    assert main(["evaluate", "--params", str(PARAMS), "--model", str(run / "model_final.pt"), "--out", str(res_path),
                  "--set", "n_points=3", "--set", "batch_size=3", "--set", "threads=1",
                  "--set", "crop=24"]) == 0  # the centre 24 px (every image's shorter side is 24-63 px), not 224
     res = json.loads(res_path.read_text())

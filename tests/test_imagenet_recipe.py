@@ -291,7 +291,7 @@ def test_a_hand_set_lambda_names_the_run_only_on_imagenet():
 def test_prepare_writes_the_copies_the_scales_phases_read(tree, tmp_path):
     from fastadv.cli import main
 
-    base = ["prepare", "--dataset", "imagenet", "--source", str(tree), "--config", str(PARAMS), "--workers", "0"]
+    base = ["prepare", "--dataset", "imagenet", "--source", str(tree), "--params", str(PARAMS), "--workers", "0"]
     assert main(base + ["--root", str(tmp_path / "a"), "--scale", "smoke"]) == 0
     assert sorted(p.name for p in (tmp_path / "a").glob("*.json")) == ["imagenet-40.json", "imagenet-56.json",
                                                                         "imagenet.json"]

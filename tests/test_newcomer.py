@@ -28,13 +28,13 @@ def test_version(capsys):
 
 
 def test_config_shows_the_effective_values_and_all_of_it_on_request(capsys):
-    assert main(["config", "--config", str(PARAMS), "--scale", "quick", "--set", "method.name=gradalign",
+    assert main(["config", "--params", str(PARAMS), "--scale", "quick", "--set", "method.name=gradalign",
                  "--set", "method.eps=16"]) == 0
     method = yaml.safe_load(capsys.readouterr().out)["method"]
     # λ(ε) of the official CIFAR-10 scripts at 16/255: 0.02 · 10^(16/8) = 2
     assert method == {"name": "gradalign", "eps": 16.0, "gradalign": {"lambda": pytest.approx(2.0), "alpha": 1.25},
                       "clamp_in_graph": True, "extra_clean_forward": True}
-    assert main(["config", "--config", str(PARAMS), "--scale", "quick", "--all"]) == 0
+    assert main(["config", "--params", str(PARAMS), "--scale", "quick", "--all"]) == 0
     whole = yaml.safe_load(capsys.readouterr().out)["method"]
     assert {"fgsm", "pgd", "gradalign", "elle"} <= set(whole) and whole["gradalign"]["lambda"] is None
 
@@ -42,14 +42,14 @@ def test_config_shows_the_effective_values_and_all_of_it_on_request(capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
 def test_train_at_a_gpu_scale_on_a_cpu_refuses_like_the_workflow(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--config", str(PARAMS), "--out", str(out)]) == 2
+    assert main(["train", "--params", str(PARAMS), "--out", str(out)]) == 2
     msg = _error(capsys)
     assert msg.startswith("fastadv: error: refusing to train at scale paper (it asks for GPUs: resources.gpu = 1) "
                           "without a CUDA device: on this machine's CPU that is roughly ")
     assert msg.endswith("for a CPU run use --scale quick (or smoke), to run this anyway add --allow-cpu")
     assert not out.exists()
     # --allow-cpu passes the guard: the run gets as far as its data
-    assert main(["train", "--config", str(PARAMS), "--out", str(out), "--allow-cpu", "--set",
+    assert main(["train", "--params", str(PARAMS), "--out", str(out), "--allow-cpu", "--set",
                  f"data.root={tmp_path / 'nodata'}"]) == 2
     assert "refusing" not in _error(capsys) and not out.exists()
 
@@ -58,7 +58,7 @@ def test_cuda_without_cuda_leaves_no_run_folder(tmp_path, capsys, synthetic_sets
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     out = tmp_path / "run"
-    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(out), "--set", "runtime.device=cuda"]
+    args = ["train", "--params", str(PARAMS), "--scale", "smoke", "--out", str(out), "--set", "runtime.device=cuda"]
     assert main(args + [a for s in synthetic_sets for a in ("--set", s)]) == 2
     assert _error(capsys) == ("fastadv: error: runtime.device 'cuda' requested but no CUDA device is available; "
                               "valid here: auto, cpu")
@@ -68,14 +68,14 @@ def test_cuda_without_cuda_leaves_no_run_folder(tmp_path, capsys, synthetic_sets
 def test_figure_inputs_missing_or_of_the_wrong_kind(tmp_path, capsys):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     before = _tree(tmp_path)
-    base = ["figure", "fig1", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path / "f.pdf")]
+    base = ["figure", "fig1", "--params", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path / "f.pdf")]
     assert main(base + ["--results", str(tmp_path / "missing.csv")]) == 2
     assert _error(capsys) == (f"fastadv: error: {str(tmp_path / 'missing.csv')!r} is not readable as a tidy results "
                               "table (fastadv collect) (FileNotFoundError)")
     assert main(base + ["--results", str(tmp_path / "other.csv")]) == 2
     assert _error(capsys) == (f"fastadv: error: {str(tmp_path / 'other.csv')!r} is not a tidy results table "
                               "(fastadv collect): no column(s) dataset, method, method_label, train_eps … (30 in all)")
-    assert main(["figure", "figA", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path / "f.pdf"),
+    assert main(["figure", "figA", "--params", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path / "f.pdf"),
                  "--histories", str(tmp_path / "other.csv")]) == 2
     assert _error(capsys) == (f"fastadv: error: {str(tmp_path / 'other.csv')!r} is not a run's history.csv: no "
                               "column(s) epoch, test_pgd_acc")
@@ -93,13 +93,13 @@ def test_model_files_that_are_not_model_files(tmp_path, capsys):
         ("module.pt", "it holds pickled Python objects (torch.nn.modules.linear.Linear), which weights-only loading "
                       "refuses to run (refused by weights_only load)"),
     ]:
-        assert main(["evaluate", "--config", str(PARAMS), "--model", str(tmp_path / name),
+        assert main(["evaluate", "--params", str(PARAMS), "--model", str(tmp_path / name),
                      "--out", str(tmp_path / "r.json")]) == 2
         msg = _error(capsys)
         assert msg == (f"fastadv: error: checkpoint {str(tmp_path / name)!r} is corrupt, truncated or not a "
                        f"plain-weights file: {reason}")
         assert "\x1b" not in msg and "weights_only=False" not in msg and "weights_only` set to `False" not in msg
-    assert main(["evaluate", "--config", str(PARAMS), "--model", str(tmp_path / "plain.pkl"),
+    assert main(["evaluate", "--params", str(PARAMS), "--model", str(tmp_path / "plain.pkl"),
                  "--out", str(tmp_path / "r.json")]) == 2
     assert "\x1b" not in _error(capsys)
     assert _tree(tmp_path) == before

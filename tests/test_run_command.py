@@ -61,3 +61,26 @@ def test_fastadv_run_refuses_bad_input_in_one_line_before_snakemake_starts(tmp_p
 def test_fastadv_run_outside_the_checkout_says_where_to_run_it(tmp_path):
     r = _run(tmp_path, "results/fig1.pdf")
     assert r.returncode == 2 and "no Snakefile in" in r.stderr
+
+
+def test_the_params_file_flag_is_params_and_the_former_config_still_works_with_a_note(tmp_path, capsys):
+    """One name per concept: `--params FILE` (Snakemake's `--config` means key=value pairs). The former spelling
+    reads the same file, says so in one line, and the file it names is the one used."""
+    import yaml
+
+    from fastadv.cli import main
+    from tests.helpers import PARAMS
+
+    params = yaml.safe_load(PARAMS.read_text())
+    params["train"]["optim"]["epochs"] = 7
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump(params))
+    assert main(["config", "--params", str(own), "--all"]) == 0
+    new = capsys.readouterr()
+    assert yaml.safe_load(new.out)["optim"]["epochs"] == 7 and new.err == ""
+    assert main(["config", "--config", str(own), "--all"]) == 0
+    old = capsys.readouterr()
+    assert old.out == new.out
+    assert old.err.strip() == "fastadv: note: --config FILE is now --params FILE (Snakemake's --config takes key=value pairs)"
+    usage = build_parser()._subparsers._group_actions[0].choices["train"].format_usage()
+    assert "--params FILE" in usage and "--config" not in usage  # the former spelling is read, not offered

@@ -35,7 +35,7 @@ def test_a_registered_method_trains_validates_and_documents_itself(toy, tiny_cfg
     assert "toy_noise" in json_schema()["properties"]["train"]["properties"]["method"]["properties"]["name"]["enum"]
     with pytest.raises(FastAdvError, match=r"train.method.toy_noise.scale=-1.0 out of range; valid: \[0, inf\)"):
         validate_section(deep_merge(cfg, {"method": {"toy_noise": {"scale": -1.0}}}), "train")
-    assert main(["config", "--config", str(PARAMS), "--set", "method.name=toy_noise", "--set", "method.toy_noise.scale=2"]) == 0
+    assert main(["config", "--params", str(PARAMS), "--set", "method.name=toy_noise", "--set", "method.toy_noise.scale=2"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["method"]["toy_noise"]["scale"] == 2
     assert main(["methods"]) == 0 and "| `toy_noise` | training on x" in capsys.readouterr().out
 

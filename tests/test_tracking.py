@@ -49,7 +49,7 @@ def test_a_tracked_run_is_read_back_by_dvc(dvc_repo, synthetic_sets):
     sets = synthetic_sets + ["data.subset=64", "optim.batch_size=32", "optim.epochs=2", "model.width=4",
                              "monitor.test_points=16", "monitor.train_points=16", "monitor.pgd_steps=1",
                              "runtime.threads=1", "runtime.progress=never", "runtime.dvclive=true"]
-    _sh(dvc_repo, str(BIN / "fastadv"), "train", "--config", str(PARAMS), "--scale", "smoke", "--out", "runs/r",
+    _sh(dvc_repo, str(BIN / "fastadv"), "train", "--params", str(PARAMS), "--scale", "smoke", "--out", "runs/r",
         *[a for s in sets for a in ("--set", s)])
     summary = json.loads((dvc_repo / "runs/r/summary.json").read_text())
     metrics = json.loads(_sh(dvc_repo, str(BIN / "dvc"), "metrics", "show", "--json"))

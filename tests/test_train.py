@@ -24,7 +24,7 @@ def test_one_batch_cli_train_for_every_method(tmp_path, synthetic_sets, method, 
     sets = ["data.subset=32", "optim.batch_size=32", "optim.epochs=1", "model.width=4", "monitor.test_points=16",
             "monitor.train_points=16", "monitor.pgd_steps=1", "runtime.threads=1", "runtime.progress=never",
             f"method.name={method}", "method.eps=8"] + synthetic_sets + METHOD_SETS[method]
-    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path)]
+    args = ["train", "--params", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path)]
     for s in sets:
         args += ["--set", s]
     assert main(args) == 0
@@ -105,7 +105,7 @@ def test_finished_run_is_not_redone_and_other_config_is_refused(tmp_path, tiny_c
     train(cfg, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     train(cfg, tmp_path)  # nothing to do
-    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path),
+    args = ["train", "--params", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path),
             "--set", synthetic_sets[0], "--set", synthetic_sets[1], "--set", "method.eps=4"]
     assert main(args) == 2
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
@@ -123,7 +123,7 @@ def test_divergence_is_recorded_not_continued(tmp_path, tiny_cfg):
 
 
 def test_diverged_run_exits_3_unless_the_workflow_accepts_it(tmp_path, synthetic_sets):
-    args = ["train", "--config", str(PARAMS), "--scale", "smoke", "--set", synthetic_sets[0], "--set", synthetic_sets[1],
+    args = ["train", "--params", str(PARAMS), "--scale", "smoke", "--set", synthetic_sets[0], "--set", synthetic_sets[1],
             "--set", "method.name=standard", "--set", "optim.lr_max=1e30", "--set", "optim.lr_schedule=constant",
             "--set", "data.subset=64", "--set", "model.width=4", "--set", "optim.epochs=2", "--set", "optim.batch_size=32",
             "--set", "runtime.threads=1"]

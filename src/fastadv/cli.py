@@ -16,8 +16,24 @@ from fastadv.errors import FastAdvError
 DEFAULT_CONFIG = "params.yaml"
 
 
+class _FormerParamsFlag(argparse.Action):
+    """``--config``, the params file's flag before ``--params``: still read, with a note, since Snakemake's
+    ``--config`` means key=value pairs and one name should mean one thing."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("fastadv: note: --config FILE is now --params FILE (Snakemake's --config takes key=value pairs)",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _add_params_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--params", dest="config", default=None, metavar="FILE",
+                   help=help or f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    p.add_argument("--config", dest="config", action=_FormerParamsFlag, help=argparse.SUPPRESS)
+
+
 def _add_config_args(p: argparse.ArgumentParser, section: str = "train") -> None:
-    p.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    _add_params_arg(p)
     p.add_argument("--scale", default=None,
                    help="apply the overrides of scales.<SCALE> in the params file (default: its top-level scale)")
     p.add_argument("--experiment", default=None, help="apply the settings of experiments.<EXPERIMENT>")
@@ -399,8 +415,7 @@ def _add_prepare_command(sub) -> None:
                     help="image folders: only the resized copies, from the manifest already prepared")
     pp.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="processes resizing images (default: the CPU count, %(default)s)")
-    pp.add_argument("--config", default=None, help="params file whose data.phases name the sizes of --resize "
-                    "(default: params.yaml)")
+    _add_params_arg(pp, "params file whose data.phases name the sizes of --resize (default: params.yaml)")
     pp.add_argument("--scale", default=None, help="the scale whose phases name them (default: the params file's)")
     pp.set_defaults(func=cmd_prepare)
 
@@ -441,8 +456,8 @@ def _add_run_commands(sub) -> None:
     pf = sub.add_parser("co-flags", help="recompute finished runs' CO flags and learned status from their "
                                          "history.csv under the monitor rule (no retraining)")
     pf.add_argument("runs", nargs="+", help="run directories (summary.json, history.csv)")
-    pf.add_argument("--config", default=None, help=f"params file whose train.monitor supplies the rule's keys a run's "
-                                                   f"config predates (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    _add_params_arg(pf, f"params file whose train.monitor supplies the rule's keys a run's config predates "
+                        f"(default: ./{DEFAULT_CONFIG}, else the packaged one)")
     pf.add_argument("--scale", default=None, help="apply scales.<SCALE>'s monitor overrides to those keys")
     pf.add_argument("--out", default=None, help="also write the table as CSV here")
     pf.set_defaults(func=cmd_co_flags)
@@ -481,7 +496,7 @@ def _add_zoo_commands(sub) -> None:
     pi.set_defaults(func=cmd_import)
 
     pz = sub.add_parser("zoo", help="evaluate the models listed in params.yaml zoo: -> Markdown table (+ CSV)")
-    pz.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    _add_params_arg(pz)
     pz.add_argument("--scale", default=None, help="the scale whose zoo listing and evaluation settings to use")
     pz.add_argument("--resolved", default=None, metavar="JSON",
                     help="the zoo as the workflow resolved it ({dir, evaluate, models}); no params file is read")
@@ -506,7 +521,7 @@ def _add_figure_commands(sub) -> None:
     pf.add_argument("--data-root", default=None, help="prepared data (feature_maps; default: the run's data.root)")
     pf.add_argument("--eps", type=float, default=None, help="ε the histories were trained at (figA title)")
     pf.add_argument("--out", required=True, help="PDF (figures) or .md (tables); PNG/CSV/data beside it")
-    pf.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    _add_params_arg(pf)
     pf.add_argument("--scale", default=None, help="scale of the runs (default: the params file's top-level scale)")
     pf.add_argument("--experiment", action="append", default=None,
                     help="experiment whose runs the figure needs (default: fig1; fig8: fig1, then fig1_svhn)")
@@ -593,7 +608,7 @@ def _add_tool_commands(sub) -> None:
 def _add_estimate_command(sub) -> None:
     pe = sub.add_parser("estimate", help="expected wall time of a CPU target (demo, sweep) here, from a 10-s probe")
     pe.add_argument("target", help="a target timed on the reference machine (fastadv/evaluation/estimate_reference.yaml)")
-    pe.add_argument("--config", default=None, help=f"params file (default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    _add_params_arg(pe)
     pe.add_argument("--calibrate", action="store_true",
                     help="make this machine the reference: probe it and record the target's --wall-seconds")
     pe.add_argument("--wall-seconds", type=float, default=None, help="the target's measured wall time here")
