@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # $FASTADV_DATA_SOURCE (environment or `make demo FASTADV_DATA_SOURCE=...`), else ../shared/data if it
 # holds cifar10.npz, else a torchvision download.
 
-.PHONY: setup test test-fast demo sweep smoke pull clean gpu-check docs readme-figures docs/demo_fig1.png docs/sweep.png
+.PHONY: setup test test-fast demo sweep smoke pull clean gpu-check docs report readme-figures docs/demo_fig1.png docs/sweep.png
 
 $(BIN)/fastadv: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ sweep: setup
 # the nav) fails it. The reference pages are generated from the code as it builds (docs/hooks.py).
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# An HTML report of what the workflow built at the configured scale (`make report SCALE=quick` after the demo):
+# every figure and table with its caption and config, by experiment (results/<scale>/report.html).
+report: setup
+	$(BIN)/fastadv report --scale $(SCALE)
 
 # The README's pictures, redrawn from the quick scale's results: each builds what is missing first (the demo's
 # Fig. 1: ~30 min on 2 cores; the sweep: ~1.5-2.5 h), then copies the PNG the figure rule drew (atomically).

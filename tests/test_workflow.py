@@ -301,3 +301,31 @@ def test_threads_per_job_come_from_the_scale_and_experiment(tmp_path):
     assert quick.count("--set runtime.threads=1") == 8 and "--set runtime.threads=2" not in quick
     assert paper.count("--set runtime.threads=2") == 3
     assert cnn.count("--set runtime.threads=1") == 2
+
+
+def test_report_holds_every_built_figure_and_table_by_experiment_with_its_config(smoke_build, tmp_path):
+    """`fastadv report` (make report): Snakemake's HTML report of what was built at a scale, one category per
+    experiment a target is drawn from, each caption with the resolved experiment its job was given (issue 40)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fastadv.paper.targets import find
+
+    wf = copy_build(smoke_build, tmp_path / "wf")
+    fastadv = str(Path(sys.executable).parent / "fastadv")
+    r = subprocess.run([fastadv, "report", "--scale", "smoke"], cwd=wf, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    html = (wf / "results/smoke/report.html").read_text()
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
+    reported = {f: cat for cat, subs in categories.items() for files in subs.values() for f in files}
+    built = sorted(str(p.relative_to(wf)) for p in (wf / "results/smoke").glob("*.pdf") if "_clean" not in p.name)
+    built += sorted(str(p.relative_to(wf)) for p in (wf / "results/smoke").glob("*.md"))
+    assert set(SMOKE_TARGETS) <= set(built) and set(reported) == set(built)
+    for f, category in reported.items():
+        t, _ = find(Path(f).stem)
+        assert category.split(" + ")[0] == t.source, (f, category)
+    assert html.count("The resolved experiment the job was given") >= len(built)
+    r = subprocess.run([fastadv, "report", "--scale", "quick"], cwd=wf, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("fastadv: error: nothing built at scale")

@@ -257,6 +257,13 @@ def cmd_run(args) -> int:
     return run_targets(args.targets, scale=args.scale, cores=args.cores, profile=args.profile, dry_run=args.dry_run)
 
 
+def cmd_report(args) -> int:
+    from fastadv.paper.targets import known
+    from fastadv.workflow.run import write_report
+
+    return write_report(args.scale, known, args.out)
+
+
 def cmd_targets(args) -> int:
     from fastadv.paper.targets import targets_table
 
@@ -473,6 +480,12 @@ def _add_workflow_command(sub) -> None:
     pr.add_argument("-n", "--dry-run", action="store_true", help="plan only: the jobs Snakemake would run")
     pr.set_defaults(func=cmd_run)
 
+    pw = sub.add_parser("report", help="an HTML report of what the workflow built at a scale: each figure and table "
+                                       "with its caption and config, by experiment")
+    pw.add_argument("--scale", required=True, help="the scale whose results/<scale>/ to report")
+    pw.add_argument("--out", default=None, help="the HTML file (default: results/<scale>/report.html)")
+    pw.set_defaults(func=cmd_report)
+
 
 def _add_zoo_commands(sub) -> None:
     """import, zoo: published models converted and evaluated (fastadv.zoo)."""
@@ -617,7 +630,7 @@ def _add_estimate_command(sub) -> None:
 
 # `fastadv --help` lists the commands in these groups, in this order (a test checks each is in one).
 GROUPS = {
-    "Run experiments": ("prepare", "train", "evaluate", "import", "run", "zoo", "collect", "co-flags"),
+    "Run experiments": ("prepare", "train", "evaluate", "import", "run", "report", "zoo", "collect", "co-flags"),
     "Figures, tables and what is configured": ("figure", "targets", "fidelity", "estimate", "config", "methods"),
     "Maintainer tools": ("bench-train", "bench-eval", "gpu-check", "lemma2", "digitize", "schema", "copy"),
 }

@@ -155,6 +155,12 @@ def target_options(wildcards):
     return " ".join(targets.options(*targets.find(wildcards.target)))
 
 
+def report_category(wildcards):
+    """The report's category of a figure or table: the experiment it is drawn from (with the others it reads)."""
+    t, _ = targets.find(wildcards.target)
+    return " + ".join(dict.fromkeys([t.source, *t.results]))
+
+
 def target_experiments(wildcards):
     """The resolved experiment a figure or table is drawn for, with its scale (and the further experiments of
     one that draws several, e.g. Fig. 8: CIFAR-10 and SVHN)."""

@@ -46,7 +46,7 @@ rule make_zoo_table:
     input:
         unpack(zoo_inputs),
     output:
-        md=report("results/{scale}/zoo.md", caption="../report/target.rst", category="Tables"),
+        md=report("results/{scale}/zoo.md", caption="../report/target.rst", category="zoo", subcategory="{scale} scale"),
         csv="results/{scale}/zoo.csv",
     params:
         resolved=zoo_config,

@@ -4,7 +4,7 @@ rule draw_figure:
     input:
         unpack(target_inputs),
     output:
-        out=report("results/{scale}/{target}.pdf", caption="../report/target.rst", category="Figures"),
+        out=report("results/{scale}/{target}.pdf", caption="../report/target.rst", category=report_category, subcategory="{scale} scale"),
         png="results/{scale}/{target}.png",
         data="results/{scale}/{target}_data.csv",
     wildcard_constraints:
@@ -32,7 +32,7 @@ rule draw_figure:
 use rule draw_figure as draw_accuracy_figure with:
     # Figures like Fig. 1: final and early-stopped robust accuracy, and a clean-accuracy panel beside.
     output:
-        out=report("results/{scale}/{target}.pdf", caption="../report/target.rst", category="Figures"),
+        out=report("results/{scale}/{target}.pdf", caption="../report/target.rst", category=report_category, subcategory="{scale} scale"),
         png="results/{scale}/{target}.png",
         clean="results/{scale}/{target}_clean.pdf",
         clean_png="results/{scale}/{target}_clean.png",
@@ -44,10 +44,10 @@ use rule draw_figure as draw_accuracy_figure with:
 use rule draw_figure as draw_figure_and_table with:
     # Figures with a table beside (sweep: the onsets of catastrophic overfitting).
     output:
-        out=report("results/{scale}/{target}.pdf", caption="../report/target.rst", category="Figures"),
+        out=report("results/{scale}/{target}.pdf", caption="../report/target.rst", category=report_category, subcategory="{scale} scale"),
         png="results/{scale}/{target}.png",
         data="results/{scale}/{target}_data.csv",
-        md=report("results/{scale}/{target}.md", caption="../report/target.rst", category="Tables"),
+        md=report("results/{scale}/{target}.md", caption="../report/target.rst", category=report_category, subcategory="{scale} scale"),
         csv="results/{scale}/{target}.csv",
     wildcard_constraints:
         target=FIGURE_TABLE_TARGETS,
@@ -55,7 +55,7 @@ use rule draw_figure as draw_figure_and_table with:
 
 use rule draw_figure as make_table with:
     output:
-        out=report("results/{scale}/{target}.md", caption="../report/target.rst", category="Tables"),
+        out=report("results/{scale}/{target}.md", caption="../report/target.rst", category=report_category, subcategory="{scale} scale"),
         csv="results/{scale}/{target}.csv",
         tex="results/{scale}/{target}.tex",
     wildcard_constraints:
@@ -65,7 +65,7 @@ use rule draw_figure as make_table with:
 rule check_lemma2:
     # Lemma 2 (gradient alignment at initialisation) against freshly initialised single-layer CNNs.
     output:
-        md=report("results/{scale}/lemma2.md", caption="../report/target.rst", category="Tables"),
+        md=report("results/{scale}/lemma2.md", caption="../report/target.rst", category="lemma2", subcategory="{scale} scale"),
         csv="results/{scale}/lemma2.csv",
         pdf="results/{scale}/lemma2.pdf",
         png="results/{scale}/lemma2.png",
@@ -92,7 +92,7 @@ rule check_fidelity:
         model=fidelity_model,
         history=lambda wildcards: fidelity_model(wildcards).replace("model_final.pt", "history.csv"),
     output:
-        md=report("results/{scale}/fidelity.md", caption="../report/target.rst", category="Tables"),
+        md=report("results/{scale}/fidelity.md", caption="../report/target.rst", category="fidelity", subcategory="{scale} scale"),
         csv="results/{scale}/fidelity.csv",
     params:
         caption=CHECK_CAPTIONS["fidelity"],

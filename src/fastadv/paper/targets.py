@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fastadv.errors import unknown_choice
+from fastadv.errors import FastAdvError, unknown_choice
 
 # What a renderer reads its runs from (``histories``):
 #   all        the history.csv of every run of the experiment
@@ -186,6 +186,16 @@ def find(name: str) -> tuple[Target, float | None]:
         if m:
             return t, float(m["eps"]) if "eps" in m.groupdict() else None
     raise unknown_choice("target", name, [t.name for t in TARGETS])
+
+
+def known(name: str) -> bool:
+    """Whether ``name`` names a figure or table the workflow builds (a target, e.g. ``fig1_curves_eps16``, or a
+    check's table, e.g. ``lemma2``); the clean-accuracy panels ``*_clean`` are part of their figure."""
+    try:
+        find(name)
+    except FastAdvError:
+        return name in CHECKS
+    return True
 
 
 def names(kind: str, experiments, clean_panel: bool | None = None) -> list[str]:

@@ -1,4 +1,4 @@
-"""``fastadv run``: Snakemake called with its arguments in an order it parses as meant.
+"""``fastadv run`` and ``fastadv report``: Snakemake called with its arguments in an order it parses as meant.
 
 Snakemake's ``--config`` takes every word after it as a ``key=value`` pair, so
 ``snakemake -n --config scale=quick results/fig1.pdf`` reads the target as a config pair and fails with a
@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from fastadv.errors import FastAdvError
 
@@ -50,11 +51,35 @@ def run_targets(targets: list[str], scale: str | None = None, cores: str = "all"
     """Run Snakemake on ``targets`` in ``root`` (default: the working directory); its exit status."""
     root = Path.cwd() if root is None else root
     check_project(root, scale, profile)
-    bin_dir = str(Path(sys.executable).parent)
-    exe = shutil.which("snakemake", path=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    return _call("fastadv run", snakemake_command(targets, scale, cores, profile, dry_run), root)
+
+
+def _call(who: str, cmd: list[str], root: Path) -> int:
+    """Run ``cmd`` (a Snakemake command line) in ``root`` with this environment's bin first on PATH, where the jobs
+    find ``fastadv`` and Snakemake is looked up first; its exit status."""
+    path = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    exe = shutil.which(cmd[0], path=path)
     if exe is None:
         raise FastAdvError("snakemake not found: pip install 'fastadv[workflow]' (make setup installs it)")
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    cmd = snakemake_command(targets, scale, cores, profile, dry_run, exe)
-    print("fastadv run:", " ".join(cmd[1:]), file=sys.stderr)
-    return subprocess.run(cmd, cwd=root, env=env).returncode
+    print(f"{who}:", " ".join(cmd[1:]), file=sys.stderr)
+    return subprocess.run([exe, *cmd[1:]], cwd=root, env={**os.environ, "PATH": path}).returncode
+
+
+def built_targets(root: Path, scale: str, known: Callable[[str], bool]) -> list[str]:
+    """The figures and tables of ``scale`` that exist under ``root``'s results/<scale>/ (the report's contents);
+    ``known``: whether a file's stem names a target (fastadv.paper.targets.known)."""
+    return [str(f.relative_to(root)) for f in sorted((root / "results" / scale).glob("*"))
+            if f.suffix in (".pdf", ".md") and known(f.stem)]
+
+
+def write_report(scale: str, known: Callable[[str], bool], out: str | None = None, root: Path | None = None) -> int:
+    """Snakemake's HTML report of what has been built at ``scale``: every figure and table there, with its caption
+    and the resolved config its job was given (default: results/<scale>/report.html)."""
+    root = Path.cwd() if root is None else root
+    check_project(root, scale, None)
+    built = built_targets(root, scale, known)
+    if not built:
+        raise FastAdvError(f"nothing built at scale {scale!r} in {root}/results/{scale}: build a target first, "
+                           f"e.g. fastadv run results/{scale}/fig1.pdf --scale {scale}")
+    cmd = ["snakemake", "--report", out or f"results/{scale}/report.html", *built, "--config", f"scale={scale}"]
+    return _call("fastadv report", cmd, root)
