@@ -4,6 +4,8 @@ values read off its Figs. 1 and 8, with their read-off uncertainty), and third-p
 value carries its source; accuracies lie in [0, 100] %."""
 from __future__ import annotations
 
+import math
+
 from importlib import resources
 
 import pandas as pd
@@ -87,7 +89,7 @@ def paper_scale_table(zoo: list[dict] | None = None) -> str:
             "| fastadv, paper scale |", "|---|---|---|---|---|---|"]
     for method in ("fgsm", "fgsm_rs", "free", "gradalign", "pgd2", "pgd10"):
         aa = published_value(p, "cifar10", method, "autoattack_acc", 8.0)
-        aa_text = "—" if aa[0] != aa[0] else f"{aa[0]:.2f} ± {aa[1]:.2f}"
+        aa_text = "—" if math.isnan(aa[0]) else f"{aa[0]:.2f} ± {aa[1]:.2f}"
         bench = robustbench.get(bench_of.get(method, ""))
         rows.append(f"| {method} | {read_off(method, 8.0)} | {read_off(method, 16.0)} | {aa_text} | "
                     f"{'—' if bench is None else f'{bench:.2f}'} | needs a GPU |")

@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from fastadv.errors import FastAdvError
+from fastadv.errors import FastAdvError, unknown_choice
 
 
 def snakemake_command(targets: list[str], scale: str | None = None, cores: str = "all", profile: str | None = None,
-                      dry_run: bool = False, snakemake: str = "snakemake") -> list[str]:
+                      dry_run: bool = False) -> list[str]:
     """The Snakemake command line: options, then the targets, then ``--config`` (which takes the rest)."""
     if not targets:
         raise FastAdvError("no target given; e.g. fastadv run results/fig1.pdf --scale quick (fastadv targets)")
-    cmd = [snakemake, "--cores", str(cores)]
+    cmd = ["snakemake", "--cores", str(cores)]
     cmd += ["--profile", profile] if profile else []
     cmd += ["-n"] if dry_run else []
     cmd += list(targets)
@@ -38,9 +38,9 @@ def check_project(root: Path, scale: str | None, profile: str | None) -> None:
     if not (root / "Snakefile").is_file():
         raise FastAdvError(f"no Snakefile in {root}: run fastadv run in the fastadv checkout (the workflow's folder)")
     if scale is not None:
-        scales = sorted((yaml.safe_load((root / "params.yaml").read_text()) or {}).get("scales") or {})
+        scales = list((yaml.safe_load((root / "params.yaml").read_text()) or {}).get("scales") or {})
         if scale not in scales:
-            raise FastAdvError(f"unknown scale {scale!r}; valid: {', '.join(scales)}")
+            raise unknown_choice("scale", scale, scales)
     if profile is not None and not (Path(profile) / "config.yaml").is_file():
         raise FastAdvError(f"no Snakemake profile at {profile!r} (a folder holding config.yaml); "
                            "e.g. workflow/profiles/slurm")
