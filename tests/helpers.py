@@ -69,7 +69,8 @@ def copy_workflow(dst: Path) -> Path:
 
 # The smoke figures most workflow tests read: built once per `make test` (tests/conftest.py: smoke_build).
 SMOKE_TARGETS = ["results/smoke/fig1.pdf", "results/smoke/fig1_curves_eps16.pdf", "results/smoke/figA.pdf",
-                 "results/smoke/grad_alignment.pdf", "results/smoke/runtime.md", "results/smoke/autoattack.md"]
+                 "results/smoke/grad_alignment.pdf", "results/smoke/runtime.md", "results/smoke/autoattack.md",
+                 "results/smoke/fig1/curves.csv"]
 
 
 def copy_build(build: Path, dst: Path) -> Path:

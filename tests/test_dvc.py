@@ -38,7 +38,7 @@ SCALE_LINE = "scale: paper "  # params.yaml's top-level scale; the test project 
 # What a DVC project needs from this tree. src/ too: it is a stage dependency (the code that
 # runs is the installed fastadv, i.e. this tree's src/ - the same files).
 PROJECT_FILES = ["Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config",
-                 ".dvc/.gitignore", "data/README.md"]
+                 ".dvc/.gitignore", ".dvc/plots/learning_curves.json", "data/README.md"]
 PROJECT_DIRS = ["workflow", "src/fastadv"]
 GRADALIGN = "gradalign: {method: {name: gradalign}, optim: {lr_max: 0.3}}"
 GRADALIGN_CHANGED = "gradalign: {method: {name: gradalign, gradalign: {lambda: 0.5}}, optim: {lr_max: 0.3}}"
@@ -337,7 +337,8 @@ def built(tmp_path_factory):
 def test_repro_builds_the_smoke_figures_and_a_second_repro_does_nothing(built):
     work, log = built["work"], built["first_repro"]
     assert job_stats(log, "data") == {"prepare_data": 1}, log[-3000:]
-    assert job_stats(log) == {"train_model": 4, "evaluate_model": 8, "collect_results": 1, "draw_accuracy_figure": 1}, log[-3000:]
+    assert job_stats(log) == {"train_model": 4, "evaluate_model": 8, "collect_results": 1, "draw_accuracy_figure": 1,
+                              "collect_curves": 1}, log[-3000:]
     assert (work / TARGET).read_bytes().startswith(b"%PDF")
     assert (work / "results/smoke/fig1.png").read_bytes().startswith(b"\x89PNG")
     # Outputs are DVC's, not git's: only dvc.lock is new to git.
@@ -358,6 +359,14 @@ def test_repro_builds_the_smoke_figures_and_a_second_repro_does_nothing(built):
     dvc(work, "plots", "show", "-o", str(built["tmp"] / "plots"))
     html = (built["tmp"] / "plots/index.html").read_text()
     assert "results_smoke_fig1.png" in html and "results_smoke_fig1_clean.png" in html
+    # The learning curves of every run (dvc.yaml plots: results/<scale>/fig1/curves.csv), drawn with the
+    # project's template: each run named, each statistic a panel, the CO flags a layer of their own.
+    runs = sorted(str(p.parent.relative_to(work)) for p in work.glob("runs/smoke/fig1/*/*/*/history.csv"))
+    assert len(runs) == 4 and all(f'"run": "{r}"' in html for r in runs), runs
+    vega = json.loads(dvc(work, "plots", "show", "--json", "results/smoke/fig1/curves.csv").stdout)
+    spec = next(p["content"] for k, v in vega["data"].items() if k.startswith("dvc.yaml::") for p in v)
+    assert spec["facet"]["row"]["field"] == "field" and spec["spec"]["layer"][1]["transform"]
+    assert {d["field"] for d in spec["data"]["values"]} == {"test_clean_acc", "test_pgd_acc", "grad_alignment"}
 
 
 def _comparable(path: Path):
@@ -394,7 +403,7 @@ def test_dvc_and_plain_snakemake_produce_the_same_run_results(built, smoke_build
             if want is not None:
                 assert _comparable(first / rel) == want, rel
                 compared += 1
-    assert compared == 4 * 4 + 8 + 1  # per run: 2 models, history, summary; 8 evaluations; results.csv
+    assert compared == 4 * 4 + 8 + 2  # per run: 2 models, history, summary; 8 evaluations; results.csv, curves.csv
     # The checkpoints are even byte-identical (nothing in them records a time).
     hf, hp = tree_hashes(first, "runs/smoke"), tree_hashes(plain, "runs/smoke")
     models = [r for r in hf if Path(r).name.startswith("model_")]
@@ -454,7 +463,8 @@ def test_one_hyperparameter_reruns_only_its_method(built):
     log = out(dvc(work, "repro", STAGE, merge=True))
     assert "Running stage 'data'" not in log and f"Running stage '{STAGE}'" in log, log[-3000:]
     # Job level: Snakemake inside the stage retrained and re-evaluated only the gradalign runs.
-    assert job_stats(log) == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1}, log[-3000:]
+    assert job_stats(log) == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1,
+                              "collect_curves": 1}, log[-3000:]
     for p, mtime in logs.items():
         assert (p.stat().st_mtime_ns == mtime) == ("/fgsm/" in str(p)), p
     now = tree_hashes(work, "runs/smoke", "results/smoke")

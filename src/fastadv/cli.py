@@ -208,6 +208,11 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def _monitor_defaults(args) -> dict:
+    """The params file's train.monitor (at --scale): the rule's keys for runs whose config predates them."""
+    return _study(args).train_config(None, None, None, None, [])["monitor"]
+
+
 def cmd_co_flags(args) -> int:
     import pandas as pd
 
@@ -215,7 +220,7 @@ def cmd_co_flags(args) -> int:
     from fastadv.paper.figures import markdown
     from fastadv.training.outcome import run_outcome
 
-    defaults = _study(args).train_config(None, None, None, None, [])["monitor"]
+    defaults = _monitor_defaults(args)
     rows = []
     for run_dir in args.runs:
         o = run_outcome(run_dir, defaults)
@@ -228,6 +233,16 @@ def cmd_co_flags(args) -> int:
     print(markdown(df, "CO flags and status recomputed from each run's history (recorded_*: its summary.json)"))
     if args.out:
         atomic.write_text(args.out, df.to_csv(index=False))
+    return 0
+
+
+def cmd_curves(args) -> int:
+    from fastadv import atomic
+    from fastadv.training.outcome import learning_curves
+
+    df = learning_curves(args.runs, _monitor_defaults(args))
+    atomic.write_text(args.out, df.to_csv(index=False))
+    print(f"{df['run'].nunique()} runs, {len(df)} evaluations -> {args.out}")
     return 0
 
 
@@ -462,12 +477,23 @@ def _add_run_commands(sub) -> None:
 
     pf = sub.add_parser("co-flags", help="recompute finished runs' CO flags and learned status from their "
                                          "history.csv under the monitor rule (no retraining)")
-    pf.add_argument("runs", nargs="+", help="run directories (summary.json, history.csv)")
-    _add_params_arg(pf, f"params file whose train.monitor supplies the rule's keys a run's config predates "
-                        f"(default: ./{DEFAULT_CONFIG}, else the packaged one)")
-    pf.add_argument("--scale", default=None, help="apply scales.<SCALE>'s monitor overrides to those keys")
+    _add_monitor_args(pf)
     pf.add_argument("--out", default=None, help="also write the table as CSV here")
     pf.set_defaults(func=cmd_co_flags)
+
+    pc = sub.add_parser("curves", help="learning curves of finished runs (clean and PGD accuracy, gradient "
+                                       "alignment, CO flags per evaluation) -> long-form CSV for dvc plots")
+    _add_monitor_args(pc)
+    pc.add_argument("--out", required=True, help="the CSV to write")
+    pc.set_defaults(func=cmd_curves)
+
+
+def _add_monitor_args(p) -> None:
+    """Run directories and where the CO rule's keys come from for runs that predate them (co-flags, curves)."""
+    p.add_argument("runs", nargs="+", help="run directories (summary.json, history.csv)")
+    _add_params_arg(p, f"params file whose train.monitor supplies the rule's keys a run's config predates "
+                       f"(default: ./{DEFAULT_CONFIG}, else the packaged one)")
+    p.add_argument("--scale", default=None, help="apply scales.<SCALE>'s monitor overrides to those keys")
 
 
 def _add_workflow_command(sub) -> None:
@@ -630,7 +656,7 @@ def _add_estimate_command(sub) -> None:
 
 # `fastadv --help` lists the commands in these groups, in this order (a test checks each is in one).
 GROUPS = {
-    "Run experiments": ("prepare", "train", "evaluate", "import", "run", "report", "zoo", "collect", "co-flags"),
+    "Run experiments": ("prepare", "train", "evaluate", "import", "run", "report", "zoo", "collect", "co-flags", "curves"),
     "Figures, tables and what is configured": ("figure", "targets", "fidelity", "estimate", "config", "methods"),
     "Maintainer tools": ("bench-train", "bench-eval", "gpu-check", "lemma2", "digitize", "schema", "copy"),
 }

@@ -117,6 +117,17 @@ def experiment_evals(wildcards):
     ]
 
 
+def experiment_histories(wildcards):
+    """The history.csv of each of an experiment's runs, where the run lives (run_home)."""
+    return [run_file(wildcards.scale, wildcards.experiment, r, "history.csv")
+            for r in study(wildcards.scale).runs(wildcards.experiment)]
+
+
+def experiment_run_dirs(wildcards):
+    """The folders of an experiment's runs (those of experiment_histories)."""
+    return [h.removesuffix("/history.csv") for h in experiment_histories(wildcards)]
+
+
 def run_file(scale, experiment, run, name):
     """A file of ``experiment``'s ``run``, in the directory of the experiment the run lives in (run_home)."""
     home = run_home(study(scale), experiment, run)

@@ -41,6 +41,28 @@ rule collect_results:
         "fastadv collect --out {output.table} {input.evals} > {log} 2>&1"
 
 
+rule collect_curves:
+    # Every run's learning curves in one long-form CSV, for dvc plots (dvc.yaml plots:, template learning_curves).
+    input:
+        histories=experiment_histories,
+    output:
+        curves="results/{scale}/{experiment}/curves.csv",
+    params:
+        runs=experiment_run_dirs,
+    log:
+        "logs/collect_curves/{scale}/{experiment}.log",
+    benchmark:
+        "benchmarks/collect_curves/{scale}/{experiment}.tsv"
+    conda:
+        "../envs/fastadv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "fastadv curves --scale {wildcards.scale} --out {output.curves} {params.runs} > {log} 2>&1"
+
+
 rule make_zoo_table:
     # Published models (params.yaml zoo:) imported and evaluated with the paper's protocol and AutoAttack.
     input:

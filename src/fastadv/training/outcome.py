@@ -68,3 +68,24 @@ def run_outcome(run_dir: str | Path, defaults: dict | None = None) -> dict:
             "co_iteration": None if first is None else int(first["iteration"]), "flags": flags,
             "monitor_points": n, "rule": rule, "rule_from_defaults": missing,
             "recorded": {"status": summary["status"], "co_epoch": summary["co_epoch"]}}
+
+
+CURVE_COLUMNS = ("epoch", "iteration", "test_clean_acc", "test_pgd_acc", "grad_alignment")
+
+
+def learning_curves(run_dirs: list[str | Path], defaults: dict | None = None) -> pd.DataFrame:
+    """The runs' monitored statistics per evaluation, in long form for plotting (``dvc plots``: one line per run):
+    ``run`` (its directory), method, ε, seed, its ``status``, :data:`CURVE_COLUMNS` from its history and ``co``
+    (1 where the evaluation is flagged), status and flags recomputed as :func:`run_outcome` does, so that a curve
+    and the results table never disagree about a run. A ``not_learned`` run keeps its flags here (the sweep
+    leaves such runs out of its CO counts: fastadv.paper.sweep)."""
+    frames = []
+    for run_dir in run_dirs:
+        o = run_outcome(run_dir, defaults)
+        h = pd.read_csv(Path(run_dir) / "history.csv")
+        cfg = json.loads((Path(run_dir) / "summary.json").read_text())["config"]
+        frames.append(pd.DataFrame({"run": str(run_dir), "method": cfg["method"]["name"],
+                                    "eps": cfg["method"]["eps"], "seed": cfg["runtime"]["seed"],
+                                    "status": o["status"], **{c: h[c] for c in CURVE_COLUMNS},
+                                    "co": [int(f) for f in o["flags"]]}))
+    return pd.concat(frames, ignore_index=True)
