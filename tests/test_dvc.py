@@ -160,14 +160,16 @@ def test_one_stage_for_the_configured_scale_calling_the_snakemake_target(tmp_pat
     assert sorted(line.split()[0] for line in stages.splitlines()) == ["data", "figures"]
     assert "runs/smoke, results/smoke" in stages and "paper" not in stages, stages
     figures = dvc_yaml()["stages"]["figures"]
-    assert figures["cmd"] == 'PATH="$PWD/.venv/bin:$PATH" snakemake --cores all results/${scale}/fig1.pdf'
+    assert figures["cmd"] == ('PATH="$PWD/.venv/bin:$PATH" snakemake --cores all results/${scale}/fig1.pdf '
+                              'results/${scale}/fig1/curves.csv')
     outs = {k: v for o in figures["outs"] for k, v in o.items()}
     assert outs == {"runs/${scale}": {"persist": True}, "results/${scale}": {"persist": True}}
     assert {"Snakefile", "workflow", "src/fastadv", "data"} <= set(figures["deps"])
     # A bare `dvc repro` reproduces the configured scale only; its dry run works on a fresh clone (no data yet).
     assert not (project / "data/cifar10.npz").exists()
     dry = out(dvc(project, "repro", "--dry", merge=True))
-    assert "snakemake --cores all results/smoke/fig1.pdf" in dry and "results/paper" not in dry, dry
+    assert "snakemake --cores all results/smoke/fig1.pdf results/smoke/fig1/curves.csv" in dry, dry
+    assert "results/paper" not in dry, dry
     assert dry.index("Running stage 'data'") < dry.index("Running stage 'figures'"), dry
 
 
