@@ -17,7 +17,8 @@ from fastadv.cli import main
 from fastadv.config.params import deep_merge
 from fastadv.evaluation.results import result_row
 from fastadv.training.loop import train
-from fastadv.training.monitor import above_chance_pvalue, chance_accuracy, drop_pvalue, flag_co, learned
+from fastadv.training.co_rule import above_chance_pvalue, drop_pvalue, flag_co, learned
+from fastadv.training.monitor import chance_accuracy
 from fastadv.training.outcome import chance_of_data, run_outcome
 from tests.helpers import PARAMS
 

@@ -157,3 +157,15 @@ def test_every_benchmark_script_the_docs_name_is_in_the_repository():
     tracked = set(subprocess.run(["git", "ls-files", "benchmarks"], cwd=repo, capture_output=True, text=True,
                                  check=True).stdout.split())
     assert sorted(named - tracked) == []
+
+
+def test_tables_figures_and_curves_import_no_torch():
+    """The workflow's collect, draw and curves jobs read JSON and CSV: importing torch would add seconds to each of
+    them (a third of a smoke job's time on a slow CPU), so their modules keep it out of reach."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastadv.evaluation.results, fastadv.paper.render, fastadv.training.outcome; "
+            "print(sorted(m for m in sys.modules if m == 'torch'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

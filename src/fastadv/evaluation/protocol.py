@@ -18,7 +18,6 @@ too; every random start is a function of (seed, batch), so resuming changes noth
 """
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 import time
 import warnings
@@ -35,12 +34,12 @@ from fastadv.config.params import FOLDER_DATASETS
 from fastadv.data.datasets import load_split
 from fastadv.errors import FastAdvError
 from fastadv.evaluation.progress import SILENT, Progress
+from fastadv.evaluation.result_file import RESULT_FORMAT
 from fastadv.methods.registry import method_label
 from fastadv.training.monitor import accuracy
 from fastadv.training.runtime import generator, hardware_stamp, select_device, set_threads
 from fastadv.units import eps_absolute, eps_in_255ths
 
-RESULT_FORMAT = "fastadv-eval-v1"
 STATE_FORMAT = "fastadv-eval-state-v1"
 PROTOCOLS = {
     # name: (steps, restarts, step size as a function of ε)
@@ -338,14 +337,3 @@ def split_accuracy(model, split, batch_size: int) -> float:
         with torch.no_grad():
             correct += int((model(x).argmax(1) == y).sum())
     return correct / len(split)
-
-
-def load_result(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        res = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise FastAdvError(f"result {str(path)!r} unreadable ({type(e).__name__}: {e})") from None
-    if res.get("format") != RESULT_FORMAT:
-        raise FastAdvError(f"result {str(path)!r} has format {res.get('format')!r}; expected {RESULT_FORMAT!r}")
-    return res

@@ -9,7 +9,7 @@ import pandas as pd
 from fastadv import atomic
 from fastadv.errors import FastAdvError
 from fastadv.config.params import default_params, read_params
-from fastadv.evaluation.protocol import load_result
+from fastadv.evaluation.result_file import load_result
 from fastadv.training.outcome import run_outcome
 
 COLUMNS = ["dataset", "method", "method_label", "train_eps", "eps", "train_seed", "model_kind", "model_epoch",

@@ -110,7 +110,7 @@ def accuracy_vs_eps(df: pd.DataFrame, metric: str, out_pdf, scale: str, title: s
 def _seed_stats(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Mean, std and count over seeds of ``metric`` per (model kind, method, ε), how many runs diverged (drawn and
     marked: their model is the last finite one, not a trained one) and how many did not learn (drawn and marked:
-    fastadv.training.monitor.learned)."""
+    fastadv.training.co_rule.learned)."""
     keys = ["model_kind", "method_label", "eps"]
     agg = df.groupby(keys)[metric].agg(["mean", "std", "count"]).reset_index()
     agg["std"] = agg["std"].fillna(0.0)

@@ -10,7 +10,7 @@ Two rules, each counted per run and per (method, ε) as the share of seeds:
   model's — the rule the paper's own onset is computed with below, so the two compare like for like.
 
 A run that never learned (``train_status`` ``not_learned``: its clean accuracy never clearly above chance,
-fastadv.training.monitor.learned) is counted apart: it had no robustness to lose, so it is neither an overfitting
+fastadv.training.co_rule.learned) is counted apart: it had no robustness to lose, so it is neither an overfitting
 seed nor a robust one. The onset of a method under a rule is the smallest ε at which at least half of its seeds
 that learned meet it (None: at no ε of the grid). The paper's onset, from its Fig. 1 values (published_values.yaml,
 digitised): the smallest ε at which the final model's PGD accuracy is below half the early-stopped model's — the

@@ -97,7 +97,7 @@ class _SignalFlag:
 
 
 # A run's status when it trained to the end: not_learned where its clean accuracy never rose clearly above chance
-# (fastadv.training.monitor.learned); the other status is diverged.
+# (fastadv.training.co_rule.learned); the other status is diverged.
 FINISHED = ("completed", "not_learned")
 
 

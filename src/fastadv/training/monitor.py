@@ -1,18 +1,17 @@
 """Monitoring during training: clean / FGSM / PGD accuracy and loss, the two cosines of the paper,
-gradient norms, catastrophic overfitting.
+gradient norms, catastrophic overfitting (the rule itself: fastadv.training.co_rule).
 
 All functions evaluate the model in whatever mode the caller set (the training
 loop switches to eval mode, as the GradAlign code does for its statistics).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from fastadv.attacks import fgsm_attack, pgd_attack
 from fastadv.attacks.fgsm import uniform_delta
+from fastadv.training.co_rule import co_flags, run_learned
 
 
 def _chunks(n: int, batch_size: int):
@@ -115,84 +114,9 @@ def statistics(model, x, y, eps: float, pgd_steps: int, gen: torch.Generator | N
     return {k: v / len(y) for k, v in total.items()}
 
 
-def _log_comb(n: int, k: int) -> float:
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-
-
-def drop_pvalue(before: int, now: int, n: int) -> float:
-    """One-sided p-value of a drop from ``before`` to ``now`` robust points of the same ``n`` monitored points
-    being chance (Fisher's exact test: given the ``before + now`` robust outcomes, the probability that at
-    least ``before`` of them fall in the earlier evaluation when both evaluations had the same robust rate).
-    A drop from k points to none has p = C(n, k) / C(2n, k) ≈ 2⁻ᵏ: 2 → 0.25, 3 → 0.12, 9 → 0.002 at n = 256."""
-    if not 0 <= now <= n or not 0 <= before <= n:
-        raise ValueError(f"counts {before}, {now} outside 0..{n}")
-    t = before + now
-    log_total = _log_comb(2 * n, n)
-    return min(1.0, sum(math.exp(_log_comb(t, x) + _log_comb(2 * n - t, n - x) - log_total)
-                        for x in range(before, min(t, n) + 1)))
-
-
-def above_chance_pvalue(correct: int, n: int, chance: float) -> float:
-    """One-sided binomial p-value of ``correct`` of ``n`` points or more when each is right with probability
-    ``chance``: P(X ≥ correct), X ~ Binomial(n, chance)."""
-    if chance <= 0:
-        return 0.0 if correct > 0 else 1.0
-    if chance >= 1:
-        return 1.0
-    log_p, log_q = math.log(chance), math.log1p(-chance)
-    return min(1.0, sum(math.exp(_log_comb(n, x) + x * log_p + (n - x) * log_q) for x in range(correct, n + 1)))
-
-
-def _points(acc: float, n: int) -> int:
-    return int(round(acc * n))
-
-
-def flag_co(pgd_acc: list[float], fgsm_acc: list[float], n: int, pgd_ratio: float, min_gap: float,
-            alpha: float) -> list[bool]:
-    """Catastrophic overfitting flag per evaluation (Wong et al. 2020; Andriushchenko & Flammarion 2020).
-
-    Evaluation e (accuracies on the same ``n`` monitored test points) is flagged when PGD accuracy has
-    collapsed — below ``pgd_ratio`` × the best PGD accuracy of any earlier evaluation — while FGSM accuracy
-    sits at least ``min_gap`` above it (FGSM no longer finds the adversarial examples PGD finds: the CO
-    signature), and the drop from that best earlier count of robust points to this one is not chance at level
-    ``alpha`` (:func:`drop_pvalue`): CO is the collapse of robustness the model had; a model with 2 or 3
-    robust points of 256 has none to lose (at n = 256 and α = 0.01, a drop to 0 needs 7 robust points
-    before). Evaluation 0 (initialisation) is never flagged.
-    """
-    flags = []
-    for e, (p, f) in enumerate(zip(pgd_acc, fgsm_acc)):
-        best_before = max(pgd_acc[:e], default=0.0)
-        flags.append(e > 0 and p < pgd_ratio * best_before and f - p >= min_gap
-                     and drop_pvalue(_points(best_before, n), _points(p, n), n) < alpha)
-    return flags
-
-
-def learned(clean_acc: list[float], n: int, chance: float, ratio: float, alpha: float) -> bool:
-    """Whether a run learned: at some evaluation its clean accuracy on the ``n`` monitored points is above
-    ``ratio`` × ``chance`` at level ``alpha`` (:func:`above_chance_pvalue`); chance is what a constant prediction
-    of the points' most frequent class gets (1/10 on balanced CIFAR-10 points). A run that never did ends
-    ``not_learned``: its PGD accuracy has nothing to collapse from, so neither its flags nor its final accuracy say
-    anything about catastrophic overfitting."""
-    return any(above_chance_pvalue(_points(a, n), n, min(1.0, ratio * chance)) < alpha for a in clean_acc)
-
-
 def chance_accuracy(y: torch.Tensor) -> float:
     """The accuracy of always predicting the most frequent label of ``y``."""
     return float(torch.bincount(y.flatten()).max()) / len(y)
-
-
-def co_flags(history: list[dict], n: int, rule) -> list[bool]:
-    """:func:`flag_co` over history rows, under the ``monitor`` section ``rule`` (co_pgd_ratio, co_min_gap,
-    co_alpha: a MonitorConfig or a mapping)."""
-    r = rule if isinstance(rule, dict) else rule.to_dict()
-    return [bool(f) for f in flag_co([h["test_pgd_acc"] for h in history], [h["test_fgsm_acc"] for h in history],
-                                     n, r["co_pgd_ratio"], r["co_min_gap"], r["co_alpha"])]
-
-
-def run_learned(history: list[dict], n: int, chance: float, rule) -> bool:
-    """:func:`learned` over history rows, under the ``monitor`` section ``rule`` (learned_clean_ratio, co_alpha)."""
-    r = rule if isinstance(rule, dict) else rule.to_dict()
-    return learned([h["test_clean_acc"] for h in history], n, chance, r["learned_clean_ratio"], r["co_alpha"])
 
 
 class Monitor:
@@ -221,7 +145,7 @@ class Monitor:
         return row
 
     def flag(self, history: list[dict]) -> None:
-        """Sets every row's ``co`` from the whole history (:func:`flag_co`)."""
+        """Sets every row's ``co`` from the whole history (fastadv.training.co_rule.flag_co)."""
         for r, f in zip(history, co_flags(history, self.n, self.cfg)):
             r["co"] = f
 

@@ -8,12 +8,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from fastadv.config.params import FOLDER_DATASETS
-from fastadv.data.datasets import load_arrays
 from fastadv.errors import FastAdvError
-from fastadv.training.monitor import chance_accuracy, co_flags, run_learned
+from fastadv.training.co_rule import co_flags, run_learned
 
 RULE_KEYS = ("co_pgd_ratio", "co_min_gap", "co_alpha", "learned_clean_ratio")
 
@@ -34,6 +32,11 @@ def monitored_points(summary: dict, history: list[dict]) -> int:
 def chance_of_data(data: dict, n: int) -> float:
     """What a constant prediction gets on the run's ``n`` monitored test points (the first n of the prepared test
     set), for runs whose summary predates ``monitor_chance``."""
+    import torch  # only runs older than monitor_chance need the data (tables and curves import no torch)
+
+    from fastadv.data.datasets import load_arrays
+    from fastadv.training.monitor import chance_accuracy
+
     if data["dataset"] in FOLDER_DATASETS:
         raise FastAdvError(f"this {data['dataset']} run's summary does not record monitor_chance; an image folder's "
                            "labels are not read here: retrain it to get its status")
