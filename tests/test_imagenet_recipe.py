@@ -249,7 +249,7 @@ def test_the_imagenet_experiment_at_cpu_size_on_two_ranks_through_the_workflow(t
     """The smoke scale's imagenet experiment from a fresh workflow copy: the tree prepared and resized by its rules,
     three methods trained on two gloo ranks each (fastadv train --ranks 2 under torchrun) over three phases,
     both protocols evaluated, the alignment figure and Table 6 drawn."""
-    # 80 training images (each phase a few steps a rank) and 50 validation images (more than the protocols' 8 and 12)
+    # 80 training images (each phase a few steps a rank) and 50 validation images (more than the protocols' 4 and 6)
     tree = write_cifar_image_tree(tmp_path / "tree" / "imagenet", source / "cifar10.npz", train_per_class=8,
                                   val_per_class=5)
     wf = tmp_path / "wf"
@@ -263,7 +263,7 @@ def test_the_imagenet_experiment_at_cpu_size_on_two_ranks_through_the_workflow(t
         assert [(p["images"], p["crop"]) for p in s["phases"]] == [(40, 32), (56, 48), (None, 64)]
         assert s["config"]["runtime"]["threads"] == 1  # the job's 2 threads shared by its 2 ranks
         res = json.loads((wf / f"results/smoke/imagenet/evals/{variant}/eps4/seed0/final.json").read_text())
-        assert (res["n_points"], res["also"]["n_points"], res["eval_config"]["crop"]) == (8, 12, 64)
+        assert (res["n_points"], res["also"]["n_points"], res["eval_config"]["crop"]) == (4, 6, 64)
     table = (wf / "results/smoke/table6.md").read_text()
     assert "wong_imagenet_pgd50_10" in table and "FGSM+GradAlign (l0.1)" in table and "55.62" in table
     # Both models, the early-stopped one kept as Wong et al. keep model_best.pth.tar (best clean accuracy)
