@@ -73,3 +73,41 @@ def test_python_example_runs(page, tmp_path):
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "PGD-50-10 accuracy:" in r.stdout and "gradient alignment:" in r.stdout
+
+
+def test_notebook_train_is_the_cli_run_and_returns_model_history_summary(tmp_path, synthetic_root, monkeypatch):
+    """fastadv.train(method, eps, ...) (issue 41): ε absolute, overrides as dotted keys or sections; the same run
+    as `fastadv train --variant ... --eps ...` (the same resolved config, the same weights); finished runs are read
+    back, not retrained; bad input is one line naming the value and the choices."""
+    from fastadv.cli import main
+
+    monkeypatch.chdir(REPO)  # both read ./params.yaml
+    tiny = {"data.root": str(synthetic_root), "data.subset": 64, "model.width": 4, "optim.batch_size": 32,
+            "optim.epochs": 2, "monitor.test_points": 32, "monitor.train_points": 32, "monitor.pgd_steps": 2,
+            "runtime.threads": 1, "runtime.progress": "never"}
+    run = fastadv.train("gradalign", eps=16 / 255, dataset="svhn", scale="smoke", seed=1, out=tmp_path / "api",
+                        runtime={"device": "cpu"}, **tiny)
+    sets = [a for k, v in {**tiny, "runtime.device": "cpu", "data.dataset": "svhn"}.items() for a in ("--set", f"{k}={v}")]
+    assert main(["train", "--scale", "smoke", "--variant", "gradalign", "--eps", "16", "--seed", "1",
+                 "--out", str(tmp_path / "cli"), *sets]) == 0
+    cli_record = torch.load(tmp_path / "cli/model_final.pt", weights_only=True)
+    assert run.summary["config"] == cli_record["config"]
+    cfg = run.summary["config"]
+    assert (cfg["method"]["name"], cfg["method"]["eps"], cfg["runtime"]["seed"], cfg["optim"]["epochs"]) == (
+        "gradalign", 16.0, 1, 2)  # ε in 1/255 in the config; the overrides applied
+    assert (run.history["lr"] > 0).any()  # steps that moved the weights: equal weights are equal training
+    want = fastadv.load_model(tmp_path / "cli/model_final.pt").state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in run.model.state_dict().items())
+    assert not run.model.training and run.out == tmp_path / "api"
+    assert list(run.history["iteration"]) == list(
+        __import__("pandas").read_csv(tmp_path / "cli/history.csv")["iteration"])
+    assert run.summary["status"] in ("completed", "not_learned")
+    mtime = (tmp_path / "api/model_final.pt").stat().st_mtime_ns
+    again = fastadv.train("gradalign", eps=16 / 255, dataset="svhn", scale="smoke", seed=1, out=tmp_path / "api",
+                          runtime={"device": "cpu"}, **tiny)
+    assert (tmp_path / "api/model_final.pt").stat().st_mtime_ns == mtime and again.summary == run.summary
+    with pytest.raises(fastadv.FastAdvError, match="^unknown method variant 'gradalignn'; valid: .*gradalign, gradalign_fd"):
+        fastadv.train("gradalignn", eps=8 / 255, scale="smoke", out=tmp_path / "x")
+    with pytest.raises(fastadv.FastAdvError, match="optim.epochs"):
+        fastadv.train("fgsm", eps=8 / 255, scale="smoke", out=tmp_path / "y", **{"optim.epochs": -1})
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

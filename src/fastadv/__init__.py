@@ -10,7 +10,9 @@ The public API (imported on first use, so ``import fastadv.config.study`` stays 
     x_adv = fastadv.PGD(model, eps=8/255)(x, y)         # attack objects: PGD, FGSM
     fastadv.gradient_alignment(model, x, y, eps=8/255)  # E cos(∇ℓ(x), ∇ℓ(x+η))
     fastadv.grad_align_penalty(model, x, y, eps=8/255)  # differentiable, for your own training loop
-    cfg = fastadv.TrainConfig.from_dict(d)              # a run's config, typed and validated; train(cfg, out)
+    run = fastadv.train("gradalign", eps=8/255, scale="smoke")  # as `fastadv train --variant gradalign --eps 8 ...`
+    run.model, run.history, run.summary                 # the final model (eval mode), history.csv, summary.json
+    cfg = fastadv.TrainConfig.from_dict(d)              # a run's config, typed and validated
 """
 from importlib import import_module
 
@@ -21,7 +23,7 @@ _API = {
     "evaluate_model": "evaluation.protocol", "load_dataset": "data.datasets", "import_model": "zoo.registry",
     "gradient_alignment": "training.monitor", "grad_align_penalty": "methods.gradalign",
     "default_lambda": "methods.gradalign",
-    "TrainConfig": "config.run_config", "EvalConfig": "config.run_config", "train": "training.loop",
+    "TrainConfig": "config.run_config", "EvalConfig": "config.run_config", "train": "api", "TrainResult": "api",
     "FastAdvError": "errors",
 }
 __all__ = sorted(_API)

@@ -117,15 +117,9 @@ def cmd_train(args) -> int:
 
     cfg = _config(args, "train")
     if args.resolved is None:  # the workflow's jobs were checked when it planned them
-        import torch
+        from fastadv.api import check_can_train
 
-        from fastadv.workflow.guard import train_refusal
-
-        study = _study(args)
-        refusal = train_refusal(cfg, study.scale, study.resources(args.experiment)["gpu"], torch.cuda.is_available(),
-                                args.allow_cpu or study.doc["allow_cpu"], _folder_images(cfg["data"]))
-        if refusal:
-            raise FastAdvError(refusal)
+        check_can_train(cfg, _study(args), args.experiment, args.allow_cpu)
     from fastadv.training.launch import EXIT_PREEMPTED, mark_preempted, rank_command, run_ranks
 
     if args.ranks < 1:
@@ -144,20 +138,6 @@ def cmd_train(args) -> int:
         print(f"{s['status']}: {args.out} (final test PGD acc {s['final']['test_pgd_acc']:.3f}, "
               f"best epoch {s['best_epoch']}, CO epoch {s['co_epoch']})")
     return 0 if s["status"] in FINISHED or args.diverged_ok else 3
-
-
-def _folder_images(data: dict) -> int | None:
-    """Training images of a prepared image folder (its manifest), None for the other datasets or unprepared."""
-    from fastadv.config.params import FOLDER_DATASETS
-
-    if data["dataset"] not in FOLDER_DATASETS:
-        return None
-    from fastadv.data.image_folder import load_manifest
-
-    try:
-        return len(load_manifest(data["root"], data["dataset"])["splits"]["train"])
-    except FastAdvError:
-        return None  # training will say what is missing
 
 
 def cmd_evaluate(args) -> int:
