@@ -1,5 +1,6 @@
 # Config validation and small input functions. The science is in src/fastadv.
 import json
+import os
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
@@ -125,7 +126,7 @@ def experiment_histories(wildcards):
 
 def experiment_run_dirs(wildcards):
     """The folders of an experiment's runs (those of experiment_histories)."""
-    return [h.removesuffix("/history.csv") for h in experiment_histories(wildcards)]
+    return [os.path.dirname(h) for h in experiment_histories(wildcards)]
 
 
 def run_file(scale, experiment, run, name):
