@@ -111,3 +111,87 @@ def test_notebook_train_is_the_cli_run_and_returns_model_history_summary(tmp_pat
     with pytest.raises(fastadv.FastAdvError, match="optim.epochs"):
         fastadv.train("fgsm", eps=8 / 255, scale="smoke", out=tmp_path / "y", **{"optim.epochs": -1})
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_benchmark_is_evaluate_model_on_the_prepared_points_and_autoattack_only_when_installed(tmp_path, monkeypatch):
+    """fastadv.benchmark(model, dataset, eps, n_examples) (issue 41): the first n points of the prepared dataset
+    through evaluate_model; autoattack="auto" (also evaluate_model's default) runs AutoAttack where pyautoattack
+    imports and otherwise says so once and reports PGD-50-10, instead of raising."""
+    root = tmp_path / "data"
+    write_separable_dataset(root)
+    save_separable_threshold_model(tmp_path / "m.pt", root)
+    model = fastadv.load_model(tmp_path / "m.pt")
+    x, y = load_split(root, "svhn", "test", "cpu").head(24)
+
+    def strip(r):
+        return {k: v for k, v in r.items() if k != "seconds"}
+
+    got = fastadv.benchmark(model, "svhn", eps=16 / 255, n_examples=24, data_root=root, batch_size=8)
+    want = fastadv.evaluate_model(model, x, y, 16 / 255, batch_size=8, autoattack=True)
+    assert {k: v for k, v in strip(got).items() if k in want} == strip(want)
+    assert got["autoattack"] is not None and got["robust_acc"] == want["autoattack"]["acc"]
+    assert got["robust_by"] == "autoattack" and got["robust_acc"] <= got["pgd"]["acc"] < got["clean_acc"]
+
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)  # as on a plain install: the import fails
+    with pytest.warns(UserWarning, match="pyautoattack is not installed, so AutoAttack is skipped"):
+        plain = fastadv.benchmark(model, "svhn", eps=16 / 255, n_examples=24, data_root=root, batch_size=8)
+    assert plain["autoattack"] is None and plain["robust_acc"] == want["pgd"]["acc"] == plain["pgd"]["acc"]
+    assert plain["robust_by"].startswith("pgd50_10")
+    with pytest.raises(fastadv.FastAdvError, match="AutoAttack requested but the 'pyautoattack' package"):
+        fastadv.evaluate_model(model, x, y, 16 / 255, autoattack=True)
+    with pytest.raises(fastadv.FastAdvError, match="autoattack 'yes'; valid: True, False, 'auto'"):
+        fastadv.evaluate_model(model, x, y, 16 / 255, autoattack="yes")
+
+
+def test_load_model_by_name_file_or_foreign_checkpoint_converts_once(tmp_path):
+    """fastadv.load_model (issue 41): a RobustBench name in its model_dir layout, a foreign checkpoint with its
+    source, a fastadv file; foreign weights converted once into a cache that a changed source file replaces."""
+    from tests.foreign_models import write_smoke_zoo
+
+    models = tmp_path / "models"
+    sources = write_smoke_zoo(models)
+    x = torch.rand(6, 3, 32, 32)
+    m = fastadv.load_model("Andriushchenko2020Understanding", dataset="cifar10", threat_model="Linf",
+                           model_dir=models)
+    assert not m.training
+    torch.testing.assert_close(m(x), sources["Andriushchenko2020Understanding"](x), rtol=1e-4, atol=1e-5)
+    cache = models / "fastadv/cifar10/Andriushchenko2020Understanding_last.pt"
+    stamp = cache.stat().st_mtime_ns
+    fastadv.load_model("Andriushchenko2020Understanding", model_dir=models)
+    assert cache.stat().st_mtime_ns == stamp  # the converted copy is reused
+    rb = models / "cifar10/Linf/Andriushchenko2020Understanding.pt"
+    new = {k: v for k, v in torch.load(rb, weights_only=True).items()}
+    new["last"] = new["best"]
+    torch.save(new, rb)
+    again = fastadv.load_model("Andriushchenko2020Understanding", model_dir=models)(x)
+    assert cache.stat().st_mtime_ns != stamp  # a changed source file is converted again
+    fastadv.import_model("robustbench", "Andriushchenko2020Understanding", tmp_path / "check.pt", model_dir=models)
+    torch.testing.assert_close(again, fastadv.load_model(tmp_path / "check.pt")(x))
+    assert not torch.allclose(again, m(x))
+    torch.testing.assert_close(fastadv.load_model(cache)(x), again)  # the cache is a fastadv model file
+    best = fastadv.load_model(models / "official/preact_eps8.pth", source="official", which="best", model_dir=models)
+    torch.testing.assert_close(best(x), sources["official_preact"](x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(fastadv.FastAdvError, match="^unknown model file or name for cifar10 'Wong2020Fats'; valid: "
+                                                   ".*Andriushchenko2020Understanding.*Wong2020Fast"):
+        fastadv.load_model("Wong2020Fats", model_dir=models)
+    with pytest.raises(fastadv.FastAdvError, match="threat_model 'L2'; valid: Linf"):
+        fastadv.load_model("Wong2020Fast", threat_model="L2", model_dir=models)
+
+
+def test_a_notebook_trains_loads_benchmarks_and_loads_a_published_model_with_import_fastadv_only(tmp_path,
+                                                                                                   synthetic_root):
+    """Issue 41's acceptance, as a notebook cell would do it: nothing but ``import fastadv``."""
+    from tests.foreign_models import write_smoke_zoo
+
+    write_smoke_zoo(tmp_path / "models")  # the files a user would have downloaded
+    run = fastadv.train("fgsm_rs", eps=8 / 255, dataset="svhn", scale="smoke", out=tmp_path / "run",
+                        params=PARAMS, data={"root": str(synthetic_root), "subset": 128},
+                        **{"model.width": 4, "optim.epochs": 2, "runtime.progress": "never"},
+                        monitor={"test_points": 32, "train_points": 32, "pgd_steps": 2})
+    model = fastadv.load_model(run.out / "model_final.pt")
+    scores = fastadv.benchmark(model, "svhn", eps=8 / 255, n_examples=16, data_root=synthetic_root,
+                               autoattack=False)  # AutoAttack's part: the test above
+    assert scores["n_points"] == 16 and 0 <= scores["robust_acc"] <= scores["clean_acc"] <= 1
+    assert len(run.history) >= 2 and run.summary["status"] in ("completed", "not_learned")
+    published = fastadv.load_model("Andriushchenko2020Understanding", model_dir=tmp_path / "models")
+    assert published(torch.rand(2, 3, 32, 32)).shape == (2, 10)

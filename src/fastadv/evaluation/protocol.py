@@ -292,13 +292,30 @@ def _also_protocol(model, test, eps: float, cfg: EvalConfig, device, state: _Sta
     return out
 
 
+def autoattack_choice(autoattack: bool | str) -> bool:
+    """Whether to run AutoAttack: ``True``/``False`` as given; ``"auto"`` when ``pyautoattack`` (an optional extra)
+    is installed, saying once per process when it is not, so that a plain install evaluates instead of raising."""
+    if autoattack != "auto":
+        if not isinstance(autoattack, bool):
+            raise FastAdvError(f"autoattack {autoattack!r}; valid: True, False, 'auto'")
+        return autoattack
+    try:
+        import pyautoattack  # noqa: F401
+    except ImportError:
+        warnings.warn("autoattack='auto': pyautoattack is not installed, so AutoAttack is skipped (clean and "
+                      "PGD-50-10 only); pip install pyautoattack==0.2.0 to add it", stacklevel=3)
+        return False
+    return True
+
+
 def evaluate_model(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: str = "pgd50_10",
-                   autoattack: bool = True, restart_rule: str = "both", batch_size: int = 1024,
+                   autoattack: bool | str = "auto", restart_rule: str = "both", batch_size: int = 1024,
                    autoattack_batch_size: int = 500, seed: int = 0, progress: str = "auto") -> dict:
     """What ``fastadv evaluate`` measures, for any ``nn.Module`` taking NCHW inputs in [0,1] and points in
     memory (``eps`` absolute): clean accuracy, PGD-50-10 (Andriushchenko & Flammarion 2020; ``restart_rule``
     both: the worst case over restarts, ``pgd.acc``, and the official code's max-loss rule, ``pgd.acc_max_loss``)
-    and standard AutoAttack (Croce & Hein 2020; ``autoattack.acc_after`` per attack). The random starts and
+    and standard AutoAttack (Croce & Hein 2020; ``autoattack.acc_after`` per attack; ``"auto"``: when installed,
+    :func:`autoattack_choice`; ``autoattack`` is None in the result where it did not run). The random starts and
     seeds are the command's, so on the same model, points, seed and batch sizes the numbers are its numbers.
     Evaluate in eval mode, as the paper does."""
     if protocol not in PROTOCOLS:
@@ -307,7 +324,7 @@ def evaluate_model(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol
         warnings.warn("evaluate_model: the model is in train mode (batch-norm batch statistics); "
                       "the paper evaluates in eval mode: call model.eval() first", stacklevel=2)
     cfg = EvalConfig.from_dict({"n_points": None, "protocol": protocol, "restart_rule": restart_rule,
-                                "autoattack": autoattack, "batch_size": batch_size, "seed": seed,
+                                "autoattack": autoattack_choice(autoattack), "batch_size": batch_size, "seed": seed,
                                 "autoattack_batch_size": autoattack_batch_size, "full_clean": False,
                                 "device": "auto", "threads": 0, "also_protocol": None, "also_n_points": None,
                                 "crop": None})
