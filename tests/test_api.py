@@ -32,6 +32,21 @@ def test_attack_objects_are_the_attack_functions_with_seeded_starts():
         fastadv.PGD(model, eps=8)
 
 
+def test_attack_objects_take_torchattacks_names_with_the_papers_defaults():
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 3, 2, 2, dtype=torch.float64), torch.randint(0, 3, (16,))
+    model = toy_model()
+    # torchattacks.PGD(model, eps, alpha, steps, random_start): one run from a random start (restarts stays ours).
+    got = fastadv.PGD(model, eps=0.1, alpha=0.02, steps=4, restarts=1, random_start=False)(x, y)
+    assert torch.equal(got, pgd_attack(model, x, y, 0.1, 0.02, 4, 1, random_init=False))
+    rs = fastadv.FGSM(model, eps=0.1, alpha=0.125, random_start=True, seed=2)(x, y)
+    assert torch.equal(rs, fgsm_attack(model, x, y, 0.1, 0.125, True, torch.Generator().manual_seed(2)))
+    assert fastadv.PGD(model, eps=0.1).random_init is True and fastadv.FGSM(model, eps=0.1).random_init is False
+    assert fastadv.PGD(model, eps=0.1, random_init=False, random_start=False).random_init is False  # agreeing: fine
+    with pytest.raises(ValueError, match="random_init=True and random_start=False disagree"):
+        fastadv.FGSM(model, eps=0.1, random_init=True, random_start=False)
+
+
 def test_robust_accuracy_on_tensors_equals_the_evaluation_command(tmp_path):
     root = tmp_path / "data"
     write_separable_dataset(root)

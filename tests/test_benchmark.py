@@ -23,3 +23,28 @@ def test_bench_eval_same_accuracy_with_and_without_skipping(tiny_cfg, tmp_path):
     row = bench_eval(tmp_path / "m.pt", n_points=16, batch_size=16, threads=1, repeats=2)
     assert row["acc_skip"] == row["acc_noskip"] and row["n_points"] == 16
     assert row["speedup_min"] <= row["speedup_median"] <= row["speedup_max"]
+
+
+def test_bench_train_runs_each_method_as_its_scale_trains_it(synthetic_root, tmp_path, capsys):
+    """The quick scale trains GradAlign channels-last with the fused double backward (its variant's runtime) and
+    FGSM channels-last with the native one: bench-train times exactly that, and says so; --layout default times
+    both in the default layout, native."""
+    from fastadv.cli import main
+
+    sets = [f"data.root={synthetic_root}", "data.dataset=svhn", "data.subset=32", "optim.batch_size=16",
+            "runtime.threads=1", "runtime.device=cpu"]
+    for layout in ("trained", "default"):
+        csv = tmp_path / f"{layout}.csv"
+        argv = ["bench-train", "--scale", "quick", "--methods", "fgsm", "gradalign", "--iterations", "1",
+                "--repeats", "1", "--layout", layout, "--csv", str(csv)] + [a for s in sets for a in ("--set", s)]
+        assert main(argv) == 0
+        rows = pd.read_csv(csv).set_index("method")
+        out = capsys.readouterr().out
+        if layout == "trained":
+            assert rows.loc["gradalign", "double_backward"] == "fused" and rows.loc["fgsm", "double_backward"] == "native"
+            assert rows["channels_last"].all() and "as its config trains it" in out
+            assert "channels-last, fused double backward" in out
+        else:
+            assert (rows["double_backward"] == "native").all() and not rows["channels_last"].any()
+            assert "in the default layout" in out and "default layout, native double backward" in out
+        assert list(rows["method_name"]) == ["fgsm", "gradalign"] and rows["batch_size"].eq(16).all()

@@ -351,7 +351,13 @@ def cmd_bench_train(args) -> int:
     from fastadv.evaluation.benchmark import bench_train
 
     cfg = _config(args, "train")
-    bench_train(cfg, args.methods, iterations=args.iterations, repeats=args.repeats, csv_out=args.csv)
+    configs = None
+    if args.resolved is None:  # each method as the scale trains it: its variant's layout and double backward
+        study = _study(args)
+        configs = {m: study.train_config(args.experiment, m, args.eps, args.seed, args.sets)
+                   for m in args.methods if m in study.doc["variants"]}
+    bench_train(cfg, args.methods, iterations=args.iterations, repeats=args.repeats, csv_out=args.csv,
+                configs=configs, layout=args.layout)
     return 0
 
 
@@ -589,10 +595,15 @@ def _add_tool_commands(sub) -> None:
 
     pt2 = sub.add_parser("bench-train", help="training-step speed of each method and its ratio to FGSM")
     _add_config_args(pt2)
-    pt2.add_argument("--methods", nargs="+", default=["fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "pgd", "free"])
+    pt2.add_argument("--methods", nargs="+", default=["fgsm", "fgsm_rs", "gradalign", "gradalign_fd", "pgd", "free"],
+                     help="variant labels of the params file (run as --scale/--experiment resolve them) or method names")
     pt2.add_argument("--iterations", type=int, default=20, help="timed steps per repeat")
     pt2.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median, min, max reported)")
     pt2.add_argument("--csv", default=None, help="append the measurements to this CSV")
+    pt2.add_argument("--layout", choices=("trained", "default"), default="trained",
+                     help="trained: each method (a variant label where there is one) in the memory layout and double "
+                          "backward its config trains it with; default: all in the default layout, native double "
+                          "backward (default: %(default)s)")
     pt2.set_defaults(func=cmd_bench_train)
     _add_estimate_command(sub)
 

@@ -49,18 +49,30 @@ def fgsm_attack(model, x, y, eps: float, alpha: float | None = None, random_init
     return (x_adv, grad) if return_grad else x_adv
 
 
+def start_flag(random_init: bool | None, random_start: bool | None, default: bool) -> bool:
+    """An attack object's random start from its own name (``random_init``) or torchattacks' (``random_start``):
+    either may be given, both only if they agree."""
+    if random_init is not None and random_start is not None and bool(random_init) != bool(random_start):
+        raise ValueError(f"random_init={random_init!r} and random_start={random_start!r} disagree; give one "
+                         "(random_start is torchattacks' name for random_init)")
+    given = random_init if random_init is not None else random_start
+    return default if given is None else bool(given)
+
+
 class FGSM:
     """FGSM as an attack object (Goodfellow et al., ICLR 2015), e.g. ``x_adv = FGSM(model, eps=8/255)(x, y)``.
 
-    Zero start and step α = ε by default (the paper's FGSM); ``random_init=True`` with α = 1.25ε is
-    FGSM-RS (Wong et al., ICLR 2020). ``eps``/``alpha`` absolute; inputs NCHW in [0,1]; the model's
-    train/eval mode is left as the caller set it.
+    Zero start and step α = ε by default (the paper's FGSM); ``random_init=True`` (or torchattacks'
+    ``random_start=True``) with α = 1.25ε is FGSM-RS (Wong et al., ICLR 2020). ``eps``/``alpha`` absolute;
+    inputs NCHW in [0,1]; the model's train/eval mode is left as the caller set it.
     """
 
-    def __init__(self, model, eps: float, alpha: float | None = None, random_init: bool = False, seed: int = 0):
+    def __init__(self, model, eps: float, alpha: float | None = None, random_init: bool | None = None, seed: int = 0,
+                 *, random_start: bool | None = None):
         if not 0 < eps <= 0.5:
             raise ValueError(f"eps {eps!r} out of range; valid: (0, 0.5] (absolute, inputs in [0,1]; 8/255 ≈ 0.031)")
-        self.model, self.eps, self.alpha, self.random_init, self.seed = model, eps, alpha, random_init, seed
+        self.model, self.eps, self.alpha, self.seed = model, eps, alpha, seed
+        self.random_init = start_flag(random_init, random_start, default=False)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator(device=x.device).manual_seed(self.seed)

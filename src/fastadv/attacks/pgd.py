@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fastadv.attacks.fgsm import uniform_delta
+from fastadv.attacks.fgsm import start_flag, uniform_delta
 from fastadv.attacks.grad import input_grad
 
 
@@ -103,17 +103,19 @@ class PGD:
 
     Defaults are the evaluation protocol of Andriushchenko & Flammarion (NeurIPS 2020): 50 steps,
     10 restarts, α = ε/4, uniform random start. ``eps`` and ``alpha`` are absolute ([0,1] pixels);
-    inputs are NCHW in [0,1]. The model's train/eval mode is left as the caller set it. Random starts
-    come from a generator seeded with ``seed``, so two calls give the same result.
+    inputs are NCHW in [0,1]. torchattacks' names work too (``PGD(model, eps=8/255, alpha=2/255, steps=10,
+    random_start=True)``), with this protocol's defaults for what is not given. The model's train/eval mode
+    is left as the caller set it. Random starts come from a generator seeded with ``seed``, so two calls give
+    the same result.
     """
 
     def __init__(self, model, eps: float, alpha: float | None = None, steps: int = 50, restarts: int = 10,
-                 random_init: bool = True, seed: int = 0):
+                 random_init: bool | None = None, seed: int = 0, *, random_start: bool | None = None):
         if not 0 < eps <= 0.5:
             raise ValueError(f"eps {eps!r} out of range; valid: (0, 0.5] (absolute, inputs in [0,1]; 8/255 ≈ 0.031)")
         self.model, self.eps, self.steps, self.restarts = model, eps, steps, restarts
         self.alpha = eps / 4 if alpha is None else alpha
-        self.random_init, self.seed = random_init, seed
+        self.random_init, self.seed = start_flag(random_init, random_start, default=True), seed
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator(device=x.device).manual_seed(self.seed)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from fastadv.attacks import pgd_attack
 from fastadv.config.run_config import TrainConfig, as_train_config
+from fastadv.errors import unknown_choice
 from fastadv.training.checkpoint import load_model, training_config
 from fastadv.data.datasets import load_split
 from fastadv.evaluation.protocol import PROTOCOLS
@@ -108,16 +109,17 @@ def random_batch(n: int, seed: int = 0):
     return torch.rand(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
 
 
-def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int, device, wrap=None):
-    """A callable doing ``iterations`` training steps of method ``name`` on the batch ``(x, y)`` (after ``warmup``
-    untimed ones); ``wrap`` (e.g. ``torch.compile``) is applied to the model the steps call, after its layout."""
+def step_runner(cfg: TrainConfig, name: str | None, x, y, iterations: int, warmup: int, device, wrap=None):
+    """A callable doing ``iterations`` training steps of method ``name`` (``cfg``'s own when None) on the batch
+    ``(x, y)`` (after ``warmup`` untimed ones); ``wrap`` (e.g. ``torch.compile``) is applied to the model the
+    steps call, after its layout."""
     import torch
 
     from fastadv.methods import StepContext, build_method
     from fastadv.training.runtime import double_backward_path, in_layout, memory_layout
     from fastadv.training.loop import make_model, make_optimizer, mixed_precision, train_step
 
-    run = cfg.replace(method={"name": name})
+    run = cfg if name is None else cfg.replace(method={"name": name})
     model, method = make_model(run, device), build_method(run.method, run.data.dataset)
     channels_last = memory_layout(model, run.runtime.channels_last)["channels_last"]  # as training.loop.Run
     model = in_layout(model, channels_last)
@@ -139,15 +141,29 @@ def step_runner(cfg: TrainConfig, name: str, x, y, iterations: int, warmup: int,
     return steps
 
 
+LAYOUTS = ("trained", "default")  # bench-train --layout: as each method's config trains it | default, native
+
+
 def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 20, warmup: int = 3,
-                repeats: int = 3, csv_out: str | None = None) -> list[dict]:
+                repeats: int = 3, csv_out: str | None = None, configs: dict | None = None,
+                layout: str = "trained") -> list[dict]:
     """Seconds per training iteration of each method on the same model, batch and process (attack +
     forward/backward + update, through the training loop's own ``train_step``; no monitoring): samples/s,
     the implied seconds per epoch of ``cfg``'s data, and the ratio to FGSM (the first method when FGSM is
-    absent), each as the median [min, max] of ``repeats`` interleaved repeats."""
+    absent), each as the median [min, max] of ``repeats`` interleaved repeats.
+
+    ``configs`` maps a method label to the whole config it trains with (a scale's variant: its memory layout and
+    double backward, e.g. the quick scale's fused GradAlign); a label without one runs ``cfg`` with
+    ``method.name`` = the label. ``layout="default"`` times every method in the default layout with the native
+    double backward instead. Each row says which layout and double backward it ran in."""
     import torch
 
+    if layout not in LAYOUTS:
+        raise unknown_choice("layout", layout, LAYOUTS)
     cfg = as_train_config(cfg)
+    plain = {"runtime": {"channels_last": False, "double_backward": "native"}} if layout == "default" else {}
+    runs = {m: as_train_config((configs or {}).get(m) or cfg.replace(method={"name": m})).replace(**plain)
+            for m in methods}
     set_threads(cfg.runtime.threads)
     device = select_device(cfg.runtime.device)
     d, bs = cfg.data, cfg.phases[0].batch_size
@@ -155,7 +171,7 @@ def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 2
                            augment=d.augment)
     idx = torch.arange(min(bs, len(train_set)), device=device)
     x, y = train_set.batch(idx, torch.Generator(device=device).manual_seed(0))
-    runners = {m: step_runner(cfg, m, x, y, iterations, warmup, device) for m in methods}
+    runners = {m: step_runner(runs[m], None, x, y, iterations, warmup, device) for m in methods}
     seconds = {m: [s / iterations for s in v] for m, v in interleaved(runners, repeats, device).items()}
     base = "fgsm" if "fgsm" in methods else methods[0]
     hw = hardware_stamp(device)
@@ -163,7 +179,8 @@ def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 2
     for m in methods:
         per_it = spread(seconds[m])
         ratio = spread([a / b for a, b in zip(seconds[m], seconds[base])])
-        rows.append({"method": m, "seconds_per_iteration": per_it["median"], "seconds_min": per_it["min"],
+        rows.append({"method": m, "method_name": runs[m].method.name,
+                     "seconds_per_iteration": per_it["median"], "seconds_min": per_it["min"],
                      "seconds_max": per_it["max"], "samples_per_s": len(idx) / per_it["median"],
                      "seconds_per_epoch": per_it["median"] * -(-len(train_set) // bs), "ratio_to_fgsm": ratio["median"],
                      "ratio_min": ratio["min"], "ratio_max": ratio["max"], "repeats": repeats,
@@ -171,11 +188,11 @@ def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 2
                      "channels_last": runners[m].channels_last, "double_backward": runners[m].double_backward,
                      "device": hw["gpu"] or hw["cpu"], "threads": hw["torch_threads"], "torch": hw["torch"]})
     print(f"training step, {rows[0]['model']}, batch {len(idx)}, {rows[0]['device']}, {rows[0]['threads']} threads, "
-          f"torch {rows[0]['torch']}, {rows[0]['double_backward']} double backward; median [min, max] of {repeats} "
-          f"interleaved repeats of {iterations} steps:")
+          f"torch {rows[0]['torch']}, each method {'as its config trains it' if layout == 'trained' else 'in the default layout'};"
+          f" median [min, max] of {repeats} interleaved repeats of {iterations} steps:")
     for r in rows:
         print(f"  {r['method']:<13} {r['samples_per_s']:9.1f} samples/s  {r['seconds_per_epoch']:8.1f} s/epoch  "
-              f"{r['ratio_to_fgsm']:.2f}x FGSM [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]"
-              f"{'  channels-last' if r['channels_last'] else ''}")
+              f"{r['ratio_to_fgsm']:.2f}x FGSM [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]  "
+              f"{'channels-last' if r['channels_last'] else 'default layout'}, {r['double_backward']} double backward")
     _append_csv(csv_out, rows)
     return rows
