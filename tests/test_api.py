@@ -210,3 +210,40 @@ def test_a_notebook_trains_loads_benchmarks_and_loads_a_published_model_with_imp
     assert len(run.history) >= 2 and run.summary["status"] in ("completed", "not_learned")
     published = fastadv.load_model("Andriushchenko2020Understanding", model_dir=tmp_path / "models")
     assert published(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_load_model_by_name_gives_robustbenchs_own_models_logits(tmp_path, monkeypatch):
+    """For every RobustBench name fastadv knows: a file in RobustBench's model_dir layout, written from RobustBench's
+    own architecture with random weights, read by ``robustbench.utils.load_model`` and by ``fastadv.load_model``:
+    the same logits (RobustBench 1.1.1's loader, offline: a file already there is not downloaded)."""
+    import pyautoattack
+
+    # robustbench 1.1.1 requires the pyautoattack distribution but imports it by the name of AutoAttack's git
+    # checkout, ``autoattack``: the same package, under the name its code asks for.
+    monkeypatch.setitem(sys.modules, "autoattack", sys.modules.get("autoattack", pyautoattack))
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+    from robustbench.utils import load_model as robustbench_load_model
+
+    from fastadv.zoo.robustbench import KNOWN, model_path
+    from tests.foreign_models import randomize
+
+    models = tmp_path / "models"
+    for seed, (dataset, name) in enumerate(sorted(KNOWN)):
+        entry = model_dicts[BenchmarkDataset(dataset)][ThreatModel.Linf][name]
+        weights = randomize(entry["model"](), seed).state_dict()
+        path = model_path(name, models, dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name == "Andriushchenko2020Understanding":  # the authors' file: the last and the best model
+            other = randomize(entry["model"](), seed + 100).state_dict()
+            torch.save({"last": weights, "best": other}, path)
+        elif dataset == "imagenet":  # Wong et al.'s torchvision ResNet-50 without RobustBench's normaliser
+            torch.save({k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")}, path)
+        else:  # DataParallel's prefixes, as saved by their training script
+            torch.save({"state_dict": {"module." + k: v for k, v in weights.items()}}, path)
+        x = torch.rand(2, 3, *((32, 32) if dataset == "cifar10" else (64, 64)), generator=torch.Generator().manual_seed(seed))
+        theirs = robustbench_load_model(name, model_dir=str(models), dataset=dataset, threat_model="Linf")
+        ours = fastadv.load_model(name, dataset=dataset, threat_model="Linf", model_dir=models)
+        assert not ours.training and not theirs.training
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4, msg=f"{dataset} {name}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastadv.errors import FastAdvError
-from fastadv.units import eps_in_255ths
+from fastadv.units import eps_absolute, eps_in_255ths
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def train(method: str, eps: float, *, dataset: str | None = None, scale: str | N
     return TrainResult(load_model(out / "model_final.pt"), pd.read_csv(out / "history.csv"), summary, out)
 
 
-def benchmark(model, dataset: str = "cifar10", eps: float = 8 / 255, n_examples: int = 1000, *,
+def benchmark(model, dataset: str = "cifar10", eps: float = eps_absolute(8), n_examples: int = 1000, *,
               autoattack: bool | str = "auto", data_root: str | Path = "data", split: str = "test",
               batch_size: int = 1024, seed: int = 0, progress: str = "auto") -> dict:
     """RobustBench's one call (``robustbench.eval.benchmark``) with the paper's protocol: the first ``n_examples``
