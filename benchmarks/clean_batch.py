@@ -19,9 +19,9 @@ from fastadv.config.params import default_params
 from fastadv.config.run_config import as_train_config
 from fastadv.config.study import Study
 from fastadv.data.datasets import load_split
-from fastadv.evaluation.benchmark import interleaved, spread
+from fastadv.performance.benchmark import interleaved, spread
 from fastadv.evaluation.protocol import split_accuracy
-from fastadv.training.loop import make_model
+from fastadv.training.step import make_model
 from fastadv.training.runtime import hardware_stamp
 
 

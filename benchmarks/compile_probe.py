@@ -1,6 +1,6 @@
 """torch.compile on the single-backward paths against eager (issue 29, part 2; not part of the package).
 
-The training steps of FGSM, FGSM-RS and PGD-2 (the scale's model, layout and batch; fastadv.evaluation.benchmark's
+The training steps of FGSM, FGSM-RS and PGD-2 (the scale's model, layout and batch; fastadv.performance.benchmark's
 step_runner) and steps of PGD-50-10's attack (α = ε/4, eval mode, 200 points, the evaluation's layout), each eager
 and under ``torch.compile`` (inductor, dynamic=False): the first compiled call's seconds (compilation included), the
 seconds per step as the median [min, max] of interleaved repeats and compiled / eager; and the agreement of the
@@ -24,8 +24,8 @@ from fastadv.attacks.pgd import pgd_perturbation
 from fastadv.config.params import default_params
 from fastadv.config.run_config import as_train_config
 from fastadv.config.study import Study
-from fastadv.evaluation.benchmark import interleaved, random_batch, spread, step_runner
-from fastadv.training.loop import make_model
+from fastadv.performance.benchmark import interleaved, random_batch, spread, step_runner
+from fastadv.training.step import make_model
 from fastadv.training.runtime import hardware_stamp, in_layout
 
 EPS = 16 / 255

@@ -15,7 +15,7 @@ train.py L141-207 and utils.get_input_grad), fp32, for ``--attack=fgsm``:
   gradient as grad1 (detached), which is what ``gradalign`` times.
 
 Both run in the same process on the same model architecture, batch and optimizer; timings are medians
-[min, max] of interleaved repeats (fastadv.evaluation.benchmark.interleaved), and the ratio is fastadv's samples/s
+[min, max] of interleaved repeats (fastadv.performance.benchmark.interleaved), and the ratio is fastadv's samples/s
 over the official step's. Usage (from the repository root, after `make setup`):
 
     .venv/bin/python benchmarks/official_step.py --width 16 --threads 2 --repeats 5
@@ -28,13 +28,13 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from fastadv.evaluation.benchmark import interleaved, spread
+from fastadv.performance.benchmark import interleaved, spread
 from fastadv.config.params import deep_merge
 from fastadv.methods import StepContext, build_method
 from fastadv.models import build_model, init_weights
 from fastadv.training.runtime import hardware_stamp
 from fastadv.config.study import resolve_train_config
-from fastadv.training.loop import make_optimizer, mixed_precision, train_step
+from fastadv.training.step import make_optimizer, mixed_precision, train_step
 
 
 def official_step(model, opt, x, y, eps: float, method: str, lam: float, gen: torch.Generator) -> None:

@@ -3,7 +3,7 @@
 For each method, memory layout and (methods that double backprop) runtime.double_backward: the step's FLOPs
 (torch.utils.flop_counter over one step: convolutions and matrix products of the forward, the backward and, for
 exact GradAlign, the double backward; GradAlign-FD's in parts, see fd_flops_in_parts), the measured seconds
-per step (median [min, max] of interleaved repeats, fastadv.evaluation.benchmark), the GFLOP/s that makes, the
+per step (median [min, max] of interleaved repeats, fastadv.performance.benchmark), the GFLOP/s that makes, the
 FLOP ratio to FGSM (the floor of the time ratio if every FLOP ran at FGSM's rate) beside the time ratio, and the
 torch.profiler's ops of largest self CPU time (layout conversions: aten::copy_ / clone / contiguous).
 
@@ -23,8 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from fastadv.config.params import default_params
 from fastadv.config.run_config import as_train_config
 from fastadv.config.study import Study
-from fastadv.evaluation.benchmark import interleaved, random_batch, spread, step_runner
-from fastadv.training.loop import make_model
+from fastadv.performance.benchmark import interleaved, random_batch, spread, step_runner
+from fastadv.training.step import make_model
 from fastadv.training.runtime import hardware_stamp
 
 DOUBLE_BACKPROP = {"gradalign", "cure", "llr"}  # methods whose input gradient is taken with create_graph

@@ -6,7 +6,7 @@ took over its limit; exits 1 when over.
 
 A benchmark, not a timed test: timings vary by machine (these 2-core machines differ up to ~2.7× per thread), so CI
 prints this (.ci/run) and does not fail on it; the next session reads it. The budget is in seconds of the reference
-machine of `fastadv estimate` (src/fastadv/evaluation/estimate_reference.yaml): the suite's time here is divided by
+machine of `fastadv estimate` (src/fastadv/performance/estimate_reference.yaml): the suite's time here is divided by
 this machine's slowdown from the same probe (a few training steps, ~15 s; ``--slowdown`` gives it instead), so one
 budget holds on the fast and the slow CPU. Lower SUITE_BUDGET_S as the suite gets faster: it is a ratchet, and the
 goal is TARGET_S.
@@ -50,7 +50,7 @@ def slow_tests() -> set[str]:
 
 def machine_slowdown() -> float:
     """This machine's step times over the reference's (`fastadv estimate demo`'s probe, on one job's threads)."""
-    from fastadv.evaluation.estimate import expected_seconds, probe, read_reference, target_study
+    from fastadv.performance.estimate import expected_seconds, probe, read_reference, target_study
 
     reference = read_reference()
     study = target_study(reference, "demo", REPO / "params.yaml")
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     slow = slow_tests()
     over = sorted(((t, s) for t, s in tests.items() if s / slowdown > NON_SLOW_LIMIT_S and t not in slow),
                   key=lambda p: -p[1])
-    from fastadv.evaluation.estimate import cpu_name
+    from fastadv.performance.estimate import cpu_name
 
     at_reference = total / slowdown
     print(f"test_budget: suite {total:.0f} s for {len(tests)} tests on {cpu_name()}, {slowdown:.2f}x the reference's "

@@ -49,7 +49,7 @@ def _targets() -> str:
 
 def _params() -> str:
     """params.yaml as shipped (every default once, with its comment), then the JSON schema made from the specs."""
-    from fastadv.config.study import json_schema
+    from fastadv.config.schema import json_schema
 
     text = (REPO / "params.yaml").read_text()
     schema = yaml.safe_dump(json_schema(), sort_keys=False)

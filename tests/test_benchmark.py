@@ -1,7 +1,7 @@
 """Benchmark commands run and report consistent numbers (no timing assertions: those are for humans)."""
 import pandas as pd
 
-from fastadv.evaluation.benchmark import bench_eval, bench_train
+from fastadv.performance.benchmark import bench_eval, bench_train
 from fastadv.training.checkpoint import save_model
 from fastadv.models import build_model
 

@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 import torch
 
-from fastadv.data import datasets as data
+from fastadv.data import datasets as data, sources
 from fastadv.errors import FastAdvError
 
 
@@ -34,7 +34,7 @@ def cifar_archive(path, arrays, n_train_per_batch=None, n_test=None, extra_membe
 
 @pytest.fixture(scope="module")
 def cifar(source):
-    return data.read_npz(source / "cifar10.npz")
+    return sources.read_npz(source / "cifar10.npz")
 
 
 def test_known_facts_of_the_offline_copy(cifar):
@@ -47,7 +47,7 @@ def test_known_facts_of_the_offline_copy(cifar):
 def test_small_archive_reads_back_exactly(tmp_path, cifar):
     path = tmp_path / "small.tar.gz"
     cifar_archive(path, cifar, n_train_per_batch=7, n_test=5)
-    got = data.read_cifar10_archive(path)
+    got = sources.read_cifar10_archive(path)
     want_x = np.concatenate([cifar["x_train"][i * 10000: i * 10000 + 7] for i in range(5)])
     assert np.array_equal(got["x_train"], want_x)
     assert np.array_equal(got["y_test"], cifar["y_test"][:5])
@@ -56,11 +56,11 @@ def test_small_archive_reads_back_exactly(tmp_path, cifar):
 
 @pytest.mark.slow
 def test_full_archive_and_npz_routes_give_identical_verified_arrays(tmp_path, cifar, source):
-    archive = tmp_path / data.CIFAR10_ARCHIVE
+    archive = tmp_path / sources.CIFAR10_ARCHIVE
     cifar_archive(archive, cifar)
     a = data.prepare("cifar10", str(archive), tmp_path / "a")
     b = data.prepare("cifar10", str(source), tmp_path / "b")
-    ra, rb = data.read_npz(a), data.read_npz(b)
+    ra, rb = sources.read_npz(a), sources.read_npz(b)
     assert all(np.array_equal(ra[k], rb[k]) for k in data.ARRAYS)
 
 
@@ -72,17 +72,17 @@ def test_archive_with_code_running_pickle_is_refused(tmp_path, cifar):
     path = tmp_path / "evil.tar.gz"
     cifar_archive(path, cifar, n_train_per_batch=2, n_test=2, extra_member=pickle.dumps({b"x": Evil()}))
     with pytest.raises(FastAdvError, match="refusing to unpickle builtins.print"):
-        data.read_cifar10_archive(path)
+        sources.read_cifar10_archive(path)
 
 
 def test_mnist_idx_route_verifies(tmp_path, source):
-    m = data.read_npz(source / "mnist.npz")
-    for key, stem in data.MNIST_FILES.items():
+    m = sources.read_npz(source / "mnist.npz")
+    for key, stem in sources.MNIST_FILES.items():
         a = m[key]
         header = bytes([0, 0, 8, a.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in a.shape)
         (tmp_path / f"{stem}.gz").write_bytes(gzip.compress(header + a.tobytes(), compresslevel=1))
     out = data.prepare("mnist", str(tmp_path), tmp_path / "prepared")
-    got = data.read_npz(out)
+    got = sources.read_npz(out)
     assert all(np.array_equal(got[k], m[k]) for k in data.ARRAYS)
     assert np.bincount(got["y_train"]).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
@@ -98,7 +98,7 @@ def test_download_route_converts_torchvision_datasets(tmp_path, monkeypatch, cif
 
     monkeypatch.setattr(tvd, "CIFAR10", FakeCIFAR10)
     out = data.prepare("cifar10", "download", tmp_path)
-    assert np.array_equal(data.read_npz(out)["x_test"], cifar["x_test"])
+    assert np.array_equal(sources.read_npz(out)["x_test"], cifar["x_test"])
 
 
 def test_one_flipped_byte_is_rejected_naming_the_array(tmp_path, cifar):
@@ -140,7 +140,7 @@ def test_svhn_mat_layout_maps_label_10_to_0(tmp_path):
         X = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
         y = np.array([[10], [1], [2], [3], [4], [5], [6], [7], [8]][:n], dtype=np.uint8)
         scipy.io.savemat(tmp_path / f"{split}_32x32.mat", {"X": X, "y": y})
-    got = data.read_svhn_mat(tmp_path, check_md5=False)
+    got = sources.read_svhn_mat(tmp_path, check_md5=False)
     assert got["x_train"].shape == (9, 32, 32, 3)
     assert got["y_train"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8]
     X = scipy.io.loadmat(tmp_path / "train_32x32.mat")["X"]

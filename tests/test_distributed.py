@@ -312,7 +312,7 @@ def _penalty_step(model, method, x, y, offset=0):
     """One GradAlign step of SGD (lr 1): the loop's train_step with the loop's shard weight and generator."""
     from fastadv.methods import StepContext
     from fastadv.shard import batch_shard
-    from fastadv.training.loop import mixed_precision, train_step
+    from fastadv.training.step import mixed_precision, train_step
 
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     autocast, scaler = mixed_precision("fp32", torch.device("cpu"))

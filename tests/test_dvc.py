@@ -306,11 +306,11 @@ def test_data_stage_takes_the_copy_beside_the_project_as_make_demo_does(tmp_path
 def test_bytecode_does_not_change_the_source_dependency(tmp_path):
     project = make_project(tmp_path / "p")
     sh(project, "git", "init", "-q")
-    pyc = project / "src/fastadv/__pycache__/cli.cpython-311.pyc"
+    pyc = project / "src/fastadv/__pycache__/api.cpython-311.pyc"
     pyc.parent.mkdir()
     pyc.write_bytes(b"\0")
     assert dvc(project, "check-ignore", str(pyc.relative_to(project)), check=False).returncode == 0
-    for kept in ("src/fastadv/cli.py", "runs/smoke/fig1/fgsm/eps4/seed0/model_final.pt"):
+    for kept in ("src/fastadv/api.py", "runs/smoke/fig1/fgsm/eps4/seed0/model_final.pt"):
         assert dvc(project, "check-ignore", kept, check=False).returncode == 1, kept
     assert dvc(project, "check-ignore", "runs/smoke/fig1/fgsm/eps4/seed0/state.pt", check=False).returncode == 0
 

@@ -1,4 +1,4 @@
-"""The demo's expected time on this machine (fastadv.evaluation.estimate): the arithmetic by hand, the reference
+"""The demo's expected time on this machine (fastadv.performance.estimate): the arithmetic by hand, the reference
 in step with the targets it timed, calibration and the line a user reads."""
 import math
 import shutil
@@ -10,7 +10,7 @@ from fastadv.cli import main
 from fastadv.config.params import deep_merge, read_params
 from fastadv.config.study import Study, validate_study
 from fastadv.errors import FastAdvError
-from fastadv.evaluation.estimate import (REFERENCE, calibrate, estimate, expected_seconds, read_reference,
+from fastadv.performance.estimate import (REFERENCE, calibrate, estimate, expected_seconds, read_reference,
                                          target_digest)
 from tests.helpers import PARAMS
 

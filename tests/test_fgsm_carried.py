@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from fastadv.config.params import deep_merge
 from fastadv.methods import StepContext, build_method
 from fastadv.methods.registry import method_label
-from fastadv.training.loop import mixed_precision, train, train_step
+from fastadv.training.loop import train
+from fastadv.training.step import mixed_precision, train_step
 
 EPS, STEP = 4 / 255, 5 / 255  # their 4px configs: clip_eps 4, fgsm_step 5 (/255): α = 1.25 ε
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from fastadv.attacks import fgsm_attack
 from fastadv.attacks.pgd import restart_rules
 from fastadv.methods import StepContext, build_method
-from fastadv.training.loop import mixed_precision, train, train_step
+from fastadv.training.loop import train
+from fastadv.training.step import mixed_precision, train_step
 from tests.helpers import AVX2, toy_model
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastadv.cli import main
-from fastadv.evaluation.gpu_check import penalty_grad_cosine
+from fastadv.performance.gpu_check import penalty_grad_cosine
 from fastadv.training.loop import FINISHED
 from tests.helpers import PARAMS
 
@@ -19,7 +19,7 @@ def test_without_cuda_and_without_a_scale_it_says_what_to_run(tmp_path, capsys):
 
 def test_penalty_gradient_cosine_is_one_in_fp32_and_finite_in_bf16(tiny_cfg):
     from fastadv.config.run_config import TrainConfig
-    from fastadv.training.loop import make_model
+    from fastadv.training.step import make_model
 
     torch.manual_seed(0)
     model = make_model(TrainConfig.from_dict(tiny_cfg), torch.device("cpu"))

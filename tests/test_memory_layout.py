@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from fastadv.evaluation.benchmark import bench_train
+from fastadv.performance.benchmark import bench_train
 from fastadv.config.params import deep_merge
 from fastadv.models import build_model
 from fastadv.training.runtime import channels_last_hazard, memory_layout

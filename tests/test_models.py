@@ -46,7 +46,7 @@ def test_resnet50_is_torchvisions_with_its_own_normalisation_and_init(tiny_cfg):
     from torchvision.models import resnet50
 
     from fastadv.config.run_config import TrainConfig
-    from fastadv.training.loop import make_model as _model
+    from fastadv.training.step import make_model as _model
 
     cfg = TrainConfig.from_dict(tiny_cfg).replace(data={"dataset": "imagenet"},
                                                   model={"name": "resnet50", "width": 64, "normalize": True},

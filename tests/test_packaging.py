@@ -71,7 +71,7 @@ def test_a_wheel_installed_outside_the_repository_works(wheel, tmp_path, tiny_cf
     import torch
 
     from fastadv.training.checkpoint import save_model
-    from fastadv.training.loop import make_model
+    from fastadv.training.step import make_model
 
     env_dir = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from fastadv.config.params import deep_merge, read_params
-from fastadv.config.study import Study, run_home, validate_study
+from fastadv.config.study import Study, validate_study
+from fastadv.workflow.runs import run_home
 from fastadv.evaluation.results import COLUMNS
 from fastadv.paper.reference import load_published
 from fastadv.paper.render import FIGURES, FigureJob

@@ -9,7 +9,7 @@ from fastadv.errors import FastAdvError
 from fastadv.methods.registry import MethodSpec, Param, register, unregister
 from fastadv.methods import Method, StepOutput
 from fastadv.methods.base import ce_step
-from fastadv.config.study import json_schema
+from fastadv.config.schema import json_schema
 from fastadv.training.loop import FINISHED, train
 from tests.helpers import PARAMS
 

@@ -9,7 +9,7 @@ from fastadv.config.run_config import TrainConfig
 from fastadv.config.study import Study, resolve_config
 from fastadv.errors import FastAdvError
 from fastadv.evaluation.protocol import PROTOCOLS
-from fastadv.training.loop import make_optimizer
+from fastadv.training.step import make_optimizer
 from fastadv.training.schedule import learning_rate
 from tests.helpers import PARAMS
 

@@ -6,7 +6,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 from fastadv.config.params import DATASETS, FOLDER_DATASETS
-from fastadv.config.study import Study, resized_images, run_home, typed_overrides, validate_study
+from fastadv.config.study import Study, resized_images, validate_study
+from fastadv.workflow.overrides import typed_overrides
+from fastadv.workflow.runs import run_home
 from fastadv.paper import targets
 from fastadv.workflow.guard import train_job_resources
 from fastadv.workflow.schema import schema_file
@@ -101,7 +103,7 @@ def train_job(name):
 
 def experiment_evals(wildcards):
     """The evaluations of an experiment's runs, each where its run lives (an earlier experiment's when that one
-    has the same run with the same configs: fastadv.config.study.run_home)."""
+    has the same run with the same configs: fastadv.workflow.runs.run_home)."""
     s = study(wildcards.scale)
     kinds = s.experiment(wildcards.experiment)["models"]
     return [

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastadv.config.params import DATASETS, deep_merge, parse_scalar, parse_set, read_params, validate_section
-from fastadv.config.spec import _BOOL, _STR, ListSpec, RecordSpec, Spec, _choice, _float, _int
-from fastadv.config.zoo import json_schema as zoo_json_schema, validate_zoo
+from fastadv.config.params import DATASETS, deep_merge, parse_set, read_params, validate_section
+from fastadv.config.spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int
+from fastadv.config.zoo import validate_zoo
 from fastadv.errors import FastAdvError, unknown_choice
 
 MODEL_KINDS = ("final", "best")
@@ -241,145 +241,6 @@ class Study:
         return validate_section(cfg, "evaluate")
 
 
-def run_home(study: Study, experiment: str, run: dict) -> str:
-    """The experiment whose directories hold ``run`` (an item of ``study.runs(experiment)``): the first experiment
-    of params.yaml with the same run resolved to the same train and evaluation configs, else ``experiment``. One
-    training and its evaluations then serve every experiment asking for them (the sweep reuses the demo's runs);
-    a config that differs in anything but threads keeps the run apart."""
-    key = ("home", experiment, run["variant"], run["eps"], run["seed"])
-    if key not in study._memo:
-        study._memo[key] = _run_home(study, experiment, run)
-    return study._memo[key]
-
-
-def _run_key(run: dict) -> tuple:
-    return run["dataset"], run["variant"], float(run["eps"]), run["seed"]
-
-
-def _run_home(study: Study, experiment: str, run: dict) -> str:
-    mine = None
-    for other in study.doc["experiments"]:
-        if other == experiment:
-            break
-        if ("run_keys", other) not in study._memo:
-            study._memo[("run_keys", other)] = {_run_key(r) for r in study.runs(other)}
-        if _run_key(run) not in study._memo[("run_keys", other)]:
-            continue
-        mine = mine or run_identity(study, experiment, run)
-        if run_identity(study, other, run) == mine:
-            return other
-    return experiment
-
-
-def run_identity(study: Study, experiment: str, run: dict) -> tuple[dict, dict]:
-    """What a run's outputs depend on: its resolved train and evaluation configs, threads left out."""
-    train = study.train_config(experiment, run["variant"], run["eps"], run["seed"])
-    train["runtime"].pop("threads")
-    evaluate = study.eval_config(experiment)
-    evaluate.pop("threads")
-    return train, evaluate
-
-
-def _spec_schema(spec) -> dict:
-    if isinstance(spec, dict):
-        return {"type": "object", "properties": {k: _spec_schema(v) for k, v in spec.items()},
-                "additionalProperties": False}
-    if isinstance(spec, RecordSpec):
-        return {"type": "object", "properties": {k: _spec_schema(v) for k, v in spec.fields.items()},
-                "required": list(spec.fields), "additionalProperties": False}
-    if isinstance(spec, ListSpec):
-        out = {"type": "array", "minItems": 1, "items": _spec_schema(spec.item)}
-        return {"anyOf": [out, {"type": "null"}]} if spec.optional else out
-    if spec.kind == "choice":
-        out = {"enum": list(spec.choices)}
-    else:
-        out = {"type": {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}[spec.kind]}
-        if spec.min is not None:
-            out["exclusiveMinimum" if spec.min_exclusive else "minimum"] = spec.min
-        if spec.max is not None:
-            out["maximum"] = spec.max
-    if spec.optional:
-        out = {"anyOf": [out, {"type": "null"}]}
-    return out
-
-
-def json_schema() -> dict:
-    """JSON schema of params.yaml, generated from the Python specs (Snakemake validates with it;
-    a test keeps workflow/schemas/config.schema.yaml equal to this)."""
-    from fastadv.config.params import schema
-
-    TRAIN_SCHEMA, EVAL_SCHEMA, RESOURCES_SCHEMA = schema("train"), schema("evaluate"), schema("resources")
-
-    def section(schema, required):
-        s = _spec_schema(schema)
-        if required:
-            s["required"] = list(schema)
-        else:
-            s["type"] = ["object", "null"]
-        return s
-
-    def partial(schema):
-        return section(schema, False)
-
-    exp_props = {k: _spec_schema(v) for k, v in EXPERIMENT_SCALARS.items()}
-    exp_props.update(train=partial(TRAIN_SCHEMA), evaluate=partial(EVAL_SCHEMA), resources=partial(RESOURCES_SCHEMA),
-                     variants={"type": ["object", "null"], "additionalProperties": partial(TRAIN_SCHEMA)})
-    experiment = {"type": "object", "properties": exp_props, "required": list(EXPERIMENT_SCALARS),
-                  "additionalProperties": False}
-    experiment_partial = {"type": ["object", "null"], "properties": exp_props, "additionalProperties": False}
-    variants = {"type": ["object", "null"], "additionalProperties": partial(TRAIN_SCHEMA)}
-    zoo = zoo_json_schema(_spec_schema, partial(EVAL_SCHEMA))
-    scale = {"type": ["object", "null"], "additionalProperties": False, "properties": {
-        "train": partial(TRAIN_SCHEMA), "evaluate": partial(EVAL_SCHEMA), "resources": partial(RESOURCES_SCHEMA),
-        "variants": variants, "experiments": {"type": ["object", "null"], "additionalProperties": experiment_partial},
-        "zoo": zoo,
-    }}
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "description": "params.yaml of fastadv (generated by `fastadv schema`; do not edit by hand)",
-        "type": "object",
-        "required": ["train", "evaluate", "resources"],
-        "additionalProperties": False,
-        "properties": {
-            "train": section(TRAIN_SCHEMA, True), "evaluate": section(EVAL_SCHEMA, True),
-            "resources": section(RESOURCES_SCHEMA, True), "variants": variants,
-            "experiments": {"type": ["object", "null"], "additionalProperties": experiment},
-            "scales": {"type": ["object", "null"], "additionalProperties": scale},
-            "scale": {"type": "string"},
-            "allow_cpu": {"type": "boolean"},
-            "zoo": zoo,
-        },
-    }
-
-
-def _accepts_string(schema: dict) -> bool:
-    if not schema or "anyOf" in schema and any(_accepts_string(s) for s in schema["anyOf"]):
-        return True
-    if "enum" in schema:
-        return any(isinstance(v, str) for v in schema["enum"])
-    types = schema.get("type", [])
-    return "string" in ([types] if isinstance(types, str) else types)
-
-
-def typed_overrides(value, schema: dict | None = None):
-    """Snakemake's ``--config`` values with the types params.yaml would give them.
-
-    Snakemake reads a nested ``--config`` value (``'variants={fgsm: {method: {fgsm: {alpha: 1.0}}}}'``)
-    with YAML's BaseLoader, so every leaf arrives as a string. A string where the schema expects
-    no string is read again as a YAML scalar (``1.0`` → 1.0, ``null`` → None); anything else is
-    left for validation to judge."""
-    schema = json_schema() if schema is None else schema
-    if isinstance(value, dict):
-        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
-        return {k: typed_overrides(v, props.get(k, extra if isinstance(extra, dict) else {}))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed_overrides(v, schema.get("items", {})) for v in value]
-    if isinstance(value, str) and not _accepts_string(schema):
-        return parse_scalar(value)
-    return value
-
-
 def resolve_config(path: str | Path, section: str, scale: str | None = None, sets: list[str] = ()) -> dict:
     """params.yaml ``section`` ← scale overrides ← ``--set`` overrides, validated (see fastadv.config.study)."""
     study = Study.load(path, scale)
@@ -399,3 +260,9 @@ def resized_images(study: Study, experiment: str) -> list[int]:
         sizes.update(ph["images"] for ph in phases or [] if ph["images"] is not None)
     return sorted(sizes)
 
+
+def dataset_resized_images(study: Study, dataset: str) -> list[int]:
+    """Sizes of the resized copies any experiment of ``dataset`` reads at the study's scale (``fastadv prepare``'s
+    default for ``--resize``), sorted."""
+    return sorted({n for e, x in study.doc["experiments"].items() if x["dataset"] == dataset
+                   for n in resized_images(study, e)})

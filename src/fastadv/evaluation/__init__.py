@@ -1,2 +1,2 @@
-"""Evaluation of trained models: PGD-50-10 and AutoAttack (protocol), the tidy results table (results) and
-the training/evaluation benchmarks (benchmark). May import: training and everything it may import."""
+"""Evaluation of trained models: PGD-50-10 and AutoAttack (protocol), the result file's format and reader
+(result_file), the tidy results table (results). May import: training and everything it may import."""

@@ -29,3 +29,12 @@ def build_method(method_cfg, dataset: str) -> Method:
 
 __all__ = ["MethodSpec", "Param", "register", "specs", "method_class", "build_method", "Method", "StepContext",
            "StepOutput", "default_lambda", "grad_align_penalty"]
+
+
+def effective_train_config(cfg: dict) -> dict:
+    """A resolved train config as the run uses it (``fastadv config``): the chosen method's block only, with the
+    values it takes (λ of GradAlign from ε, …) and its switches; the other methods' blocks left out."""
+    m = cfg["method"]
+    used = build_method(m, cfg["data"]["dataset"]).effective_params()
+    switches = {k: v for k, v in m.items() if not isinstance(v, dict) and k not in ("name", "eps")}
+    return {**cfg, "method": {"name": m["name"], "eps": m["eps"], **({m["name"]: used} if used else {}), **switches}}

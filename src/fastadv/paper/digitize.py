@@ -306,3 +306,18 @@ def to_published(df: pd.DataFrame, spec: dict) -> list[dict]:
             "read_off": f"{how}; axis fit residual {r['calibration_residual']:.2f}",
         })
     return out
+
+
+def write_digitized(image, spec_path, out, published=None) -> pd.DataFrame:
+    """``fastadv digitize``: the points of ``image`` that ``spec_path`` describes as CSV at ``out`` and, with
+    ``published``, the readable ones as published_values.yaml entries there."""
+    from fastadv import atomic
+
+    spec = load_spec(spec_path)
+    df = digitize(load_image(image), spec)
+    atomic.write_text(out, df.to_csv(index=False))
+    if published:
+        lines = [f"- {yaml.safe_dump(e, default_flow_style=True, sort_keys=False, allow_unicode=True, width=10_000).strip()}"
+                 for e in to_published(df, spec)]
+        atomic.write_text(published, "\n".join(lines) + "\n")
+    return df

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from fastadv.attacks import fgsm_attack
 from fastadv.training.checkpoint import load_model, training_config
 from fastadv.data.datasets import load_split
-from fastadv.evaluation.gpu_check import penalty_grad_cosine
+from fastadv.performance.gpu_check import penalty_grad_cosine
 from fastadv.evaluation.protocol import robust_flags
 from fastadv.methods import StepContext, build_method, default_lambda
 from fastadv.units import eps_absolute

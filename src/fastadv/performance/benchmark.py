@@ -117,7 +117,7 @@ def step_runner(cfg: TrainConfig, name: str | None, x, y, iterations: int, warmu
 
     from fastadv.methods import StepContext, build_method
     from fastadv.training.runtime import double_backward_path, in_layout, memory_layout
-    from fastadv.training.loop import make_model, make_optimizer, mixed_precision, train_step
+    from fastadv.training.step import make_model, make_optimizer, mixed_precision, train_step
 
     run = cfg if name is None else cfg.replace(method={"name": name})
     model, method = make_model(run, device), build_method(run.method, run.data.dataset)
@@ -142,6 +142,17 @@ def step_runner(cfg: TrainConfig, name: str | None, x, y, iterations: int, warmu
 
 
 LAYOUTS = ("trained", "default")  # bench-train --layout: as each method's config trains it | default, native
+
+
+def _print_steps(rows: list[dict], layout: str, repeats: int, iterations: int) -> None:
+    r0, how = rows[0], "as its config trains it" if layout == "trained" else "in the default layout"
+    print(f"training step, {r0['model']}, batch {r0['batch_size']}, {r0['device']}, {r0['threads']} threads, "
+          f"torch {r0['torch']}, each method {how}; median [min, max] of {repeats} interleaved repeats of "
+          f"{iterations} steps:")
+    for r in rows:
+        print(f"  {r['method']:<13} {r['samples_per_s']:9.1f} samples/s  {r['seconds_per_epoch']:8.1f} s/epoch  "
+              f"{r['ratio_to_fgsm']:.2f}x FGSM [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]  "
+              f"{'channels-last' if r['channels_last'] else 'default layout'}, {r['double_backward']} double backward")
 
 
 def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 20, warmup: int = 3,
@@ -187,12 +198,13 @@ def bench_train(cfg: TrainConfig | dict, methods: list[str], iterations: int = 2
                      "model": f"{cfg.model.name}-w{cfg.model.width}", "batch_size": len(idx),
                      "channels_last": runners[m].channels_last, "double_backward": runners[m].double_backward,
                      "device": hw["gpu"] or hw["cpu"], "threads": hw["torch_threads"], "torch": hw["torch"]})
-    print(f"training step, {rows[0]['model']}, batch {len(idx)}, {rows[0]['device']}, {rows[0]['threads']} threads, "
-          f"torch {rows[0]['torch']}, each method {'as its config trains it' if layout == 'trained' else 'in the default layout'};"
-          f" median [min, max] of {repeats} interleaved repeats of {iterations} steps:")
-    for r in rows:
-        print(f"  {r['method']:<13} {r['samples_per_s']:9.1f} samples/s  {r['seconds_per_epoch']:8.1f} s/epoch  "
-              f"{r['ratio_to_fgsm']:.2f}x FGSM [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]  "
-              f"{'channels-last' if r['channels_last'] else 'default layout'}, {r['double_backward']} double backward")
+    _print_steps(rows, layout, repeats, iterations)
     _append_csv(csv_out, rows)
     return rows
+
+
+def scale_configs(study, methods: list[str], experiment: str | None = None, eps: float | None = None,
+                  seed: int | None = None, sets: list[str] = ()) -> dict:
+    """Each of ``methods`` that is a variant label of the study, resolved as its scale trains it (the variant's
+    memory layout and double backward): ``bench_train``'s ``configs``."""
+    return {m: study.train_config(experiment, m, eps, seed, sets) for m in methods if m in study.doc["variants"]}

@@ -23,7 +23,7 @@ from fastadv.errors import FastAdvError, unknown_choice
 
 REFERENCE = Path(__file__).with_name("estimate_reference.yaml")
 HEADER = ("# Wall times of the CPU targets, each timed from a fresh clone alone on the cores of one machine, and that "
-          "machine's\n# probe (fastadv.evaluation.estimate). Written by `fastadv estimate TARGET --calibrate "
+          "machine's\n# probe (fastadv.performance.estimate). Written by `fastadv estimate TARGET --calibrate "
           "--wall-seconds S`.\n")
 PROBE_METHODS = ("fgsm", "gradalign")  # the cheapest and the dearest step of the CPU targets
 PROBE_STEPS, PROBE_WARMUP, PROBE_REPEATS = 3, 1, 3  # ≈ 10 s at the quick scale on one thread (model builds included)
@@ -54,7 +54,7 @@ def cpu_name() -> str:
 
 def target_digest(study, experiments: list[str]) -> str:
     """SHA-256 of every resolved train and evaluation config of the targets' runs (threads left out)."""
-    from fastadv.config.study import run_identity
+    from fastadv.workflow.runs import run_identity
 
     configs = [run_identity(study, e, r) for e in experiments for r in study.runs(e)]
     return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()
@@ -65,7 +65,7 @@ def probe(study, experiment: str) -> dict[str, float]:
     of one of its jobs; the median of interleaved repeats."""
     import torch
 
-    from fastadv.evaluation.benchmark import interleaved, random_batch, step_runner
+    from fastadv.performance.benchmark import interleaved, random_batch, step_runner
     from fastadv.config.run_config import as_train_config
     from fastadv.training.runtime import set_threads
 

@@ -31,9 +31,10 @@ from fastadv import atomic
 from fastadv.attacks.grad import input_grad, loss_scaling
 from fastadv.config.run_config import TrainConfig
 from fastadv.data.datasets import load_split
-from fastadv.evaluation.benchmark import bench_eval, bench_train
+from fastadv.performance.benchmark import bench_eval, bench_train
 from fastadv.methods import StepContext, build_method, grad_align_penalty
-from fastadv.training.loop import FINISHED, make_model, make_optimizer, mixed_precision, train_step
+from fastadv.training.loop import FINISHED
+from fastadv.training.step import make_model, make_optimizer, mixed_precision, train_step
 from fastadv.training.runtime import hardware_stamp, select_device
 
 PASS_COSINE = 0.999

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from fastadv.errors import FastAdvError
+from fastadv.methods.registry import spec_of, specs
 
 
 @dataclass(frozen=True)
@@ -159,3 +160,17 @@ def lost_peer(e: BaseException) -> bool:
 def leave(group: Group) -> None:
     if group.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def check_data_parallel(cfg, group: Group) -> None:
+    """Refuse a data-parallel launch that the run's config (a TrainConfig) cannot honour."""
+    if not group.active:
+        return
+    if not spec_of(cfg.method.name).data_parallel:
+        ok = sorted(n for n, s in specs().items() if s.data_parallel)
+        raise FastAdvError(f"method {cfg.method.name!r} cannot train data-parallel (its loss is not a mean of "
+                           f"per-example terms DDP may average); valid on {group.world} ranks: {', '.join(ok)}")
+    smallest = min(ph.batch_size for ph in cfg.phases)
+    if smallest < group.world:
+        raise FastAdvError(f"the batch size {smallest} is the global batch: it must be at least the number of ranks "
+                           f"({group.world})")

@@ -25,10 +25,8 @@ import hashlib
 import json
 from contextlib import nullcontext
 import math
-import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,31 +39,26 @@ from fastadv import atomic
 from fastadv.shard import batch_shard
 from fastadv.training import distributed, monitor
 from fastadv.training.tracking import Tracker
-from fastadv.attacks.double_backward import double_backward_as
-from fastadv.attacks.grad import loss_scaling
 from fastadv.training.checkpoint import STATE_FORMAT, load_weights_only, save_model
 from fastadv.config.params import config_diff
 from fastadv.config.run_config import Phase, TrainConfig, as_train_config
-from fastadv.data.datasets import info, load_arrays, load_split
+from fastadv.data.datasets import load_arrays, load_split
 from fastadv.errors import FastAdvError
 from fastadv.methods import StepContext, build_method
-from fastadv.methods.registry import spec_of, specs
-from fastadv.models import build_model, init_weights
+from fastadv.training.plan import Plan
+from fastadv.training.preemption import Preempted, SignalFlag
+from fastadv.training.progress import RUNNING, TrainProgress
 from fastadv.training.runtime import (
-    derived_seed, double_backward_path, generator, hardware_stamp, in_layout, memory_layout, select_device,
+    double_backward_path, generator, hardware_stamp, in_layout, memory_layout, say_ignored, select_device,
     set_threads,
 )
-from fastadv.training.plan import Plan
 from fastadv.training.schedule import warmup_factor
+from fastadv.training.step import make_model, make_optimizer, mixed_precision, train_step
 
 # Keys that do not change what is computed: a run may be resumed with other values.
 # (data.root is only a location: the data themselves are verified by hash.)
 RESUMABLE_KEYS = {("runtime", "progress"), ("runtime", "checkpoint_every"), ("runtime", "threads"), ("data", "root"),
                   ("runtime", "dist_timeout_s"), ("runtime", "dvclive"), ("runtime", "loader_workers")}
-
-
-class Preempted(Exception):
-    """Raised after the state was saved because a termination signal arrived."""
 
 
 def _comparable(cfg: dict) -> dict:
@@ -75,82 +68,9 @@ def _comparable(cfg: dict) -> dict:
     return cfg
 
 
-class _SignalFlag:
-    def __init__(self):
-        self.signum = None
-        self._old = {}
-
-    def __enter__(self):
-        for s in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not in the main thread: no graceful pre-emption
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
 # A run's status when it trained to the end: not_learned where its clean accuracy never rose clearly above chance
 # (fastadv.training.co_rule.learned); the other status is diverged.
 FINISHED = ("completed", "not_learned")
-
-
-def make_model(cfg: TrainConfig, device) -> torch.nn.Module:
-    """The run's model, initialised from the run's seed (He init of the GradAlign code)."""
-    d, norm = info(cfg.data.dataset), cfg.model.normalize
-    torch.manual_seed(derived_seed(cfg.runtime.seed, "init"))
-    model = build_model(cfg.model.name, width=cfg.model.width, num_classes=d.num_classes, in_shape=d.shape,
-                        mean=d.mean if norm else None, std=d.std if norm else None)
-    if not getattr(model, "own_init", False):  # ResNet-50 keeps torchvision's init (Wong et al.)
-        model.apply(init_weights)
-    return model.to(device)
-
-
-def make_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
-    o = cfg.optim
-    params = model.parameters()
-    if o.no_decay_on_batchnorm:  # Wong et al.'s ImageNet code: no weight decay on batch-norm weights and biases
-        bn = {id(p) for m in model.modules() if "BatchNorm" in type(m).__name__ for p in m.parameters(recurse=False)}
-        params = [{"params": [p for p in model.parameters() if id(p) not in bn]},
-                  {"params": [p for p in model.parameters() if id(p) in bn], "weight_decay": 0.0}]
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr_max, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.Adam(params, lr=o.lr_max, weight_decay=o.weight_decay)
-
-
-def mixed_precision(precision: str, device: torch.device):
-    """(autocast context, gradient scaler) of ``runtime.precision``: fp16 is the GradAlign code's apex
-    O1 (autocast to float16, dynamic loss scaling); bf16 needs no scaling; fp32 disables both."""
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
-    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-    return autocast, torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-
-def train_step(model, opt, method, x, y, ctx: StepContext, lr: float, autocast, scaler,
-               loss_weight: float = 1.0, double_backward: str = "native") -> "StepOutput":  # noqa: F821
-    """One optimisation step of ``method`` on a batch (training and ``bench-train`` share it). With fp16
-    the loss is scaled, and so are the input gradients the method takes (attacks.grad.loss_scaling); an overflow
-    in those skips the step and lowers the scale, as one in the training backward does (apex O1).
-    ``loss_weight``: a data-parallel shard's share of the global batch × the world size (1 alone);
-    ``double_backward``: how input gradients with ``create_graph`` build their graph (the run's
-    ``double_backward_path(...)["used"]``)."""
-    for g in opt.param_groups:
-        g["lr"] = lr
-    scale = scaler.get_scale() if scaler.is_enabled() else 1.0
-    with autocast, loss_scaling(scale) as scaling, double_backward_as(double_backward):
-        res = method.step(model, x, y, ctx)
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(scaling.poison(res.loss if loss_weight == 1.0 else res.loss * loss_weight)).backward()
-    method.after_backward()
-    scaler.step(opt)
-    scaler.update()
-    return res
 
 
 def _cpu_tensors(state: dict) -> dict:
@@ -160,68 +80,6 @@ def _cpu_tensors(state: dict) -> dict:
 
 def _cpu_state(model) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-RUNNING = ("loss", "reg", "correct", "n", "delta_norm", "n_delta", "grad_norm", "n_grad")
-
-
-@dataclass
-class TrainProgress:
-    """Everything a resumed run needs besides model, optimizer and method state."""
-
-    epoch: int = 0        # the epoch in progress (0: statistics at initialisation only)
-    it: int = 0           # iterations done in it
-    global_step: int = 0  # iterations done in all
-    history: list = field(default_factory=list)
-    best: dict = field(default_factory=lambda: {"acc": -1.0, "epoch": 0, "iteration": 0, "state": None})
-    running: dict = field(default_factory=lambda: dict.fromkeys(RUNNING, 0.0))  # since the last evaluation
-    snapshots: list = field(default_factory=list)
-    train_seconds: float = 0.0
-
-    def state_dict(self) -> dict:
-        d = asdict(self)
-        d["running"] = {k: float(v) for k, v in self.running.items()}  # one host sync, at save time only
-        return d
-
-    def accumulate(self, res, x, y) -> None:
-        """Running sums of the training statistics, kept as tensors (no host sync inside a step)."""
-        r, n = self.running, len(y)
-        r["loss"] = r["loss"] + res.loss.detach() * n
-        r["reg"] = r["reg"] + (res.reg * n if res.reg is not None else 0.0)
-        r["correct"] = r["correct"] + (res.logits.argmax(1) == y).sum()
-        r["n"] += n
-        if res.inputs is not None:  # ‖δ‖₂ of the training input after projection (official avg_delta_l2)
-            r["delta_norm"] = r["delta_norm"] + (res.inputs.detach() - x).flatten(1).norm(dim=1).sum()
-            r["n_delta"] += n
-        if res.input_grad is not None:  # ‖∇ₓℓᵢ‖₂ the attack used (official grad_norm_x, per example)
-            r["grad_norm"] = r["grad_norm"] + (res.input_grad.detach() * n).flatten(1).norm(dim=1).sum()
-            r["n_grad"] += n
-
-    def gather(self, group, device) -> None:
-        """Data-parallel: the running sums over all ranks, held by rank 0 (the others restart from 0)."""
-        if group.active:
-            total = distributed.sum_over_ranks(self.running, group, device)
-            self.running = total if group.main else dict.fromkeys(RUNNING, 0.0)
-
-    def training_row(self) -> dict:
-        r = self.running
-        mean = (lambda k, n: float(r[k]) / r[n] if r[n] else float("nan"))
-        return {"train_loss": mean("loss", "n"), "train_reg": mean("reg", "n"), "train_acc": mean("correct", "n"),
-                "train_delta_norm": mean("delta_norm", "n_delta"), "train_grad_norm": mean("grad_norm", "n_grad")}
-
-
-def check_data_parallel(cfg: TrainConfig, group: distributed.Group) -> None:
-    """Refuse a data-parallel launch the run cannot honour (fastadv.training.distributed)."""
-    if not group.active:
-        return
-    if not spec_of(cfg.method.name).data_parallel:
-        ok = sorted(n for n, s in specs().items() if s.data_parallel)
-        raise FastAdvError(f"method {cfg.method.name!r} cannot train data-parallel (its loss is not a mean of "
-                           f"per-example terms DDP may average); valid on {group.world} ranks: {', '.join(ok)}")
-    smallest = min(ph.batch_size for ph in cfg.phases)
-    if smallest < group.world:
-        raise FastAdvError(f"the batch size {smallest} is the global batch: it must be at least the number of ranks "
-                           f"({group.world})")
 
 
 def load_data(cfg: TrainConfig, device, phase: Phase) -> tuple:
@@ -237,15 +95,6 @@ def load_data(cfg: TrainConfig, device, phase: Phase) -> tuple:
     return train_set, test_points, train_set.head(cfg.monitor.train_points)
 
 
-def _say_ignored(layout: dict, graph: dict) -> None:
-    """One line on stderr for each runtime setting the run cannot apply (the reason is in summary.json too)."""
-    if layout["reason"]:
-        print(f"runtime.channels_last ignored, training in the default layout: {layout['reason']}", file=sys.stderr)
-    if graph["reason"]:
-        print(f"runtime.double_backward: fused ignored, autograd's own double backward: {graph['reason']}",
-              file=sys.stderr)
-
-
 class Run:
     """One run: device, data, model, optimiser, method, schedule, its progress, and its training epochs."""
 
@@ -253,12 +102,12 @@ class Run:
         self.cfg, self.out, self.seed = cfg, out, cfg.runtime.seed
         set_threads(cfg.runtime.threads)
         self.group, self.device = distributed.join(cfg.runtime.device, cfg.runtime.dist_timeout_s, select_device)
-        check_data_parallel(cfg, self.group)
+        distributed.check_data_parallel(cfg, self.group)
         self.model = make_model(cfg, self.device)
         self.memory_layout = memory_layout(self.model, cfg.runtime.channels_last)
         self.double_backward = double_backward_path(cfg.runtime.double_backward, self.device, cfg.runtime.precision)
         if self.group.main:
-            _say_ignored(self.memory_layout, self.double_backward)
+            say_ignored(self.memory_layout, self.double_backward)
         self.model, self.trainer = distributed.wrap(  # the trainer: DDP on several ranks (channels-last: params.yaml)
             self.layout(self.model), self.group, cfg.runtime.sync_batchnorm, self.device)
         self.phase = None
@@ -331,7 +180,7 @@ class Run:
             return p.it == self.plan.iterations(p.epoch)
         return p.global_step % every == 0 or p.global_step == self.plan.total_iters
 
-    def train_epoch(self, sig: _SignalFlag, stop_after: int | None, show: bool) -> bool:
+    def train_epoch(self, sig: SignalFlag, stop_after: int | None, show: bool) -> bool:
         """Iterations of the epoch in progress; returns False when the run diverged."""
         p, every = self.progress, self.cfg.runtime.checkpoint_every
         self.enter_phase(self.cfg.phase(p.epoch))
@@ -532,7 +381,7 @@ def _run(run: Run, cfg: TrainConfig, max_iterations: int | None, restart_if_chan
     show = run.group.main and {"auto": sys.stderr.isatty(), "always": True, "never": False}[cfg.runtime.progress]
     stop_after = None if max_iterations is None else p.global_step + max_iterations
     status, reason = "completed", None
-    with _SignalFlag() as sig:
+    with SignalFlag() as sig:
         if p.epoch == 0:  # statistics at initialisation
             run.model.eval()
             record_evaluation(run)

@@ -92,3 +92,17 @@ def learning_curves(run_dirs: list[str | Path], defaults: dict | None = None) ->
                                     "status": o["status"], **{c: h[c] for c in CURVE_COLUMNS},
                                     "co": [int(f) for f in o["flags"]]}))
     return pd.concat(frames, ignore_index=True)
+
+
+def co_flags_table(run_dirs, defaults: dict) -> pd.DataFrame:
+    """One row per finished run: status and CO flags recomputed from its history under ``defaults``' rule (the
+    params file's ``train.monitor`` for keys its config predates), beside what its summary.json recorded."""
+    rows = []
+    for run_dir in run_dirs:
+        o = run_outcome(run_dir, defaults)
+        rows.append({"run": str(run_dir), "status": o["status"], "co_epoch": o["co_epoch"],
+                     "co_iteration": o["co_iteration"], "flagged_evaluations": sum(o["flags"]),
+                     "recorded_status": o["recorded"]["status"], "recorded_co_epoch": o["recorded"]["co_epoch"],
+                     "monitor_points": o["monitor_points"],
+                     "rule_from_params": ", ".join(o["rule_from_defaults"]) or "-"})
+    return pd.DataFrame(rows).astype({"co_epoch": "Int64", "co_iteration": "Int64", "recorded_co_epoch": "Int64"})

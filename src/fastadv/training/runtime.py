@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 
 import torch
 
@@ -117,3 +118,12 @@ def hardware_stamp(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(),
     }
+
+
+def say_ignored(layout: dict, graph: dict) -> None:
+    """One line on stderr for each runtime setting the run cannot apply (the reason is in summary.json too)."""
+    if layout["reason"]:
+        print(f"runtime.channels_last ignored, training in the default layout: {layout['reason']}", file=sys.stderr)
+    if graph["reason"]:
+        print(f"runtime.double_backward: fused ignored, autograd's own double backward: {graph['reason']}",
+              file=sys.stderr)

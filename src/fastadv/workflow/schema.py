@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from fastadv import atomic
-from fastadv.config.study import json_schema
+from fastadv.config.schema import json_schema
 
 
 def schema_file() -> str:
