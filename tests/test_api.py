@@ -212,20 +212,15 @@ def test_a_notebook_trains_loads_benchmarks_and_loads_a_published_model_with_imp
     assert published(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_load_model_by_name_gives_robustbenchs_own_models_logits(tmp_path, monkeypatch):
+def test_load_model_by_name_gives_robustbenchs_own_models_logits(tmp_path):
     """For every RobustBench name fastadv knows: a file in RobustBench's model_dir layout, written from RobustBench's
     own architecture with random weights, read by ``robustbench.utils.load_model`` and by ``fastadv.load_model``:
     the same logits (RobustBench 1.1.1's loader, offline: a file already there is not downloaded)."""
-    import pyautoattack
+    from fastadv.zoo.robustbench import KNOWN, model_path, robustbench_loader
 
-    # robustbench 1.1.1 requires the pyautoattack distribution but imports it by the name of AutoAttack's git
-    # checkout, ``autoattack``: the same package, under the name its code asks for.
-    monkeypatch.setitem(sys.modules, "autoattack", sys.modules.get("autoattack", pyautoattack))
+    robustbench_load_model = robustbench_loader()  # robustbench.utils.load_model (see there for the import)
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
-    from robustbench.utils import load_model as robustbench_load_model
-
-    from fastadv.zoo.robustbench import KNOWN, model_path
     from tests.foreign_models import randomize
 
     models = tmp_path / "models"

@@ -54,11 +54,19 @@ def validate_experiment_scalars(exp, where: str) -> dict:
     return {**exp, **{k: spec.check(f"{where}.{k}", exp[k]) for k, spec in EXPERIMENT_SCALARS.items()}}
 
 
+def merged(base: dict, layers: list[dict], section: str | None = None) -> dict:
+    """``base`` with each of ``layers`` merged over it in turn (later wins, key by key): the one way every config
+    of the study is resolved. With ``section`` each layer is checked first as a partial ``train``/``evaluate``/
+    ``resources`` section (a wrong key or value is named with its place)."""
+    for layer in layers:
+        base = deep_merge(base, validate_section(layer, section, partial=True) if section else layer)
+    return base
+
+
 def apply_sets(cfg: dict, section: str, sets: list[str] = ()) -> dict:
     """A whole ``train``/``evaluate`` config with ``--set key=value`` overrides applied, validated."""
-    for s in sets:  # before the whole is checked: the workflow leaves runtime.threads to --set
-        cfg = deep_merge(cfg, validate_section(parse_set(s, section), section, partial=True))
-    return validate_section(cfg, section)
+    # merged before the whole is checked: the workflow leaves runtime.threads to --set
+    return validate_section(merged(cfg, [parse_set(s, section) for s in sets], section), section)
 
 
 def _validate_experiment(exp: dict, where: str, variants: dict, partial: bool) -> dict:
@@ -151,7 +159,7 @@ class Study:
         if name not in self.doc["experiments"]:
             raise unknown_choice("experiment", name, self.doc["experiments"])
         over = self._scale["experiments"].get(name, {})
-        return deep_merge(self.doc["experiments"][name], over)
+        return merged(self.doc["experiments"][name], [over])
 
     def runs(self, name: str) -> list[dict]:
         """Every training run of an experiment: dicts with dataset, variant, eps, seed."""
@@ -166,9 +174,7 @@ class Study:
             {"method": {"eps": float(eps)}} if eps is not None else {},
             {"runtime": {"seed": int(seed)}} if seed is not None else {},
         ] + [parse_set(s, "train") for s in sets]
-        for layer in layers:
-            cfg = deep_merge(cfg, validate_section(layer, "train", partial=True))
-        return validate_section(cfg, "train")
+        return validate_section(merged(cfg, layers, "train"), "train")
 
     def _variant_config(self, experiment: str | None, variant: str | None) -> dict:
         """``train`` ← the variant ← the experiment's ← the scale's layers (module docstring), before ε, seed and
@@ -189,10 +195,7 @@ class Study:
                 sc["experiments"].get(experiment, {}).get("train", {}) if experiment else {},
                 {"data": {"dataset": exp["dataset"]}} if exp else {},
             ]
-            cfg = self.doc["train"]
-            for layer in layers:
-                cfg = deep_merge(cfg, validate_section(layer, "train", partial=True))
-            self._memo[key] = cfg
+            self._memo[key] = merged(self.doc["train"], layers, "train")
         return self._memo[key]
 
     def resources(self, experiment: str | None = None) -> dict:
@@ -209,19 +212,14 @@ class Study:
             self.experiment(experiment)  # an unknown name is an error
             layers += [self.doc["experiments"][experiment].get("resources", {}),
                        self._scale["experiments"].get(experiment, {}).get("resources", {})]
-        out = self.doc["resources"]
-        for layer in layers:
-            out = deep_merge(out, layer)
-        return out
+        return merged(self.doc["resources"], layers)
 
     def zoo(self, sets: list[str] = ()) -> dict:
         """The zoo at this scale: ``dir``, the whole evaluation config (``evaluate`` ← the scale's ←
         ``zoo.evaluate`` ← the scale's ``zoo.evaluate`` ← ``--set``) and the models."""
         base, over = self.doc["zoo"], self._scale.get("zoo", {})
         layers = [base["evaluate"], over.get("evaluate", {})] + [parse_set(s, "evaluate") for s in sets]
-        cfg = self.eval_config()
-        for layer in layers:
-            cfg = deep_merge(cfg, validate_section(layer, "evaluate", partial=True))
+        cfg = merged(self.eval_config(), layers, "evaluate")
         return {"dir": over.get("dir", base["dir"]), "evaluate": validate_section(cfg, "evaluate"),
                 "models": over.get("models", base["models"])}
 
@@ -235,10 +233,7 @@ class Study:
         if experiment:
             layers += [sc["experiments"].get(experiment, {}).get("evaluate", {})]
         layers += [parse_set(s, "evaluate") for s in sets]
-        cfg = self.doc["evaluate"]
-        for layer in layers:
-            cfg = deep_merge(cfg, validate_section(layer, "evaluate", partial=True))
-        return validate_section(cfg, "evaluate")
+        return validate_section(merged(self.doc["evaluate"], layers, "evaluate"), "evaluate")
 
 
 def resolve_config(path: str | Path, section: str, scale: str | None = None, sets: list[str] = ()) -> dict:

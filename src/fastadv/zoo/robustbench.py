@@ -8,6 +8,10 @@ downloaded through the ``robustbench`` package when it is installed (``pip insta
 and there is a network, else the error says where to put it."""
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+import warnings
 from pathlib import Path
 
 from fastadv.errors import FastAdvError, unknown_choice
@@ -27,17 +31,38 @@ def model_path(name: str, model_dir: str | Path = "models", dataset: str = "cifa
     return Path(model_dir) / dataset / THREAT_MODEL / f"{name}.pt"
 
 
+def robustbench_loader():
+    """``robustbench.utils.load_model``, imported quietly (its imports warn on stderr: torch.jit, pkg_resources).
+    robustbench 1.1.1 requires the ``pyautoattack`` distribution but imports AutoAttack by its git checkout's
+    module name, ``autoattack``: that name is given the installed package, or no robustbench import works."""
+    try:
+        import pyautoattack
+
+        sys.modules.setdefault("autoattack", pyautoattack)
+    except ImportError:
+        pass  # robustbench's own import then says what is missing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from robustbench.utils import load_model
+    return load_model
+
+
 def _download(name: str, dataset: str, path: Path) -> None:
-    """RobustBench's own download into its cache layout; any failure (package absent, no network) becomes a
-    one-line error saying where to put the file."""
+    """RobustBench's own download into its cache layout (its progress kept off the terminal, one line said before);
+    any failure (package absent or broken, no network) becomes a one-line error saying where to put the file."""
     where = f"put the file at {str(path)!r} (RobustBench's model_dir layout <model_dir>/<dataset>/Linf/<name>.pt)"
     try:
-        from robustbench.utils import load_model
-    except ImportError:
-        raise FastAdvError(f"RobustBench model {name!r} ({dataset}) is not downloaded: {where}, or install the "
-                           "robustbench package (pip install \"fastadv[robustbench]\") to download it") from None
+        load_model = robustbench_loader()
+    except ImportError as e:
+        if e.name == "robustbench":
+            raise FastAdvError(f"RobustBench model {name!r} ({dataset}) is not downloaded: {where}, or install the "
+                               "robustbench package (pip install \"fastadv[robustbench]\") to download it") from None
+        raise FastAdvError(f"RobustBench model {name!r} ({dataset}) is not downloaded and the robustbench package "
+                           f"does not import ({type(e).__name__}: {e}): {where}") from None
+    print(f"downloading RobustBench model {name} ({dataset}) into {path} with robustbench's loader", flush=True)
     try:
-        load_model(name, model_dir=str(path.parents[2]), dataset=dataset, threat_model=THREAT_MODEL)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            load_model(name, model_dir=str(path.parents[2]), dataset=dataset, threat_model=THREAT_MODEL)
     except Exception as e:  # no network, a moved file on Google Drive, …: the file is what counts
         if not path.is_file():
             raise FastAdvError(f"RobustBench model {name!r} ({dataset}) could not be downloaded "
