@@ -25,7 +25,8 @@ _API = {
     "evaluate_model": "evaluation.protocol", "load_dataset": "data.datasets", "import_model": "zoo.registry",
     "gradient_alignment": "training.monitor", "grad_align_penalty": "methods.gradalign",
     "default_lambda": "methods.gradalign",
-    "TrainConfig": "config.run_config", "EvalConfig": "config.run_config", "train": "api", "TrainResult": "api", "benchmark": "api",
+    "TrainConfig": "config.run_config", "EvalConfig": "config.run_config",
+    "train": "api", "TrainResult": "api", "benchmark": "api",
     "FastAdvError": "errors",
 }
 __all__ = sorted(_API)

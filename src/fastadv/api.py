@@ -1,6 +1,8 @@
-"""Training from a notebook: ``fastadv.train("gradalign", eps=8/255, scale="smoke")`` resolves the run's config
-as ``fastadv train --variant gradalign --eps 8 --scale smoke`` does (the same params file, layers, validation and
-one-line errors), trains or resumes it, and hands back the model, its history and its summary.
+"""The notebook API, each in one call: ``train`` (``fastadv.train("gradalign", eps=8/255, scale="smoke")`` resolves
+the run's config as ``fastadv train --variant gradalign --eps 8 --scale smoke`` does — the same params file, layers,
+validation and one-line errors —, trains or resumes it, and hands back the model, its history and its summary),
+``load_model`` (a file, a zoo name or a RobustBench name) and ``benchmark`` (RobustBench's one call, the paper's
+protocol).
 
 ε is absolute here, as everywhere in the Python API (8/255); params files and the CLI write it in 1/255
 (fastadv.units).

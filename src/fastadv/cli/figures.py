@@ -128,6 +128,7 @@ def cmd_show_config(args) -> int:
     print(yaml.safe_dump(cfg, sort_keys=False), end="")
     return 0
 
+
 def add_methods(sub) -> None:
     p = sub.add_parser("methods", help="the training methods and their parameters (Markdown table)")
     p.set_defaults(func=cmd_methods)

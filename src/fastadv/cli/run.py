@@ -58,6 +58,7 @@ def cmd_prepare(args) -> int:
             print(f"prepared {args.dataset} resized to {size} px -> {out} (layout checked, files as the originals)")
     return 0
 
+
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train one model (resumes if OUT holds an interrupted run)")
     add_config_args(p)
@@ -254,6 +255,7 @@ def cmd_co_flags(args) -> int:
     if args.out:
         atomic.write_text(args.out, df.to_csv(index=False))
     return 0
+
 
 def add_curves(sub) -> None:
     p = sub.add_parser("curves", help="learning curves of finished runs (clean and PGD accuracy, gradient "

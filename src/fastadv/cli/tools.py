@@ -32,6 +32,7 @@ def cmd_bench_train(args) -> int:
                 csv_out=args.csv, configs=configs, layout=args.layout)
     return 0
 
+
 def add_bench_eval(sub) -> None:
     p = sub.add_parser("bench-eval", help="time PGD-50-10 with and without skipping broken points (ratio)")
     p.add_argument("--model", required=True)
@@ -96,6 +97,7 @@ def cmd_lemma2(args) -> int:
     print(f"lemma2: {args.out}; measured below the bound by more than 3 standard errors: {len(below)} of {len(table)}")
     return 0
 
+
 def add_digitize(sub) -> None:
     p = sub.add_parser("digitize", help="values of a published figure from its pixels (axis calibration, markers)")
     p.add_argument("image", help="the figure (PNG)")
@@ -112,6 +114,7 @@ def cmd_digitize(args) -> int:
     read = int(df["value"].notna().sum())
     print(f"digitize: {read} of {len(df)} points read -> {args.out}")
     return 0
+
 
 def add_schema(sub) -> None:
     p = sub.add_parser("schema", help="print the JSON schema of params.yaml (as YAML)")
