@@ -134,7 +134,7 @@ def load_model(name_or_path: str | Path, *, dataset: str = "cifar10", threat_mod
     ``<model_dir>/fastadv/<dataset>/<name>_<which>.pt``, and that copy is used while its recorded SHA-256 is the
     source file's."""
     from fastadv.config.zoo import listed_path
-    from fastadv.data.datasets import file_digest
+    from fastadv.data.sources import file_digest
     from fastadv.errors import unknown_choice
     from fastadv.training.checkpoint import load_model as load_file, load_model_record
     from fastadv.zoo import robustbench

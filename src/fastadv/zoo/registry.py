@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastadv.data.datasets import file_digest, info
+from fastadv.data.datasets import info
+from fastadv.data.sources import file_digest
 from fastadv.errors import FastAdvError, unknown_choice
 from fastadv.models.foreign import convert_state
 from fastadv.models.normalize import Normalize
