@@ -13,12 +13,10 @@ import sys
 from fastadv.cli import figures, run, tools
 from fastadv.errors import FastAdvError
 
-# `fastadv --help` lists the commands in these groups, in this order (a test checks each is in one).
-GROUPS = {
-    "Run experiments": ("prepare", "train", "evaluate", "import", "run", "report", "zoo", "collect", "co-flags", "curves"),
-    "Figures, tables and what is configured": ("figure", "targets", "fidelity", "estimate", "config", "methods"),
-    "Maintainer tools": ("bench-train", "bench-eval", "gpu-check", "lemma2", "digitize", "schema", "copy"),
-}
+# `fastadv --help` lists the commands in these groups, in this order (a test checks each is in one); each group's
+# commands and their order are its module's COMMANDS.
+_MODULES = {"Run experiments": run, "Figures, tables and what is configured": figures, "Maintainer tools": tools}
+GROUPS = {title: tuple(module.COMMANDS) for title, module in _MODULES.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"fastadv {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of the commands below")
-    for group in (run, figures, tools):
-        group.add_commands(sub)
+    for module in _MODULES.values():
+        for add_parser in module.COMMANDS.values():
+            add_parser(sub)
     helps = {a.dest: a.help for a in sub._choices_actions}
     for name, parser in sub.choices.items():  # each command's --help opens with its one line
         parser.description = parser.description or helps[name]

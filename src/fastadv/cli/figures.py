@@ -141,11 +141,8 @@ def cmd_methods(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    add_figure(sub)
-    add_targets(sub)
-    add_fidelity(sub)
-    add_estimate(sub)
-    add_config(sub)
-    add_methods(sub)
-
+# The group's commands, in the order `fastadv --help` lists them: name -> the function adding its parser.
+COMMANDS = {
+    "figure": add_figure, "targets": add_targets, "fidelity": add_fidelity, "estimate": add_estimate,
+    "config": add_config, "methods": add_methods,
+}

@@ -275,15 +275,8 @@ def cmd_curves(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    add_prepare(sub)
-    add_train(sub)
-    add_evaluate(sub)
-    add_import(sub)
-    add_run(sub)
-    add_report(sub)
-    add_zoo(sub)
-    add_collect(sub)
-    add_co_flags(sub)
-    add_curves(sub)
-
+# The group's commands, in the order `fastadv --help` lists them: name -> the function adding its parser.
+COMMANDS = {
+    "prepare": add_prepare, "train": add_train, "evaluate": add_evaluate, "import": add_import, "run": add_run,
+    "report": add_report, "zoo": add_zoo, "collect": add_collect, "co-flags": add_co_flags, "curves": add_curves,
+}

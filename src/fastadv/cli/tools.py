@@ -148,12 +148,8 @@ def cmd_copy(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    add_bench_train(sub)
-    add_bench_eval(sub)
-    add_gpu_check(sub)
-    add_lemma2(sub)
-    add_digitize(sub)
-    add_schema(sub)
-    add_copy(sub)
-
+# The group's commands, in the order `fastadv --help` lists them: name -> the function adding its parser.
+COMMANDS = {
+    "bench-train": add_bench_train, "bench-eval": add_bench_eval, "gpu-check": add_gpu_check, "lemma2": add_lemma2,
+    "digitize": add_digitize, "schema": add_schema, "copy": add_copy,
+}
