@@ -28,6 +28,7 @@ import pytest
 import torch
 import yaml
 
+from fastadv.training.loop import FINISHED
 from tests.helpers import PARAMS, REPO, data_source, snakemake
 
 BIN = str(Path(sys.executable).parent)
@@ -473,6 +474,10 @@ def test_one_hyperparameter_reruns_only_its_method(built):
     assert {p: h for p, h in now.items() if "/fgsm/" in p} == {p: h for p, h in before.items() if "/fgsm/" in p}
     ga = "runs/smoke/fig1/gradalign/eps4/seed0/model_final.pt"
     assert now[ga] != before[ga]
+    for cfg in work.glob("runs/smoke/fig1/gradalign/*/seed0/config.yaml"):  # the new value is what ran
+        assert yaml.safe_load(cfg.read_text())["method"]["gradalign"]["lambda"] == 0.5, cfg
+    table = pd.read_csv(work / "results/smoke/fig1/results.csv")
+    assert len(table) == 2 * 2 * 2 and table["train_status"].isin(FINISHED).all()
     # Both tools agree that everything is up to date afterwards.
     assert "Running stage" not in out(dvc(work, "repro", STAGE, merge=True))
     assert planned(work) == {}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fastadv.training.loop import FINISHED
-from tests.helpers import REPO, data_source, copy_workflow
+from tests.helpers import REPO, copy_workflow
 
 BIN = str(Path(sys.executable).parent)
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
@@ -58,10 +58,19 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.mark.slurm
-def test_smoke_pipeline_through_slurm_profile(tmp_path, slurm_cluster):
-    src = data_source()
-    if src is None:
-        pytest.skip("offline data copy not found (../shared/data or $FASTADV_DATA_SOURCE)")
+def test_smoke_pipeline_and_the_imagenet_ranks_through_slurm_profile(tmp_path, slurm_cluster, source):
+    """The smoke Fig. 1 and one run of the smoke scale's imagenet experiment through the SLURM profile, in one
+    Snakemake invocation (the two DAGs share the plugin's status polls instead of waiting for them one after the
+    other). Each imagenet training job is submitted with 2 tasks (resources tasks/mpi/cpus_per_task,
+    fastadv.workflow.guard.train_job_resources) and `fastadv train --ranks 2` starts them with srun inside its
+    allocation; rank 0 alone writes the run's files."""
+    import json
+
+    from tests.helpers import write_cifar_image_tree
+
+    src = tmp_path / "source"  # one data source for both: CIFAR-10's copy and a small ImageNet-layout tree
+    write_cifar_image_tree(src / "imagenet", source / "cifar10.npz", train_per_class=8, val_per_class=5)
+    (src / "cifar10.npz").symlink_to(source / "cifar10.npz")
     wf = tmp_path / "wf"
     wf.mkdir()
     copy_workflow(wf)
@@ -70,22 +79,42 @@ def test_smoke_pipeline_through_slurm_profile(tmp_path, slurm_cluster):
     # The profile unchanged: it names no account or partition, so the plugin must find root's account on
     # the test cluster (sacctmgr) and sbatch the default partition; only the plugin's first status check
     # comes sooner than its default 40 s. Fig. 1 at one ε (a --config override reaches the jobs through SLURM).
+    imagenet = "results/smoke/imagenet/evals/fgsm_rs/eps4/seed0/final.json"
     r = subprocess.run(
         [f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm",
-         "--slurm-init-seconds-before-status-checks", "5", "results/smoke/fig1.pdf",
+         "--slurm-init-seconds-before-status-checks", "5", "results/smoke/fig1.pdf", imagenet,
          "--config", "scales={smoke: {experiments: {fig1: {eps: [16]}}}}"],
         cwd=wf, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f"snakemake through SLURM failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     assert (wf / "results/smoke/fig1.pdf").read_bytes().startswith(b"%PDF")
 
-    # Every job went through SLURM and accounting saw it complete (the plugin's comment names the rule).
+    # Every job that computes went through SLURM and accounting saw it complete (the plugin's comment names the
+    # rule); the data download and the seconds-long tables and figures ran here, as local rules.
     jobs = _accounting(env, wf, "Comment,State")
     assert jobs and all(state == "COMPLETED" for _, _, state in jobs), jobs
-    rules = [comment.split("_wildcards_")[0].removeprefix("rule_") for _, comment, _ in jobs]
-    assert rules.count("train_model") == 2 and rules.count("evaluate_model") == 4, jobs
-    assert rules.count("collect_results") == 1 and rules.count("draw_accuracy_figure") == 1, jobs
+    rules = sorted(comment.split("_wildcards_")[0].removeprefix("rule_") for _, comment, _ in jobs)
+    assert rules == sorted(["train_model"] * (2 + 1) + ["evaluate_model"] * (4 + 1) + ["prepare_image_folder"]
+                           + ["resize_image_folder"] * 2), jobs
+    for rule in ("prepare_data", "collect_results", "draw_accuracy_figure"):
+        assert f"localrule {rule}:" in r.stdout + r.stderr, rule
     assert sorted(p.relative_to(wf / "runs/smoke/fig1").parts[:2] for p in (wf / "runs/smoke/fig1").glob("*/*")) == [
         ("fgsm", "eps16"), ("gradalign", "eps16")]
+
+    # The imagenet run: two ranks, as SLURM tasks of its job.
+    run = wf / "runs/smoke/imagenet/fgsm_rs/eps4/seed0"
+    s = json.loads((run / "summary.json").read_text())
+    assert s["distributed"] == {"world_size": 2, "backend": "gloo"} and s["status"] in FINISHED
+    log = (wf / "logs/train_model/smoke/imagenet/fgsm_rs/eps4/seed0.log").read_text()
+    assert "starting 2 ranks: srun --ntasks=2 --cpus-per-task=1" in log, log[-3000:]
+    assert sum(log.count(f"{status}: ") for status in FINISHED) == 1, log[-3000:]  # rank 0 alone reports
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temp file of another rank left
+    steps = _accounting(env, wf, "NTasks,State", steps=True)
+    assert any(n == "2" and state == "COMPLETED" for _, n, state in steps), steps  # the 2-task step of the ranks
+    assert json.loads((wf / imagenet).read_text())["also"]["protocol"] == "wong_imagenet_pgd50_10"
+    # Fig. 1's training jobs asked for one task: only the imagenet job's step ran two.
+    fig1_steps = [n for job, n, _ in steps if "." in job and job.split(".")[0] in {
+        j for j, comment, _ in jobs if "_fig1_" in comment}]
+    assert fig1_steps and set(fig1_steps) <= {"1"}, steps
 
 
 @pytest.mark.slurm
@@ -118,36 +147,3 @@ def test_a_two_task_slurm_step_trains_data_parallel(tmp_path, slurm_cluster, syn
     torchrun(tmp_path / "torchrun", synthetic_root, sets)
     a, b = (torch.load(tmp_path / d / "model_final.pt", weights_only=True)["state_dict"] for d in ("slurm", "torchrun"))
     assert all(torch.equal(a[k], b[k]) for k in b)
-
-
-@pytest.mark.slurm
-def test_the_imagenet_experiment_runs_its_ranks_as_slurm_tasks(tmp_path, slurm_cluster, source):
-    """The smoke scale's imagenet experiment through the SLURM profile: each training job is submitted with
-    2 tasks (resources tasks/mpi/cpus_per_task, fastadv.workflow.guard.train_job_resources) and `fastadv train
-    --ranks 2` starts them with srun inside its allocation; rank 0 alone writes the run's files."""
-    import json
-
-    from tests.helpers import write_cifar_image_tree
-
-    tree = write_cifar_image_tree(tmp_path / "tree" / "imagenet", source / "cifar10.npz", train_per_class=8,
-                                  val_per_class=5)
-    wf = tmp_path / "wf"
-    wf.mkdir()
-    copy_workflow(wf)
-    env = {**os.environ, **slurm_cluster, "PATH": BIN + os.pathsep + os.environ["PATH"],
-           "FASTADV_DATA_SOURCE": str(tree)}
-    target = "results/smoke/imagenet/evals/fgsm_rs/eps4/seed0/final.json"
-    r = subprocess.run(
-        [f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm", "--slurm-init-seconds-before-status-checks", "5",
-         target], cwd=wf, env=env, capture_output=True, text=True, timeout=1800)
-    assert r.returncode == 0, f"snakemake through SLURM failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
-    run = wf / "runs/smoke/imagenet/fgsm_rs/eps4/seed0"
-    s = json.loads((run / "summary.json").read_text())
-    assert s["distributed"] == {"world_size": 2, "backend": "gloo"} and s["status"] in FINISHED
-    log = (wf / "logs/train_model/smoke/imagenet/fgsm_rs/eps4/seed0.log").read_text()
-    assert "starting 2 ranks: srun --ntasks=2 --cpus-per-task=1" in log, log[-3000:]
-    assert sum(log.count(f"{status}: ") for status in FINISHED) == 1, log[-3000:]  # rank 0 alone reports
-    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temp file of another rank left
-    steps = _accounting(env, wf, "NTasks,State", steps=True)
-    assert any(n == "2" and state == "COMPLETED" for _, n, state in steps), steps  # the 2-task step of the ranks
-    assert json.loads((wf / target).read_text())["also"]["protocol"] == "wong_imagenet_pgd50_10"

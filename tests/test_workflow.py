@@ -146,34 +146,15 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(smoke_build, tmp_path):
     assert "fig1.pdf" in html and "PGD-50-10 robust accuracy versus training" in html
     # Nothing to do a second time.
     assert dry_run_jobs(wf, *SMOKE_TARGETS) == {}
-    # Changing one method's hyperparameter reruns exactly that method's jobs (and what reads them).
+    # Changing one method's hyperparameter in params.yaml reruns exactly that method's jobs (and what reads them),
+    # discarding its stale resume state: tests/test_dvc.py (test_one_hyperparameter_reruns_only_its_method) runs
+    # that change through `dvc repro`, which runs this Snakemake.
     runs = wf / "runs/smoke/fig1"
-    fgsm_before = {p: p.read_bytes() for p in sorted(runs.glob("fgsm/*/*/*.pt"))}
     ga_before = {p: p.read_bytes() for p in sorted(runs.glob("gradalign/*/*/model_final.pt"))}
-    assert len(fgsm_before) == 2 * 3 and len(ga_before) == 2  # final, best, state per fgsm run
-    params = wf / "params.yaml"
-    params.write_text(params.read_text().replace(
-        "gradalign: {method: {name: gradalign}, optim: {lr_max: 0.3}}",
-        "gradalign: {method: {name: gradalign, gradalign: {lambda: 0.5}}, optim: {lr_max: 0.3}}"))
-    r = snakemake(wf, "-n", "--cores", "2", "results/smoke/fig1.pdf")
-    jobs = dry_run_jobs(wf, "results/smoke/fig1.pdf")
-    assert jobs == {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1}, r.stdout
-    variants = [w for w in r.stdout.splitlines() if "wildcards:" in w and "variant=" in w]
-    assert len(variants) == 6 and all("variant=gradalign" in w for w in variants), variants
-    # … and executing that plan works: the stale interrupted-run state of the old config is
-    # discarded, not refused, and only the gradalign models change.
-    snakemake(wf, "--cores", "2", "results/smoke/fig1.pdf")
-    assert {p: p.read_bytes() for p in fgsm_before} == fgsm_before
-    assert all(p.read_bytes() != b for p, b in ga_before.items())
-    for p in ga_before:
-        assert yaml.safe_load((p.parent / "config.yaml").read_text())["method"]["gradalign"]["lambda"] == 0.5
-    table = pd.read_csv(wf / "results/smoke/fig1/results.csv")
-    assert len(table) == 2 * 2 * 2 and table["train_status"].isin(FINISHED).all()
-    assert dry_run_jobs(wf, "results/smoke/fig1.pdf") == {}
+    assert len(ga_before) == 2
     # A --config override is what the rerun jobs compute: only FGSM's runs rerun, and they record
     # (config.yaml, summary.json, the model files) the overriding value.
     override = ["--config", "variants={fgsm: {method: {name: fgsm, fgsm: {alpha: 1.0}}}}"]
-    ga_now = {p: p.read_bytes() for p in ga_before}
     assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {
         "train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1}
     snakemake(wf, "--cores", "2", "results/smoke/fig1.pdf", *override)
@@ -183,7 +164,7 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(smoke_build, tmp_path):
         assert yaml.safe_load((run / "config.yaml").read_text())["method"]["fgsm"]["alpha"] == 1.0
         assert json.loads((run / "summary.json").read_text())["config"]["method"]["fgsm"]["alpha"] == 1.0
         assert torch.load(run / "model_final.pt", weights_only=True)["config"]["method"]["fgsm"]["alpha"] == 1.0
-    assert {p: p.read_bytes() for p in ga_before} == ga_now
+    assert {p: p.read_bytes() for p in ga_before} == ga_before
     assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {}
 
 

@@ -9,6 +9,9 @@ rule prepare_data:
         "benchmarks/prepare_data/{dataset}.tsv"
     conda:
         "../envs/fastadv.yaml"
+    # A download (or a copy) and a hash check: on a cluster it runs where Snakemake runs, whose network compute
+    # nodes often lack, not queued as a job.
+    localrule: True
     threads: 1
     resources:
         mem_mb=4000,

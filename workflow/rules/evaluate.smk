@@ -33,6 +33,8 @@ rule collect_results:
         "benchmarks/collect_results/{scale}/{experiment}.tsv"
     conda:
         "../envs/fastadv.yaml"
+    # Seconds of work on files already here: on a cluster it runs where Snakemake runs, not queued as a job.
+    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
@@ -55,6 +57,8 @@ rule collect_curves:
         "benchmarks/collect_curves/{scale}/{experiment}.tsv"
     conda:
         "../envs/fastadv.yaml"
+    # Seconds of work on files already here: on a cluster it runs where Snakemake runs, not queued as a job.
+    localrule: True
     threads: 1
     resources:
         mem_mb=1000,

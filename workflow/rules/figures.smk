@@ -20,6 +20,8 @@ rule draw_figure:
         "benchmarks/draw/{scale}/{target}.tsv"
     conda:
         "../envs/fastadv.yaml"
+    # Seconds of drawing from tables already here (and so the rules made from it below): on a cluster it runs where Snakemake runs, not queued as a job.
+    localrule: True
     threads: 1
     resources:
         mem_mb=1000,
@@ -39,6 +41,7 @@ use rule draw_figure as draw_accuracy_figure with:
         data="results/{scale}/{target}_data.csv",
     wildcard_constraints:
         target=ACCURACY_TARGETS,
+    localrule: True  # not inherited by `use rule`
 
 
 use rule draw_figure as draw_figure_and_table with:
@@ -51,6 +54,7 @@ use rule draw_figure as draw_figure_and_table with:
         csv="results/{scale}/{target}.csv",
     wildcard_constraints:
         target=FIGURE_TABLE_TARGETS,
+    localrule: True  # not inherited by `use rule`
 
 
 use rule draw_figure as make_table with:
@@ -60,6 +64,7 @@ use rule draw_figure as make_table with:
         tex="results/{scale}/{target}.tex",
     wildcard_constraints:
         target=TABLE_TARGETS,
+    localrule: True  # not inherited by `use rule`
 
 
 rule check_lemma2:
