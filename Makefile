@@ -8,12 +8,10 @@ BIN := $(VENV)/bin
 
 .PHONY: setup test test-fast demo sweep smoke pull clean gpu-check docs report readme-figures docs/demo_fig1.png docs/sweep.png
 
-# --no-compile: Python compiles each module on its first import instead of pip compiling all of them (torch's
-# thousands of files): 22 s less of the 62 s install (docs/performance.md).
 $(BIN)/fastadv: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --no-compile -r requirements.lock
+	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
