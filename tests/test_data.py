@@ -10,6 +10,7 @@ import scipy.io
 import torch
 
 from fastadv.data import datasets as data, sources
+from fastadv.data.registry import dataset_spec
 from fastadv.errors import FastAdvError
 
 
@@ -41,7 +42,7 @@ def test_known_facts_of_the_offline_copy(cifar):
     assert cifar["y_test"][:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     assert cifar["y_train"][:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     mean = cifar["x_train"].reshape(-1, 3).mean(0) / 255
-    assert np.allclose(mean, data.INFO["cifar10"].mean, atol=1e-4)
+    assert np.allclose(mean, dataset_spec("cifar10").mean, atol=1e-4)
 
 
 def test_small_archive_reads_back_exactly(tmp_path, cifar):
@@ -120,7 +121,7 @@ def test_truncated_and_missing_files_give_clear_errors(tmp_path, source):
     with pytest.raises(FastAdvError, match="prepared data .* not found"):
         data.load_arrays(tmp_path / "empty", "cifar10")
     with pytest.raises(FastAdvError, match="unknown dataset 'cifar100'; valid: cifar10, imagenet, mnist, svhn"):
-        data.info("cifar100")
+        dataset_spec("cifar100")
     with pytest.raises(FastAdvError, match="imagenet cannot be downloaded automatically"):
         data.prepare("imagenet", "download", tmp_path / "out")
 

@@ -3,6 +3,8 @@ method registry and the config agree."""
 import ast
 from pathlib import Path
 
+import pytest
+
 import fastadv
 
 PKG = Path(fastadv.__file__).parent
@@ -60,7 +62,8 @@ def test_no_import_cycles():
 # The code map (docs/reference/code-map.md): which package may import which (besides atomic, errors, lazy, units, shard and the package root).
 BELOW_TRAINING = {"config", "methods", "data", "models", "attacks"}
 MAY_IMPORT = {
-    "config": {"methods"}, "methods": {"config", "attacks"}, "data": {"config"}, "models": set(), "attacks": set(),
+    "config": {"methods", "models", "data"}, "methods": {"config", "attacks"}, "data": set(), "models": set(),
+    "attacks": set(),
     "training": BELOW_TRAINING, "evaluation": BELOW_TRAINING | {"training"},
     "performance": BELOW_TRAINING | {"training", "evaluation", "workflow"},
     "paper": BELOW_TRAINING | {"training", "evaluation", "performance"}, "workflow": {"config", "methods"},
@@ -100,7 +103,8 @@ def test_method_registry_config_schema_and_docs_agree():
     """The specs the registry finds, the config's method names and defaults, the generated schema and the
     docs' methods reference (generated from the specs: tests/test_docs.py) all name the same methods and
     parameters; every spec's ``impl`` is a Method subclass in the file that declares it."""
-    from fastadv.config.params import method_defaults, method_names, schema
+    from fastadv.config.params import method_defaults, schema
+    from fastadv.config.sections import method_names
     from fastadv.config.schema import json_schema
     from fastadv.methods import Method
     from fastadv.methods.registry import method_class, specs
@@ -117,13 +121,15 @@ def test_method_registry_config_schema_and_docs_agree():
         {k for k in generated if k in specs()}
 
 
-def test_reading_the_method_specs_imports_no_torch():
+def test_reading_the_method_model_and_dataset_specs_imports_no_torch():
     """The workflow plans with the specs (names, schema, cost, labels) without paying torch's import."""
     import subprocess
     import sys
 
     code = ("import sys; from fastadv.methods.registry import specs, method_label; import fastadv.config.study, "
             "fastadv.workflow.guard; specs(); method_label({'name': 'pgd', 'pgd': {'steps': 2}}); "
+            "from fastadv.models import MODELS, model_spec; from fastadv.data.registry import dataset_spec; "
+            "[model_spec(m) for m in MODELS]; dataset_spec('imagenet'); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
@@ -176,3 +182,50 @@ def test_no_module_over_400_lines():
     """A module is read in one sitting: none of the package's is over 400 lines (issue 41)."""
     long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert not long, long
+
+
+def test_model_and_dataset_registries_are_what_the_config_accepts_and_the_code_builds():
+    """One registry pattern for methods, models and datasets: the config's choices are the specs' names, every
+    model spec builds its class, and an unknown name is one line listing the valid ones."""
+    import torch
+
+    from fastadv.config.params import schema
+    from fastadv.data.registry import SPECS as DATASET_SPECS
+    from fastadv.errors import FastAdvError
+    from fastadv.models import SPECS as MODEL_SPECS, build_model, model_spec
+    from fastadv.models.preact_resnet import PreActResNet18
+
+    train = schema("train")
+    assert train["model"]["name"].choices == tuple(MODEL_SPECS) and train["data"]["dataset"].choices == tuple(DATASET_SPECS)
+    for name, spec in MODEL_SPECS.items():
+        shape = (1, 28, 28) if name == "mnist_cnn" else (3, 32, 32)
+        m = build_model(name, width=2, num_classes=3, in_shape=shape)
+        assert isinstance(m, torch.nn.Module) and type(m).__name__ == spec.impl.split(":")[1], name
+        assert m(torch.rand(2, *shape)).shape == (2, 3), name
+    # a variant's fixed arguments reach its class
+    assert isinstance(build_model("preact_resnet18_final_bn", width=2, num_classes=3, in_shape=(3, 32, 32)).final[0],
+                      torch.nn.BatchNorm2d)
+    assert isinstance(build_model("preact_resnet18", width=2, num_classes=3, in_shape=(3, 32, 32)).final, torch.nn.Identity)
+    assert isinstance(build_model("preact_resnet18_wong", width=2, num_classes=3, in_shape=(3, 32, 32)), PreActResNet18)
+    with pytest.raises(FastAdvError, match="^unknown model 'vit'; valid: mnist_cnn, one_layer_cnn, preact_resnet18"):
+        model_spec("vit")
+
+
+def test_every_config_key_is_declared_once_as_a_typed_field():
+    """The validation schema of each section is read from the fields of the dataclass that declares it
+    (fastadv.config.sections), and the typed config holds exactly those fields: a key added to a section class is
+    validated, typed and stored, and params.yaml must then set it."""
+    import dataclasses
+
+    from fastadv.config.params import schema
+    from fastadv.config.run_config import EvalConfig
+    from fastadv.config.sections import TRAIN_SECTIONS, EvalSettings, Resources, Section
+
+    train = schema("train")
+    for name, cls in TRAIN_SECTIONS.items():
+        if issubclass(cls, Section):
+            assert list(train[name]) == [f.name for f in dataclasses.fields(cls)], name
+            assert all(train[name][f.name] is f.metadata["spec"] for f in dataclasses.fields(cls)), name
+    assert list(schema("evaluate")) == [f.name for f in dataclasses.fields(EvalConfig)] == \
+        [f.name for f in dataclasses.fields(EvalSettings)]
+    assert list(schema("resources")) == [f.name for f in dataclasses.fields(Resources)]

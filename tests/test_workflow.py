@@ -12,7 +12,6 @@ from fastadv.config.schema import json_schema
 
 from fastadv.workflow.overrides import typed_overrides
 from fastadv.paper.reference import load_published
-from fastadv.training.loop import FINISHED
 from tests.helpers import (PARAMS, REPO, SMOKE_TARGETS, copy_build, copy_workflow, data_source, dry_run_jobs, snakemake,
                            write_separable_dataset)
 

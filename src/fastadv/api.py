@@ -40,7 +40,7 @@ def _dotted(overrides: dict, prefix: str = "") -> list[str]:
 
 def folder_images(data: dict) -> int | None:
     """Training images of a prepared image folder (its manifest), None for the other datasets or unprepared."""
-    from fastadv.config.params import FOLDER_DATASETS
+    from fastadv.data.registry import FOLDER_DATASETS
 
     if data["dataset"] not in FOLDER_DATASETS:
         return None

@@ -5,7 +5,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from fastadv.config.params import DATASETS, FOLDER_DATASETS
+from fastadv.data.registry import DATASETS, FOLDER_DATASETS
 from fastadv.config.study import Study, resized_images, validate_study
 from fastadv.workflow.overrides import typed_overrides
 from fastadv.workflow.runs import run_home

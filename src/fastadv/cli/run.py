@@ -13,7 +13,7 @@ from fastadv.errors import FastAdvError
 
 
 def add_prepare(sub) -> None:
-    from fastadv.config.params import DATASETS
+    from fastadv.data.registry import DATASETS
 
     p = sub.add_parser("prepare", help="verify a dataset source and write the canonical <root>/<dataset>.npz "
                                        "(imagenet: the manifest <root>/imagenet.json of an ImageFolder tree)")
@@ -37,7 +37,7 @@ def add_prepare(sub) -> None:
 
 
 def cmd_prepare(args) -> int:
-    from fastadv.config.params import FOLDER_DATASETS
+    from fastadv.data.registry import FOLDER_DATASETS
     from fastadv.data.datasets import default_source, prepare
 
     if args.dataset not in FOLDER_DATASETS and (args.resize or args.copies_only):
@@ -128,7 +128,7 @@ def cmd_evaluate(args) -> int:
 
 
 def add_import(sub) -> None:
-    from fastadv.config.params import DATASETS
+    from fastadv.data.registry import DATASETS
 
     p = sub.add_parser("import", help="convert a published checkpoint (official GradAlign code, Wong et al., "
                                       "RobustBench) into a fastadv model file")

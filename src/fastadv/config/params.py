@@ -2,9 +2,10 @@
 
 The values (and the comments saying what each means and where it comes from)
 live once, in ``params.yaml`` — except each training method's parameters, which its
-own file declares (fastadv.methods.registry; params.yaml may override them). This module
-holds only the *types*: every key must be present, no unknown key is accepted, and each
-value is type- and range-checked, so a typo is an error naming the key and the valid ones.
+own file declares (fastadv.methods.registry; params.yaml may override them). The keys and their
+types are declared once, in fastadv.config.sections; this module checks a params file against them:
+every key must be present, no unknown key is accepted, and each value is type- and range-checked, so a
+typo is an error naming the key and the valid ones.
 """
 from __future__ import annotations
 
@@ -15,36 +16,14 @@ import yaml
 
 from fastadv.methods import registry as method_registry
 from fastadv.errors import FastAdvError
-from fastadv.config.spec import _BOOL, _STR, ListSpec, RecordSpec, Spec, _choice, _float, _int  # noqa: F401 (the types, here for study)
+from fastadv.config.sections import TRAIN_SECTIONS, EvalSettings, Resources
+from fastadv.data.registry import FOLDER_DATASETS
 
-DATASETS = ("cifar10", "svhn", "mnist", "imagenet")
-FOLDER_DATASETS = ("imagenet",)  # read from an image folder per batch, not from a prepared .npz
-MODELS = ("preact_resnet18", "preact_resnet18_wong", "preact_resnet18_final_bn", "mnist_cnn", "one_layer_cnn",
-          "resnet50")
 # Sections of params.yaml; `train`/`evaluate` hold run settings, the rest belong
 # to the workflow (scales of the study, experiments of the paper).
 TOP_LEVEL_SECTIONS = ("train", "evaluate", "variants", "experiments", "resources", "scales", "zoo")
 # Top-level settings of the workflow: the scale the unscaled targets build, the CPU override.
 TOP_LEVEL_SCALARS = ("scale", "allow_cpu")
-
-
-def method_names() -> tuple[str, ...]:
-    return tuple(sorted(method_registry.specs()))
-
-
-def method_schema() -> dict:
-    """``train.method``: the method's name and ε, the switches of parity with the official code, and one
-    section per method with the parameters its file declares."""
-    out = {
-        "name": _choice(*method_names()),
-        # ε in units of 1/255; above half the pixel range nothing is "adversarial".
-        "eps": _float(min=0, max=128, min_exclusive=True),
-    }
-    for name, d in method_registry.specs().items():
-        if d.params:
-            out[name] = {k: p.spec() for k, p in d.params.items()}
-    out.update(clamp_in_graph=_BOOL, extra_clean_forward=_BOOL)
-    return out
 
 
 def method_defaults() -> dict:
@@ -53,100 +32,12 @@ def method_defaults() -> dict:
             if d.params}
 
 
-TRAIN_SCHEMA: dict = {
-    "data": {
-        "dataset": _choice(*DATASETS),
-        "root": _STR,
-        "subset": _int(min=1, optional=True),
-        "subset_mode": _choice("first", "random"),
-        "augment": _BOOL,
-        # Resolution phases (Wong et al.'s ImageNet recipe), in order: each ends at an epoch and reads the copies
-        # resized to a shorter side (null: the original images) with its own crop and global batch.
-        "phases": ListSpec(RecordSpec({"epochs": _int(min=1), "images": _int(min=1, optional=True),
-                                       "crop": _int(min=1), "batch_size": _int(min=1)}), optional=True),
-    },
-    "model": {
-        "name": _choice(*MODELS),
-        "width": _int(min=1),
-        "normalize": _BOOL,
-    },
-    "method": {},  # filled from the method registry: see method_schema()
-    "optim": {
-        "name": _choice("sgd", "adam"),
-        "epochs": _int(min=1),
-        "batch_size": _int(min=1, optional=True),
-        "lr_schedule": _choice("cyclic", "piecewise", "constant", "interpolated"),
-        "lr_max": _float(min=0, min_exclusive=True),
-        "lr_peak": _float(min=0, max=1, min_exclusive=True),
-        "lr_epochs": ListSpec(_float(min=0), optional=True),
-        "lr_values": ListSpec(_float(min=0), optional=True),
-        "momentum": _float(min=0, max=1),
-        "weight_decay": _float(min=0),
-        "no_decay_on_batchnorm": _BOOL,
-        "warmup_epochs": _float(min=0),
-        "drop_last": _BOOL,
-    },
-    "monitor": {
-        "every_iterations": _int(min=0),
-        "test_points": _int(min=1),
-        "train_points": _int(min=1),
-        "pgd_steps": _int(min=1),
-        "batch_size": _int(min=1),
-        "co_pgd_ratio": _float(min=0, max=1),
-        "co_min_gap": _float(min=0, max=1),
-        "co_alpha": _float(min=0, max=1, min_exclusive=True),
-        "learned_clean_ratio": _float(min=0),
-        "best_by": _choice("pgd", "clean"),
-    },
-    "runtime": {
-        "seed": _int(min=0),
-        "device": _choice("auto", "cpu", "cuda"),
-        "threads": _int(min=0),
-        "precision": _choice("fp32", "fp16", "bf16"),
-        "channels_last": _BOOL,
-        "double_backward": _choice("native", "fused"),
-        "checkpoint_every": _int(min=0),
-        "progress": _choice("auto", "always", "never"),
-        "sync_batchnorm": _BOOL,
-        "dist_timeout_s": _int(min=1),
-        "dvclive": _BOOL,
-        "loader_workers": _int(min=0),
-    },
-}
-
-
-# `fastadv evaluate` settings (the paper's final evaluation).
-EVAL_SCHEMA: dict = {
-    "n_points": _int(min=1, optional=True),
-    "protocol": _choice("pgd50_10", "wong_pgd50_10", "wong_imagenet_pgd50_10"),
-    "also_protocol": Spec("choice", choices=("pgd50_10", "wong_pgd50_10", "wong_imagenet_pgd50_10"), optional=True),
-    "also_n_points": _int(min=1, optional=True),
-    "crop": _int(min=1, optional=True),
-    "restart_rule": _choice("worst_case", "both"),
-    "autoattack": _BOOL,
-    "batch_size": _int(min=1),
-    "autoattack_batch_size": _int(min=1),
-    "seed": _int(min=0),
-    "full_clean": _BOOL,
-    "device": _choice("auto", "cpu", "cuda"),
-    "threads": _int(min=0),
-}
-# Scheduler resources of workflow jobs (Snakemake/SLURM); not hyperparameters.
-RESOURCES_SCHEMA: dict = {
-    "gpu": _int(min=0),
-    "ranks": _int(min=1),
-    "train_threads": _int(min=1),
-    "eval_threads": _int(min=1),
-    "train_mem_mb": _int(min=1),
-    "train_runtime": _int(min=1),
-    "eval_mem_mb": _int(min=1),
-    "eval_runtime": _int(min=1),
-}
 def schema(section: str) -> dict:
-    """The types of a ``train``/``evaluate``/``resources`` section (train's methods as registered now)."""
+    """The types of a ``train``/``evaluate``/``resources`` section, read from the dataclasses that declare their
+    keys (fastadv.config.sections; train's methods as registered now)."""
     if section == "train":
-        return {**TRAIN_SCHEMA, "method": method_schema()}
-    return {"evaluate": EVAL_SCHEMA, "resources": RESOURCES_SCHEMA}[section]
+        return {name: cls.schema() for name, cls in TRAIN_SECTIONS.items()}
+    return {"evaluate": EvalSettings, "resources": Resources}[section].schema()
 
 
 SECTIONS = ("train", "evaluate", "resources")

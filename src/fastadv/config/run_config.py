@@ -3,58 +3,21 @@
 The params file, ``--set``, ``--resolved`` and the workflow all resolve to a plain nested dict, which
 fastadv.config.params validates; :meth:`TrainConfig.from_dict` / :meth:`EvalConfig.from_dict` turn it
 into these objects once, at the entry of ``train``/``evaluate``, and :meth:`to_dict` gives back the
-dict that is stored with every output (``config.yaml``, model files, ``summary.json``). The sections'
-fields are the schema's keys (a test keeps the two equal); their meanings and defaults are in params.yaml.
+dict that is stored with every output (``config.yaml``, model files, ``summary.json``). The sections and
+their keys are declared in fastadv.config.sections (the schema is read from them); their meanings and
+defaults are in params.yaml.
 
 ε: ``method.eps`` is the value as written (units of 1/255); code reads the absolute
 ``method.eps_abs`` (fastadv.units holds the one conversion). Torch-free.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from types import MappingProxyType
-from typing import Any, Mapping
+from dataclasses import dataclass, fields
+from typing import Mapping
 
 from fastadv.config.params import validate_section
-from fastadv.units import eps_absolute
-
-
-def _frozen(value: Any) -> Any:
-    """Read-only view of nested mappings (a frozen dataclass only stops its own attributes changing)."""
-    if isinstance(value, Mapping):
-        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    return value
-
-
-def _thawed(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thawed(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thawed(v) for v in value]
-    return value
-
-
-class _Section:
-    """A flat section of the schema: one field per key."""
-
-    @classmethod
-    def from_dict(cls, d: Mapping):
-        return cls(**{f.name: _frozen(d[f.name]) for f in fields(cls)})
-
-    def to_dict(self) -> dict:
-        return {f.name: _thawed(getattr(self, f.name)) for f in fields(self)}
-
-
-@dataclass(frozen=True)
-class DataConfig(_Section):
-    dataset: str
-    root: str
-    subset: int | None
-    subset_mode: str
-    augment: bool
-    phases: tuple | None
+from fastadv.config.sections import (TRAIN_SECTIONS, DataConfig, EvalSettings, MethodConfig, ModelConfig,
+                                     MonitorConfig, OptimConfig, RuntimeConfig, thawed)
 
 
 @dataclass(frozen=True)
@@ -71,94 +34,6 @@ class Phase:
 
 
 @dataclass(frozen=True)
-class ModelConfig(_Section):
-    name: str
-    width: int
-    normalize: bool
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """``train.method``: the method, ε, the parity switches, and every method's parameter block (kept so the
-    stored config is the one resolved; :attr:`params` is the chosen method's)."""
-
-    name: str
-    eps: float                            # as written: units of 1/255
-    blocks: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
-    clamp_in_graph: bool = False
-    extra_clean_forward: bool = False
-
-    def __post_init__(self):
-        object.__setattr__(self, "blocks", _frozen(self.blocks))
-
-    @property
-    def eps_abs(self) -> float:
-        """ε in absolute [0,1] pixel units: what attacks and methods take."""
-        return eps_absolute(self.eps)
-
-    @property
-    def params(self) -> Mapping:
-        return self.blocks.get(self.name, MappingProxyType({}))
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "MethodConfig":
-        switches = ("name", "eps", "clamp_in_graph", "extra_clean_forward")
-        return cls(d["name"], d["eps"], {k: v for k, v in d.items() if k not in switches},
-                   d.get("clamp_in_graph", False), d.get("extra_clean_forward", False))
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "eps": self.eps, **_thawed(self.blocks),
-                "clamp_in_graph": self.clamp_in_graph, "extra_clean_forward": self.extra_clean_forward}
-
-
-@dataclass(frozen=True)
-class OptimConfig(_Section):
-    name: str
-    epochs: int
-    batch_size: int
-    lr_schedule: str
-    lr_max: float
-    lr_peak: float
-    lr_epochs: tuple | None
-    lr_values: tuple | None
-    momentum: float
-    weight_decay: float
-    no_decay_on_batchnorm: bool
-    warmup_epochs: float
-    drop_last: bool
-
-
-@dataclass(frozen=True)
-class MonitorConfig(_Section):
-    every_iterations: int
-    test_points: int
-    train_points: int
-    pgd_steps: int
-    batch_size: int
-    co_pgd_ratio: float
-    co_min_gap: float
-    co_alpha: float
-    learned_clean_ratio: float
-    best_by: str
-
-
-@dataclass(frozen=True)
-class RuntimeConfig(_Section):
-    seed: int
-    device: str
-    threads: int
-    precision: str
-    channels_last: bool
-    double_backward: str
-    checkpoint_every: int
-    progress: str
-    sync_batchnorm: bool
-    dist_timeout_s: int
-    dvclive: bool
-    loader_workers: int
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     """The ``train`` section of one run."""
 
@@ -172,8 +47,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, cfg: Mapping, where: str = "train") -> "TrainConfig":
         """Validated (every key, types, ranges; method parameters default to their declarations), then typed."""
-        cfg = validate_section(_thawed(cfg), "train", where=where)
-        return cls(**{f.name: _SECTION_TYPES[f.name].from_dict(cfg[f.name]) for f in fields(cls)})
+        cfg = validate_section(thawed(cfg), "train", where=where)
+        return cls(**{f.name: TRAIN_SECTIONS[f.name].from_dict(cfg[f.name]) for f in fields(cls)})
 
     def to_dict(self) -> dict:
         """The stored form: the validated dict this config was made from."""
@@ -200,31 +75,13 @@ class TrainConfig:
         return TrainConfig.from_dict(d)
 
 
-_SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig, "optim": OptimConfig,
-                  "monitor": MonitorConfig, "runtime": RuntimeConfig}
-
-
 @dataclass(frozen=True)
-class EvalConfig(_Section):
-    """The ``evaluate`` section: the paper's final evaluation."""
-
-    n_points: int | None
-    protocol: str
-    also_protocol: str | None
-    also_n_points: int | None
-    crop: int | None
-    restart_rule: str
-    autoattack: bool
-    batch_size: int
-    autoattack_batch_size: int
-    seed: int
-    full_clean: bool
-    device: str
-    threads: int
+class EvalConfig(EvalSettings):
+    """The ``evaluate`` section, validated: the paper's final evaluation (keys: fastadv.config.sections)."""
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str = "evaluate") -> "EvalConfig":
-        return super().from_dict(validate_section(_thawed(d), "evaluate", where=where))
+        return super().from_dict(validate_section(thawed(d), "evaluate", where=where))
 
 
 def as_train_config(cfg: "TrainConfig | Mapping") -> TrainConfig:

@@ -2,6 +2,7 @@
 valid values. Torch-free (the workflow validates configs with it)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -96,3 +97,9 @@ def _choice(*choices):
 
 
 _BOOL, _STR = Spec("bool"), Spec("str")
+
+
+def key(spec) -> "dataclasses.Field":
+    """A config key as a dataclass field: its type (``spec``) in the field's metadata, where the section's
+    schema is read from (fastadv.config.sections.Section.schema)."""
+    return dataclasses.field(metadata={"spec": spec})

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastadv.config.params import DATASETS, deep_merge, parse_set, read_params, validate_section
+from fastadv.config.params import deep_merge, parse_set, read_params, validate_section
+from fastadv.data.registry import DATASETS
 from fastadv.config.spec import _BOOL, _STR, ListSpec, Spec, _choice, _float, _int
 from fastadv.config.zoo import validate_zoo
 from fastadv.errors import FastAdvError, unknown_choice

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastadv.config.params import DATASETS, validate_section
+from fastadv.config.params import validate_section
+from fastadv.data.registry import DATASETS
 from fastadv.config.spec import _STR, Spec, _choice, _float
 from fastadv.errors import FastAdvError
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from fastadv import atomic
 from fastadv.data import image_folder
 from fastadv.data.sources import read_npz, read_source
-from fastadv.config.params import FOLDER_DATASETS
+from fastadv.data.registry import FOLDER_DATASETS, dataset_spec
 from fastadv.errors import FastAdvError, unknown_choice
 from fastadv.data.subset import subset_indices  # noqa: F401 (public here too)
 from fastadv.shard import shard_bounds
@@ -51,40 +50,13 @@ ARRAY_SHA256 = {
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    shape: tuple          # C, H, W of one image
-    num_classes: int
-    augmentations: tuple  # applied on training batches when data.augment is true
-    mean: tuple           # per-channel train mean, for models with normalize=true
-    std: tuple
-
-
-INFO = {
-    # Crop (4-px zero padding) + flip for CIFAR-10, crop only for SVHN, none for
-    # MNIST: the augmentations of the GradAlign code (data.py).
-    "cifar10": DatasetInfo((3, 32, 32), 10, ("crop", "flip"), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "svhn": DatasetInfo((3, 32, 32), 10, ("crop",), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-    "mnist": DatasetInfo((1, 28, 28), 10, (), (0.1307,), (0.3081,)),
-    # ImageFolder tree (image_folder.py): random-resized crop + flip, the torchvision ImageNet statistics.
-    "imagenet": DatasetInfo((3, 224, 224), 1000, ("resized_crop", "flip"), (0.485, 0.456, 0.406),
-                            (0.229, 0.224, 0.225)),
-}
-
-
-def info(dataset: str) -> DatasetInfo:
-    if dataset not in INFO:
-        raise unknown_choice("dataset", dataset, INFO)
-    return INFO[dataset]
-
-
 def sha256(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def verify_arrays(dataset: str, arrays: dict, origin: str) -> None:
     """Raise unless ``arrays`` are exactly the published dataset (shapes, dtypes, hashes)."""
-    info(dataset)
+    dataset_spec(dataset)
     missing = [k for k in ARRAYS if k not in arrays]
     if missing:
         raise FastAdvError(f"{origin}: missing array(s) {', '.join(missing)}; expected {', '.join(ARRAYS)}")
@@ -96,7 +68,7 @@ def verify_arrays(dataset: str, arrays: dict, origin: str) -> None:
         if got != want:
             raise FastAdvError(f"{origin}: array {k} does not match {dataset} (sha256 {got[:12]}… != {want[:12]}…)")
     if dataset not in ARRAY_SHA256:  # SVHN: structural checks only (see module docstring)
-        h, w = info(dataset).shape[1:]
+        h, w = dataset_spec(dataset).shape[1:]
         for split in ("train", "test"):
             x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
             if x.ndim != 4 or x.shape[1:] != (h, w, 3) or len(y) != len(x) or y.max(initial=0) > 9:
@@ -128,7 +100,7 @@ def prepare(dataset: str, source: str, root: str | Path) -> Path:
             raise FastAdvError(f"{dataset} cannot be downloaded automatically (licence); "
                                "pass --source with an ImageFolder directory (train/ and val/)")
         return image_folder.prepare(source, root, dataset)
-    info(dataset)
+    dataset_spec(dataset)
     arrays, origin = read_source(dataset, source, Path(root) / "raw")
     verify_arrays(dataset, arrays, origin)
     out = prepared_path(root, dataset)
@@ -229,8 +201,7 @@ def load_dataset(name: str, n: int | None = None, split: str = "test", root: str
     """The first ``n`` (None: all) images of a split of a prepared dataset — cifar10, svhn, mnist (the
     verified ``<root>/<name>.npz``) or an image folder (imagenet: its checked manifest; images decoded now) —
     as float NCHW in [0,1] and int64 labels. Prepare it first: ``fastadv prepare --dataset NAME``."""
-    if name not in INFO:
-        raise unknown_choice("dataset", name, INFO)
+    dataset_spec(name)
     if split not in ("train", "test"):
         raise unknown_choice("split", split, ("train", "test"))
     data = load_split(root, name, split, device, crop=eval_crop)
@@ -248,4 +219,4 @@ def load_split(root, dataset: str, split: str, device, subset=None, subset_mode=
     arrays = load_arrays(root, dataset) if arrays is None else arrays
     x, y = to_tensor(arrays[f"x_{split}"]), torch.from_numpy(arrays[f"y_{split}"].astype(np.int64))
     idx = subset_indices(len(y), subset, subset_mode, seed)
-    return DeviceDataset(x[idx], y[idx], torch.device(device), info(dataset).augmentations if augment else ())
+    return DeviceDataset(x[idx], y[idx], torch.device(device), dataset_spec(dataset).augmentations if augment else ())

@@ -30,7 +30,7 @@ from fastadv.attacks import pgd_attack
 from fastadv.config.run_config import EvalConfig, as_eval_config
 from fastadv.attacks.pgd import pgd_restart_outcomes, restart_rules
 from fastadv.training.checkpoint import load_model, load_model_record
-from fastadv.config.params import FOLDER_DATASETS
+from fastadv.data.registry import FOLDER_DATASETS
 from fastadv.data.datasets import load_split
 from fastadv.errors import FastAdvError
 from fastadv.evaluation.progress import SILENT, Progress

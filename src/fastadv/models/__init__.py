@@ -1,31 +1,20 @@
-"""Model registry. Every model takes NCHW inputs in [0,1] and holds its own normalisation."""
+"""Models: every one takes NCHW inputs in [0,1] and holds its own normalisation. The registry
+(fastadv.models.registry) declares each architecture once; this package imports torch only when a model is
+built or one of its classes is named (PEP 562), so the config and the workflow read the registry without it."""
 from __future__ import annotations
 
-from functools import partial
+import importlib
 
-from torch import nn
+from fastadv.models.registry import MODELS, SPECS, ModelSpec, build_model, model_spec
 
-from fastadv.errors import unknown_choice
-from fastadv.models.cnn import MnistCNN, OneLayerCNN
-from fastadv.models.preact_resnet import PreActResNet18
-from fastadv.models.resnet50 import ResNet50
-from fastadv.models.init import init_weights
-
-REGISTRY = {
-    "preact_resnet18": PreActResNet18,
-    "preact_resnet18_wong": partial(PreActResNet18, wong=True),
-    "preact_resnet18_final_bn": partial(PreActResNet18, final_bn=True),
-    "mnist_cnn": MnistCNN,
-    "one_layer_cnn": OneLayerCNN,
-    "resnet50": ResNet50,
-}
+_LAZY = {"init_weights": "fastadv.models.init", "PreActResNet18": "fastadv.models.preact_resnet",
+         "MnistCNN": "fastadv.models.cnn", "OneLayerCNN": "fastadv.models.cnn", "ResNet50": "fastadv.models.resnet50"}
 
 
-def build_model(name: str, *, width: int, num_classes: int, in_shape: tuple, mean=None, std=None) -> nn.Module:
-    """Construct a registered model. ``mean``/``std`` None means no input normalisation."""
-    if name not in REGISTRY:
-        raise unknown_choice("model", name, REGISTRY)
-    return REGISTRY[name](width=width, num_classes=num_classes, in_shape=tuple(in_shape), mean=mean, std=std)
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fastadv.models' has no attribute {name!r}")
 
 
-__all__ = ["REGISTRY", "build_model", "init_weights", "PreActResNet18", "MnistCNN", "OneLayerCNN", "ResNet50"]
+__all__ = ["MODELS", "SPECS", "ModelSpec", "build_model", "model_spec", *_LAZY]

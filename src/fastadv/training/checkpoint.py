@@ -14,7 +14,7 @@ import torch
 
 from fastadv import atomic
 from fastadv.config.run_config import TrainConfig, as_train_config
-from fastadv.data.datasets import info
+from fastadv.data.registry import dataset_spec
 from fastadv.errors import FastAdvError
 from fastadv.models import build_model
 from fastadv.models.foreign import describe
@@ -72,7 +72,7 @@ def _load_failure(e: Exception) -> str:
 
 def model_spec(cfg: TrainConfig) -> dict:
     """The architecture part of a train config, stored with every model file."""
-    d, norm = info(cfg.data.dataset), cfg.model.normalize
+    d, norm = dataset_spec(cfg.data.dataset), cfg.model.normalize
     return {"name": cfg.model.name, "width": cfg.model.width, "num_classes": d.num_classes,
             "in_shape": list(d.shape), "mean": list(d.mean) if norm else None, "std": list(d.std) if norm else None}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fastadv.config.params import FOLDER_DATASETS
+from fastadv.data.registry import FOLDER_DATASETS
 from fastadv.errors import FastAdvError
 from fastadv.training.co_rule import co_flags, run_learned
 

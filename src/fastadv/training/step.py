@@ -8,7 +8,7 @@ import torch
 from fastadv.attacks.double_backward import double_backward_as
 from fastadv.attacks.grad import loss_scaling
 from fastadv.config.run_config import TrainConfig
-from fastadv.data.datasets import info
+from fastadv.data.registry import dataset_spec
 from fastadv.methods import StepContext
 from fastadv.models import build_model, init_weights
 from fastadv.training.runtime import derived_seed
@@ -16,7 +16,7 @@ from fastadv.training.runtime import derived_seed
 
 def make_model(cfg: TrainConfig, device) -> torch.nn.Module:
     """The run's model, initialised from the run's seed (He init of the GradAlign code)."""
-    d, norm = info(cfg.data.dataset), cfg.model.normalize
+    d, norm = dataset_spec(cfg.data.dataset), cfg.model.normalize
     torch.manual_seed(derived_seed(cfg.runtime.seed, "init"))
     model = build_model(cfg.model.name, width=cfg.model.width, num_classes=d.num_classes, in_shape=d.shape,
                         mean=d.mean if norm else None, std=d.std if norm else None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastadv.data.datasets import info
+from fastadv.data.registry import dataset_spec
 from fastadv.data.sources import file_digest
 from fastadv.errors import FastAdvError, unknown_choice
 from fastadv.models.foreign import convert_state
@@ -22,7 +22,7 @@ SOURCES = {"official": official.read, "wong": wong.read, "robustbench": robustbe
 def _dataset(read: dict, spec: dict, given: str | None) -> str:
     """The dataset: as given, else as the source says, else by the input channels (1: MNIST, 3: CIFAR-10)."""
     dataset = given or read.get("dataset") or ("mnist" if spec["in_shape"][0] == 1 else "cifar10")
-    d = info(dataset)
+    d = dataset_spec(dataset)
     if d.num_classes != spec["num_classes"] or d.shape[0] != spec["in_shape"][0]:
         raise FastAdvError(f"the weights have {spec['num_classes']} classes and {spec['in_shape'][0]} input "
                            f"channels; dataset {dataset!r} has {d.num_classes} and {d.shape[0]}: pass --dataset")
@@ -34,7 +34,7 @@ def convert(read: dict, dataset: str | None = None) -> tuple[dict, dict, str]:
     spec, state, (mean, std) = convert_state(read["state"])
     dataset = _dataset(read, spec, dataset)
     if spec["name"] == "resnet50":
-        spec["in_shape"] = list(info(dataset).shape)
+        spec["in_shape"] = list(dataset_spec(dataset).shape)
     spec.update(mean=mean if mean is not None else read["mean"], std=std if std is not None else read["std"])
     model = model_from_spec(spec)
     for name, module in model.named_modules():  # the normalisation is the spec's: our Normalize's buffers
