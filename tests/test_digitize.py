@@ -98,6 +98,31 @@ def test_published_values_load_with_their_sources():
                        "std: null, seeds: null, origin: blog, source: x}")
 
 
+def test_a_published_model_file_is_one_record_that_the_value_tables_read_only_where_it_says_so():
+    """One store for published numbers (issue 41): a checkpoint record holds a file's clean, reported and AutoAttack
+    accuracy; with ``method_values`` its numbers are also its method's value rows (Wong et al.'s ImageNet model, for
+    Table 6), written out here by hand; without, they stay out of the method's values (the GradAlign file's
+    RobustBench AutoAttack 43.93 must not stand beside the author response's 44.54 ± 0.24 over 5 seeds)."""
+    from fastadv.paper.reference import load_checkpoints, published_value
+
+    checkpoints, p = load_checkpoints(), load_published()
+    assert {"Andriushchenko2020Understanding", "Wong2020Fast", "Wong2020Fast_imagenet"} <= set(checkpoints)
+    wong = checkpoints["Wong2020Fast_imagenet"]
+    rows = p[(p["dataset"] == "imagenet") & (p["method"] == "fgsm_rs") & (p["eps"] == 4)].set_index("metric")["mean"]
+    assert rows.to_dict() == {"clean_acc": wong["clean_acc"], "pgd_acc": wong["reported_acc"],  # "PGD, as …"
+                              "autoattack_acc": wong["autoattack_acc"]}
+    ga = checkpoints["Andriushchenko2020Understanding"]
+    assert not ga.get("method_values") and ga["autoattack_acc"] != ga["reported_acc"]
+    assert published_value(p, "cifar10", "gradalign", "autoattack_acc", 8.0) == (ga["reported_acc"], 0.24)
+    assert len(p[(p["method"] == "gradalign") & (p["eps"] == 8) & (p["metric"] == "autoattack_acc")]) == 1
+    record = ("- {checkpoint: x, dataset: cifar10, method: fgsm, eps: 8, clean_acc: 1, reported_acc: null, "
+              "reported_metric: PGD, autoattack_acc: null, origin: paper, source: s}\n")
+    with pytest.raises(FastAdvError, match="published checkpoint 'x' is recorded twice"):
+        load_checkpoints(record * 2)
+    with pytest.raises(FastAdvError, match=r"published checkpoint #0: fields .*; required"):
+        load_checkpoints(record.replace("clean_acc: 1, ", ""))
+
+
 def test_a_marker_drawn_at_zero_is_recorded_at_zero_not_below():
     """Pixel quantisation reads a marker at 0 % as −0.05 %: the entry records the axis limit, says so, and
     keeps its uncertainty; an accuracy outside [0, 100] in the data file is refused."""

@@ -208,6 +208,7 @@ def add_zoo(sub) -> None:
 def cmd_zoo(args) -> int:
     from fastadv.config.study import apply_sets
     from fastadv.config.zoo import validate_zoo
+    from fastadv.paper.reference import load_checkpoints
     from fastadv.zoo.table import zoo_table
 
     if args.resolved is not None:  # the workflow's: {"dir", "evaluate": the whole config, "models"}
@@ -215,7 +216,7 @@ def cmd_zoo(args) -> int:
         zoo = {**validate_zoo(doc), "evaluate": apply_sets(doc.get("evaluate") or {}, "evaluate", args.sets)}
     else:
         zoo = study_of(args).zoo(args.sets)
-    rows = zoo_table(zoo, args.out, data_root=args.data_root)
+    rows = zoo_table(zoo, args.out, data_root=args.data_root, published=load_checkpoints())
     done = sum(r["status"] == "evaluated" for r in rows)
     print(f"zoo: {done} of {len(rows)} listed models evaluated -> {args.out}")
     return 0

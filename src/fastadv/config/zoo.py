@@ -2,21 +2,19 @@
 
 Each entry names a model, the code base that wrote its file (``source``: a ``fastadv import --from`` choice),
 the file (a path under ``dir``; for RobustBench the model's name, found at ``<dir>/<dataset>/Linf/<name>.pt``),
-its dataset and training ε, how to get the file when it is absent, and the values published for it with their
-source. A scale may override ``dir`` and ``evaluate`` and replace ``models``. Torch-free."""
+its dataset and training ε, and how to get the file when it is absent. The values published for a file are in the
+store of published numbers (fastadv.paper.reference.load_checkpoints), under the entry's name. A scale may override
+``dir`` and ``evaluate`` and replace ``models``. Torch-free."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from fastadv.config.params import validate_section
 from fastadv.data.registry import DATASETS
-from fastadv.config.spec import _STR, Spec, _choice, _float
+from fastadv.config.spec import _STR, _choice, _float
 from fastadv.errors import FastAdvError
 
 SOURCES = ("official", "wong", "robustbench")
-_PERCENT = _float(min=0, max=100, optional=True)
-PUBLISHED = {"clean": _PERCENT, "reported": _PERCENT, "reported_metric": Spec("str", optional=True),
-             "autoattack": _PERCENT, "source": _STR}
 ENTRY = {"name": _STR, "source": _choice(*SOURCES), "file": _STR, "dataset": _choice(*DATASETS),
          "eps": _float(min=0, max=128, min_exclusive=True), "which": _choice("last", "best"), "how": _STR}
 ZOO_KEYS = ("dir", "evaluate", "models")
@@ -32,15 +30,11 @@ def _mapping(d, keys, where: str) -> dict:
 
 
 def validate_entry(e, where: str) -> dict:
-    _mapping(e, (*ENTRY, "published"), where)
+    _mapping(e, tuple(ENTRY), where)
     missing = [k for k in ENTRY if k not in e]
     if missing:
         raise FastAdvError(f"missing config key(s) in {where}: {', '.join(missing)}")
-    out = {k: spec.check(f"{where}.{k}", e[k]) for k, spec in ENTRY.items()}
-    pub = _mapping(e.get("published") or {"source": "none"}, tuple(PUBLISHED), f"{where}.published")
-    out["published"] = {k: spec.check(f"{where}.published.{k}", pub.get(k, None if k != "source" else "none"))
-                        for k, spec in PUBLISHED.items()}
-    return out
+    return {k: spec.check(f"{where}.{k}", e[k]) for k, spec in ENTRY.items()}
 
 
 def validate_zoo(zoo, where: str = "zoo", partial: bool = False) -> dict:
@@ -74,8 +68,7 @@ def listed_path(entry: dict, zoo_dir: str | Path) -> Path:
 def json_schema(spec_schema, eval_schema: dict) -> dict:
     """The JSON schema of ``zoo`` (and of a scale's override: the same, nothing required)."""
     entry = {"type": "object", "additionalProperties": False, "required": list(ENTRY),
-             "properties": {**{k: spec_schema(v) for k, v in ENTRY.items()},
-                            "published": {**spec_schema(PUBLISHED), "required": ["source"]}}}
+             "properties": {k: spec_schema(v) for k, v in ENTRY.items()}}
     return {"type": ["object", "null"], "additionalProperties": False,
             "properties": {"dir": {"type": "string"}, "evaluate": eval_schema,
                            "models": {"type": ["array", "null"], "items": entry}}}

@@ -1,7 +1,8 @@
-"""Published values of the GradAlign paper (``published_values.yaml``) for overlays on our
-figures and tables: Andriushchenko & Flammarion, NeurIPS 2020, its author response (printed numbers and
-values read off its Figs. 1 and 8, with their read-off uncertainty), and third-party reproductions. Each
-value carries its source; accuracies lie in [0, 100] %."""
+"""Published numbers, all in one store (``published_values.yaml``): the GradAlign paper's (Andriushchenko &
+Flammarion, NeurIPS 2020), its author response's (printed numbers and values read off its Figs. 1 and 8, with
+their read-off uncertainty) and third-party reproductions', one record per value, for overlays on our figures and
+tables; and one record per published model file (a *checkpoint*, shaped like RobustBench's model_info: clean,
+reported and AutoAttack accuracy) for the zoo table. Each carries its source; accuracies lie in [0, 100] %."""
 from __future__ import annotations
 
 import math
@@ -20,11 +21,49 @@ METRICS = {"pgd_acc", "clean_acc", "autoattack_acc", "train_minutes"}
 MODELS = {"final", "best", "unstated"}
 
 
-def load_published(text: str | None = None) -> pd.DataFrame:
-    """The published values as a table (accuracies in %); ``text``: another YAML list (tests)."""
+# A checkpoint record: the file's name in the zoo (params.yaml zoo.models[*].name), what it was trained as, and
+# its accuracies; ``method_values: true`` where the file's numbers are also the method's published values (no paper
+# prints them: Wong et al.'s ImageNet model), so figures and tables get them as value rows too.
+CHECKPOINT_FIELDS = {"checkpoint", "dataset", "method", "eps", "clean_acc", "reported_acc", "reported_metric",
+                     "autoattack_acc", "origin", "source"}
+CHECKPOINT_OPTIONAL = {"method_values"}
+
+
+def _records(text: str | None) -> list[dict]:
     if text is None:
         text = resources.files("fastadv.paper").joinpath("published_values.yaml").read_text()
-    rows = yaml.safe_load(text) or []
+    return yaml.safe_load(text) or []
+
+
+def load_checkpoints(text: str | None = None) -> dict[str, dict]:
+    """The published model files' records by name (accuracies in %, None where not published)."""
+    out = {}
+    for i, rec in enumerate(r for r in _records(text) if "checkpoint" in r):
+        keys = set(rec)
+        if not CHECKPOINT_FIELDS <= keys <= CHECKPOINT_FIELDS | CHECKPOINT_OPTIONAL:
+            raise FastAdvError(f"published checkpoint #{i}: fields {sorted(keys)}; required {sorted(CHECKPOINT_FIELDS)}, "
+                               f"optional {sorted(CHECKPOINT_OPTIONAL)}")
+        if rec["checkpoint"] in out:
+            raise FastAdvError(f"published checkpoint {rec['checkpoint']!r} is recorded twice")
+        out[rec["checkpoint"]] = rec
+    return out
+
+
+def _method_rows(rec: dict) -> list[dict]:
+    """A checkpoint's accuracies as value rows of its method (the reported one under the metric it names)."""
+    reported = "pgd_acc" if rec["reported_metric"].lower().startswith("pgd") else "autoattack_acc"
+    return [{"dataset": rec["dataset"], "method": rec["method"], "eps": rec["eps"], "model": "unstated",
+             "metric": metric, "mean": rec[key], "std": None, "seeds": 1, "origin": rec["origin"],
+             "source": f"{rec['source']}: {key}"}
+            for key, metric in (("clean_acc", "clean_acc"), ("reported_acc", reported),
+                                ("autoattack_acc", "autoattack_acc")) if rec[key] is not None]
+
+
+def load_published(text: str | None = None) -> pd.DataFrame:
+    """The published values as a table (accuracies in %); ``text``: another YAML list (tests)."""
+    records = _records(text)
+    rows = [r for r in records if "checkpoint" not in r]
+    rows += [row for rec in load_checkpoints(text).values() if rec.get("method_values") for row in _method_rows(rec)]
     for i, row in enumerate(rows):
         keys = set(row)
         if not FIELDS <= keys <= FIELDS | OPTIONAL:
@@ -71,12 +110,14 @@ def published_value(published: pd.DataFrame, dataset: str, method: str, metric: 
 def paper_scale_table(zoo: list[dict] | None = None) -> str:
     """The README's paper-scale table (Markdown): per method the paper's PGD-50-10 at 8 and 16/255 (final model,
     early-stopped in brackets; read off its Fig. 1, ± the read-off uncertainty), AutoAttack at 8/255 from the
-    author response and from RobustBench (``zoo``: params.yaml's ``zoo.models``), and fastadv's cell, which needs
+    author response and from RobustBench (the store's checkpoint record of each file params.yaml's ``zoo.models``
+    lists), and fastadv's cell, which needs
     a GPU at this scale. A value hidden in the figure under another marker is "—", not guessed."""
     p = load_published()
     fig1 = p[(p["figure"] == "fig1") & (p["metric"] == "pgd_acc") & (p["dataset"] == "cifar10")]
-    robustbench = {m["file"]: m["published"]["autoattack"] for m in zoo or []
-                   if m.get("source") == "robustbench" and m.get("dataset") == "cifar10" and "published" in m}
+    checkpoints = load_checkpoints()
+    robustbench = {m["file"]: checkpoints[m["name"]]["autoattack_acc"] for m in zoo or []
+                   if m.get("source") == "robustbench" and m.get("dataset") == "cifar10" and m["name"] in checkpoints}
     bench_of = {"gradalign": "Andriushchenko2020Understanding", "fgsm_rs": "Wong2020Fast"}
 
     def read_off(method: str, eps: float) -> str:

@@ -39,8 +39,9 @@ def _diff(measured, published):
     return None if measured is None or published is None else round(measured - published, 2)
 
 
-def _row(entry: dict, status: str, res: dict | None) -> dict:
-    pub = entry["published"]
+def _row(entry: dict, status: str, res: dict | None, pub: dict | None) -> dict:
+    pub = {"clean_acc": None, "reported_acc": None, "reported_metric": None, "autoattack_acc": None, "source": "none",
+           **(pub or {})}
     pct = (lambda v: None if v is None else round(100 * v, 2))
     clean = pct(res["clean_acc"]) if res else None
     pgd = pct(res["pgd"]["acc"]) if res else None
@@ -48,28 +49,31 @@ def _row(entry: dict, status: str, res: dict | None) -> dict:
     reported_is_pgd = (pub["reported_metric"] or "").lower().startswith("pgd")
     return {"name": entry["name"], "source": entry["source"], "dataset": entry["dataset"], "eps": entry["eps"],
             "status": status, "n_points": res["n_points"] if res else None, "clean": clean,
-            "published_clean": pub["clean"], "clean_diff": _diff(clean, pub["clean"]), "pgd50_10": pgd,
+            "published_clean": pub["clean_acc"], "clean_diff": _diff(clean, pub["clean_acc"]), "pgd50_10": pgd,
             "pgd50_10_max_loss": pct(res["pgd"]["acc_max_loss"]) if res else None,
-            "published_reported": pub["reported"], "reported_metric": pub["reported_metric"],
-            "reported_diff": _diff(pgd if reported_is_pgd else aa, pub["reported"]), "autoattack": aa,
-            "published_autoattack": pub["autoattack"], "autoattack_diff": _diff(aa, pub["autoattack"]),
+            "published_reported": pub["reported_acc"], "reported_metric": pub["reported_metric"],
+            "reported_diff": _diff(pgd if reported_is_pgd else aa, pub["reported_acc"]), "autoattack": aa,
+            "published_autoattack": pub["autoattack_acc"], "autoattack_diff": _diff(aa, pub["autoattack_acc"]),
             "published_source": pub["source"]}
 
 
-def zoo_table(zoo: dict, out: str | Path, data_root: str | Path = "data") -> list[dict]:
-    """Evaluate every listed model that is there; write ``out`` (Markdown) and the CSV beside it; the rows."""
+def zoo_table(zoo: dict, out: str | Path, data_root: str | Path = "data", published: dict | None = None) -> list[dict]:
+    """Evaluate every listed model that is there; write ``out`` (Markdown) and the CSV beside it; the rows.
+    ``published``: the published numbers of the files by entry name (fastadv.paper.reference.load_checkpoints)."""
+    published = published or {}
     out = Path(out)
     work = out.with_suffix("")  # results/<scale>/zoo/: converted files and results
     rows, failures = [], []
     for entry in zoo["models"]:
         path = listed_path(entry, zoo["dir"])
         if not path.is_file():
-            rows.append(_row(entry, f"not downloaded: {entry['how']} (expected at {path})", None))
+            rows.append(_row(entry, f"not downloaded: {entry['how']} (expected at {path})", None,
+                            published.get(entry["name"])))
             continue
         try:
-            rows.append(_row(entry, "evaluated", _evaluated(entry, zoo, work, data_root)))
+            rows.append(_row(entry, "evaluated", _evaluated(entry, zoo, work, data_root), published.get(entry["name"])))
         except FastAdvError as e:
-            rows.append(_row(entry, f"not evaluated: {e}", None))
+            rows.append(_row(entry, f"not evaluated: {e}", None, published.get(entry["name"])))
             failures.append(f"{entry['name']}: {e}")
     _write(rows, out, zoo)
     if failures:
