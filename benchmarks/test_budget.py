@@ -14,6 +14,7 @@ goal is TARGET_S.
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -41,12 +42,13 @@ def durations(report: Path) -> tuple[float, dict[str, float]]:
     return sum(float(s.get("time", 0)) for s in suites), tests
 
 
-def slow_tests() -> set[str]:
+@functools.cache  # one collection per process: the suite does not change while this runs
+def slow_tests() -> frozenset[str]:
     """Ids of the tests marked slow (pytest's own collection: markers are not in the report)."""
     r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-o", "addopts=", "-m", "slow",
                         "-p", "no:cacheprovider"],
                        cwd=REPO, capture_output=True, text=True, check=True)
-    return {line.strip() for line in r.stdout.splitlines() if "::" in line}
+    return frozenset(line.strip() for line in r.stdout.splitlines() if "::" in line)
 
 
 def machine_slowdown() -> float:
@@ -67,9 +69,9 @@ def main(argv: list[str]) -> int:
     slowdown = args.slowdown if args.slowdown is not None else machine_slowdown()
     if not slowdown > 0:
         parser.error(f"--slowdown {slowdown:g}: must be > 0 (this machine's step times over the reference's)")
-    slow = slow_tests()
-    over = sorted(((t, s) for t, s in tests.items() if s / slowdown > NON_SLOW_LIMIT_S and t not in slow),
-                  key=lambda p: -p[1])
+    long = {t: s for t, s in tests.items() if s / slowdown > NON_SLOW_LIMIT_S}
+    slow = slow_tests() if long else frozenset()  # collecting the suite takes seconds: only when a test is long
+    over = sorted(((t, s) for t, s in long.items() if t not in slow), key=lambda p: -p[1])
     from fastadv.performance.estimate import cpu_name
 
     at_reference = total / slowdown
