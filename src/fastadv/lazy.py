@@ -36,3 +36,9 @@ def deferred(module: str, name: str):
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"{module}.{name}, imported on first call."
     return call
+
+
+def import_object(path: str):
+    """The object ``"module:name"`` names, imported now (a registry spec's ``impl``)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

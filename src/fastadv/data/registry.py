@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastadv.errors import FastAdvError, unknown_choice
+from fastadv.errors import unknown_choice
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class DatasetSpec:
     folder: bool = False
 
 
-_SPECS = (
+SPECS = {s.name: s for s in (
     # Crop (4-px zero padding) + flip for CIFAR-10, crop only for SVHN, none for MNIST: the augmentations of the
     # GradAlign code (data.py).
     DatasetSpec("cifar10", "CIFAR-10 (Krizhevsky 2009): 50k/10k 32x32 colour images, 10 classes", (3, 32, 32), 10,
@@ -43,10 +43,7 @@ _SPECS = (
     DatasetSpec("imagenet", "ImageNet-1k (Russakovsky et al. 2015) as an image folder tree, 1000 classes",
                 (3, 224, 224), 1000, ("resized_crop", "flip"), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
                 folder=True),
-)
-SPECS = {s.name: s for s in _SPECS}
-if len(SPECS) != len(_SPECS):
-    raise FastAdvError("a dataset name is declared twice in fastadv.data.registry")
+)}
 DATASETS = tuple(SPECS)
 FOLDER_DATASETS = tuple(name for name, s in SPECS.items() if s.folder)
 

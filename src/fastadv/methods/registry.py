@@ -30,6 +30,7 @@ from importlib.metadata import entry_points
 
 from fastadv.config.spec import Spec
 from fastadv.errors import FastAdvError, unknown_choice
+from fastadv.lazy import import_object
 
 ENTRY_POINT_GROUP = "fastadv.methods"
 
@@ -163,9 +164,7 @@ def method_class(name: str) -> type:
     """The class that implements method ``name``, imported now (this is where torch is loaded)."""
     if name in _RUNTIME and _RUNTIME[name][1] is not None:
         return _RUNTIME[name][1]
-    spec = spec_of(name)
-    module, _, attr = spec.impl.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return import_object(spec_of(name).impl)
 
 
 def register(spec: MethodSpec, cls: type | None = None) -> MethodSpec:

@@ -5,10 +5,10 @@ and the class each builds derive from it. Torch-free: the config and the workflo
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 from fastadv.errors import unknown_choice
+from fastadv.lazy import import_object
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,5 @@ def model_spec(name: str) -> ModelSpec:
 def build_model(name: str, *, width: int, num_classes: int, in_shape: tuple, mean=None, std=None):
     """Construct a registered model (an ``nn.Module``). ``mean``/``std`` None means no input normalisation."""
     spec = model_spec(name)
-    module, cls = spec.impl.split(":")
-    return getattr(importlib.import_module(module), cls)(width=width, num_classes=num_classes,
-                                                         in_shape=tuple(in_shape), mean=mean, std=std, **spec.kwargs)
+    return import_object(spec.impl)(width=width, num_classes=num_classes, in_shape=tuple(in_shape), mean=mean,
+                                    std=std, **spec.kwargs)

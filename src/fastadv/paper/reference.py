@@ -37,8 +37,12 @@ def _records(text: str | None) -> list[dict]:
 
 def load_checkpoints(text: str | None = None) -> dict[str, dict]:
     """The published model files' records by name (accuracies in %, None where not published)."""
+    return _checkpoints(_records(text))
+
+
+def _checkpoints(records: list[dict]) -> dict[str, dict]:
     out = {}
-    for i, rec in enumerate(r for r in _records(text) if "checkpoint" in r):
+    for i, rec in enumerate(r for r in records if "checkpoint" in r):
         keys = set(rec)
         if not CHECKPOINT_FIELDS <= keys <= CHECKPOINT_FIELDS | CHECKPOINT_OPTIONAL:
             raise FastAdvError(f"published checkpoint #{i}: fields {sorted(keys)}; required {sorted(CHECKPOINT_FIELDS)}, "
@@ -63,7 +67,7 @@ def load_published(text: str | None = None) -> pd.DataFrame:
     """The published values as a table (accuracies in %); ``text``: another YAML list (tests)."""
     records = _records(text)
     rows = [r for r in records if "checkpoint" not in r]
-    rows += [row for rec in load_checkpoints(text).values() if rec.get("method_values") for row in _method_rows(rec)]
+    rows += [row for rec in _checkpoints(records).values() if rec.get("method_values") for row in _method_rows(rec)]
     for i, row in enumerate(rows):
         keys = set(row)
         if not FIELDS <= keys <= FIELDS | OPTIONAL:

@@ -65,15 +65,14 @@ def zoo_table(zoo: dict, out: str | Path, data_root: str | Path = "data", publis
     work = out.with_suffix("")  # results/<scale>/zoo/: converted files and results
     rows, failures = [], []
     for entry in zoo["models"]:
-        path = listed_path(entry, zoo["dir"])
+        path, pub = listed_path(entry, zoo["dir"]), published.get(entry["name"])
         if not path.is_file():
-            rows.append(_row(entry, f"not downloaded: {entry['how']} (expected at {path})", None,
-                            published.get(entry["name"])))
+            rows.append(_row(entry, f"not downloaded: {entry['how']} (expected at {path})", None, pub))
             continue
         try:
-            rows.append(_row(entry, "evaluated", _evaluated(entry, zoo, work, data_root), published.get(entry["name"])))
+            rows.append(_row(entry, "evaluated", _evaluated(entry, zoo, work, data_root), pub))
         except FastAdvError as e:
-            rows.append(_row(entry, f"not evaluated: {e}", None, published.get(entry["name"])))
+            rows.append(_row(entry, f"not evaluated: {e}", None, pub))
             failures.append(f"{entry['name']}: {e}")
     _write(rows, out, zoo)
     if failures:
