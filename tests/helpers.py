@@ -70,6 +70,7 @@ def copy_workflow(dst: Path) -> Path:
 # The smoke figures most workflow tests read: built once per `make test` (tests/conftest.py: smoke_build).
 SMOKE_TARGETS = ["results/smoke/fig1.pdf", "results/smoke/fig1_curves_eps16.pdf", "results/smoke/figA.pdf",
                  "results/smoke/grad_alignment.pdf", "results/smoke/runtime.md", "results/smoke/autoattack.md",
+                 "results/smoke/attacks_table.md",
                  "results/smoke/fig1/curves.csv"]
 
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import fastadv.evaluation.protocol as ev
-from fastadv.training.checkpoint import save_model
+import fastadv.evaluation.stronger as stronger
+from fastadv.attacks.targeted import random_targets
+from fastadv.training.checkpoint import save_imported_model, save_model
 from fastadv.cli import main
 from fastadv.config.params import deep_merge
 from fastadv.config.study import resolve_config
@@ -106,6 +108,75 @@ def test_interrupted_evaluation_resumes_with_identical_result(threshold_model, e
     res = ev.evaluate(threshold_model, tmp_path / "cut.json", eval_cfg, eps255=16)
     assert len(calls) == 1  # 48 points / 16 per batch = 3 batches; two were kept from the first try
     assert res["pgd"] == ref["pgd"] and res["clean_acc"] == ref["clean_acc"]
+
+
+def test_multitargeted_and_random_targeted_runs_are_reported_resumable_and_sound(threshold_model, eval_cfg,
+                                                                                  separable_root, tmp_path):
+    """On the threshold model (only classes 0 and 1 are ever predicted; a point is breakable exactly when its grey
+    level is within ε of the threshold) MultiTargeted at its top target is exact, like PGD; a random target is
+    reached only where it is the other class of the two, and only on breakable points."""
+    cfg = deep_merge(eval_cfg, {"multitargeted": True, "multitargeted_targets": 1, "multitargeted_restarts": 1,
+                                "multitargeted_steps": 20, "targeted_steps": [5, 20], "targeted_alpha": 2.0})
+    res = ev.evaluate(threshold_model, tmp_path / "s.json", cfg, eps255=16)
+    jsonschema.validate(json.loads((tmp_path / "s.json").read_text()), SCHEMA)
+    x, y = load_split(separable_root, "svhn", "test", "cpu").head(48)
+    margin = ((x.mean((1, 2, 3)) * 255 - (SEPARABLE_DARK + SEPARABLE_BRIGHT) / 2).abs())
+    mt = res["multitargeted"]
+    assert (margin > 17).float().mean() <= mt["acc"] <= (margin > 15).float().mean()
+    assert mt["acc"] == res["pgd"]["acc"] < res["clean_acc"]
+    assert mt["targets"] == 1 and mt["steps"] == 20 and mt["alpha"] == pytest.approx(4.0)
+    t = random_targets(len(load_split(separable_root, "svhn", "test", "cpu")), 10, y, cfg["seed"])
+    other = t == 1 - y  # the only target the model can be pushed to
+    assert 0 < int(other.sum()) < 48
+    for steps, r in res["targeted"]["runs"].items():
+        assert r["steps"] == int(steps) and r["alpha"] == pytest.approx(max(2.0, 16 / int(steps)))
+        assert r["success"] <= float((other & (margin <= 17)).float().mean())
+        assert r["acc"] >= (margin > 17).float().mean() and r["acc"] + r["success"] <= 1
+    assert res["targeted"]["runs"]["20"]["success"] > 0  # not vacuous: 20 steps of 2/255 reach targets
+    row = collect([tmp_path / "s.json"]).iloc[0]
+    assert row["multitargeted_acc"] == mt["acc"] and row["targeted20_success"] == res["targeted"]["runs"]["20"]["success"]
+    # Killed during the targeted runs, the evaluation resumes from the batches done: the same numbers.
+    real, calls = stronger.targeted_outcomes, []
+
+    def dying(*a, **k):
+        if len(calls) == 4:
+            raise KeyboardInterrupt("killed")
+        calls.append(1)
+        return real(*a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stronger, "targeted_outcomes", dying)
+        with pytest.raises(KeyboardInterrupt):
+            ev.evaluate(threshold_model, tmp_path / "cut.json", cfg, eps255=16)
+        calls.clear()
+        mp.setattr(stronger, "targeted_outcomes", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+        again = ev.evaluate(threshold_model, tmp_path / "cut.json", cfg, eps255=16)
+    assert len(calls) == 2  # 2 step counts x 3 batches = 6; 4 were kept
+    assert again["targeted"] == res["targeted"] and again["multitargeted"] == res["multitargeted"]
+
+
+def test_attack_settings_the_model_cannot_take_are_one_line_errors(threshold_model, tmp_path, capsys):
+    base = ["evaluate", "--params", str(PARAMS), "--model", str(threshold_model), "--out", str(tmp_path / "x.json"),
+            "--set", "n_points=8"]
+    assert main(base + ["--set", "multitargeted=true", "--set", "multitargeted_targets=10"]) == 2
+    assert "evaluate.multitargeted_targets 10 out of range; valid: 1 to 9" in capsys.readouterr().err
+    assert main(base + ["--set", "targeted_steps=[10, 0]"]) == 2
+    assert "targeted_steps" in capsys.readouterr().err
+    assert main(base + ["--set", "multitargeted_steps=0"]) == 2
+    assert "multitargeted_steps=0 out of range" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "x.json.state.pt").exists()
+
+
+def test_a_targeted_attack_on_a_one_class_model_is_refused(separable_root, tmp_path):
+    spec = {"name": "one_layer_cnn", "width": 1, "num_classes": 1, "in_shape": [3, 32, 32], "mean": None, "std": None}
+    m = build_model("one_layer_cnn", width=1, num_classes=1, in_shape=(3, 32, 32))
+    save_imported_model(tmp_path / "one.pt", m.state_dict(), spec,
+                        {"source": "test", "name": "one class", "dataset": "svhn", "eps": 8})
+    cfg = deep_merge(resolve_config(PARAMS, "evaluate", "smoke"), {"threads": 1, "n_points": 8,
+                                                                    "targeted_steps": [10]})
+    with pytest.raises(FastAdvError, match="needs a wrong class to aim at; the model has 1 output"):
+        ev.evaluate(tmp_path / "one.pt", tmp_path / "r.json", cfg, data_root=str(separable_root))
+    assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.slow

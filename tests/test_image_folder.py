@@ -148,7 +148,13 @@ def test_resnet50_trains_and_evaluates_on_an_image_folder_through_the_cli(tree, 
     res_path = tmp_path / "eval.json"
     assert main(["evaluate", "--params", str(PARAMS), "--model", str(run / "model_final.pt"), "--out", str(res_path),
                  "--set", "n_points=3", "--set", "batch_size=3", "--set", "threads=1",
-                 "--set", "crop=24"]) == 0  # the centre 24 px (every image's shorter side is 24-63 px), not 224
+                 "--set", "crop=24",  # the centre 24 px (every image's shorter side is 24-63 px), not 224
+                 "--set", "targeted_steps=[2]", "--set", "multitargeted=true", "--set", "multitargeted_targets=2",
+                 "--set", "multitargeted_restarts=2", "--set", "multitargeted_steps=2"]) == 0
     res = json.loads(res_path.read_text())
     assert res["dataset"] == "imagenet" and res["n_points"] == 3
     assert res["clean_acc_full"] is not None and 0 <= res["pgd"]["acc"] <= res["clean_acc"] <= 1
+    # The stronger attacks on an image folder: targets drawn among the model's 1000 classes (ImageNet's K).
+    assert res["targeted"]["classes"] == 1000 and set(res["targeted"]["runs"]) == {"2"}
+    r = res["targeted"]["runs"]["2"]
+    assert r["acc"] + r["success"] <= 1 and 0 <= res["multitargeted"]["acc"] <= res["clean_acc"]

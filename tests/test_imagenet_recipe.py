@@ -257,7 +257,7 @@ def test_the_imagenet_experiment_at_cpu_size_on_two_ranks_through_the_workflow(t
     wf.mkdir()
     copy_workflow(wf)
     snakemake(wf, "--cores", "2", "results/smoke/table6.md", "results/smoke/imagenet_alignment.pdf",
-              env={"FASTADV_DATA_SOURCE": str(tree)})
+              "results/smoke/r2_targeted.md", env={"FASTADV_DATA_SOURCE": str(tree)})
     for variant in ("fgsm", "fgsm_rs", "gradalign_l0.1"):
         s = json.loads((wf / f"runs/smoke/imagenet/{variant}/eps4/seed0/summary.json").read_text())
         assert s["status"] in FINISHED and s["distributed"] == {"world_size": 2, "backend": "gloo"}
@@ -273,6 +273,19 @@ def test_the_imagenet_experiment_at_cpu_size_on_two_ranks_through_the_workflow(t
     drawn = (wf / "results/smoke/imagenet_alignment_data.csv").read_text()
     assert all(v in drawn for v in ("fgsm", "fgsm_rs", "gradalign_l0.1"))
     assert {p.name for p in (wf / "data").iterdir()} >= {"imagenet.json", "imagenet-40.json", "imagenet-56.json"}
+    # The rebuttal's R2 experiment on the same tree (its prepared copies shared): targeted AT at 16/255, evaluated by
+    # random-targeted PGD-2 and PGD-5 beside the untargeted protocol.
+    for variant in ("fgsm_rs_targeted", "gradalign_l2_targeted", "pgd10_targeted"):
+        run = wf / f"runs/smoke/imagenet_targeted16/{variant}/eps16/seed0"
+        s = json.loads((run / "summary.json").read_text())
+        assert s["status"] in FINISHED and s["config"]["method"]["objective"] == "random_target"
+        res = json.loads((wf / f"results/smoke/imagenet_targeted16/evals/{variant}/eps16/seed0/final.json").read_text())
+        assert res["method_label"] == variant and set(res["targeted"]["runs"]) == {"2", "5"}
+        assert res["targeted"]["classes"] == 1000
+    r2 = pd.read_csv(wf / "results/smoke/r2_targeted.csv")
+    assert set(r2["method_label"]) == {"fgsm_rs_targeted", "gradalign_l2_targeted", "pgd10_targeted"}
+    assert len(r2) == 6 and ((r2["targeted5_acc"] + r2["targeted5_success"]) <= 100).all()
+    assert "LLR used 110 epochs" in (wf / "results/smoke/r2_targeted.md").read_text()
 
 
 def test_a_hand_set_lambda_names_the_run_only_on_imagenet():
@@ -284,7 +297,7 @@ def test_a_hand_set_lambda_names_the_run_only_on_imagenet():
     assert method_label(m, {}, {"dataset": "imagenet"}) == "gradalign_l0.3"
     assert method_label(m, {}, {"dataset": "cifar10"}) == "gradalign"
     study = Study.load(PARAMS)
-    for experiment in ("imagenet", "imagenet_lambda"):
+    for experiment in ("imagenet", "imagenet_lambda", "imagenet_targeted16"):
         for variant in study.experiment(experiment)["methods"]:
             cfg = study.train_config(experiment, variant, 6.0, 0)
             assert method_label(cfg["method"], cfg["model"], cfg["data"]) == variant

@@ -45,7 +45,7 @@ def test_unscaled_targets_build_the_configured_scale(tmp_path):
         "select_default_scale": 1}
     # Every figure and table has its unscaled target (one plan for all: a missing one fails it; ~2 s a plan).
     names = ("figA.pdf", "grad_alignment.pdf", "fig1_curves_eps16.pdf", "runtime.md", "autoattack.md",
-             "methods_comparison.pdf", "methods_comparison_runtime.md", "imagenet.pdf")
+             "attacks_table.md", "methods_comparison.pdf", "methods_comparison_runtime.md", "imagenet.pdf")
     assert dry_run_jobs(wf, *(f"results/{name}" for name in names))["select_default_scale"] == len(names)
     # A bare `snakemake` builds the paper's figures and tables at the configured scale.
     r = snakemake(wf, "-n", "--cores", "2", "--config", "scale=smoke")
@@ -129,6 +129,18 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(smoke_build, tmp_path):
     aa = pd.read_csv(wf / "results/smoke/autoattack.csv")
     assert set(aa["method_label"]) == {"fgsm_rs", "gradalign"}
     assert (aa["autoattack_acc_mean"] <= aa["clean_acc_mean"]).all()  # AA attacks only correctly classified points
+    # The stronger-attacks table: every attack on the same models, the results' numbers, the rebuttal's beside.
+    at = pd.read_csv(wf / "results/smoke/attacks_table.csv").set_index("method_label")
+    rows = pd.read_csv(wf / "results/smoke/autoattack/results.csv").set_index("method_label")
+    for col in ("clean_acc", "pgd_acc", "pgd_acc_max_loss", "aa_apgd_ce_acc", "aa_square_acc", "multitargeted_acc"):
+        assert (at[f"{col}_mean"] == 100 * rows[col]).all(), col
+    chain = at[["clean_acc_mean", "aa_apgd_ce_acc_mean", "aa_apgd_t_acc_mean", "aa_fab_t_acc_mean",
+                "aa_square_acc_mean"]]
+    assert (chain.diff(axis=1).iloc[:, 1:] <= 0).all().all()  # each AutoAttack attack runs on the survivors
+    assert (at["multitargeted_acc_mean"] <= at["clean_acc_mean"]).all()
+    assert at.loc["gradalign", "published_autoattack_acc_mean"] == 44.54
+    assert at.loc["fgsm_rs", "published_autoattack_acc_std"] == 0.58
+    assert "MultiTargeted" in (wf / "results/smoke/attacks_table.md").read_text()
     pdf, png = wf / "results/smoke/fig1.pdf", wf / "results/smoke/fig1.png"
     assert pdf.read_bytes().startswith(b"%PDF") and png.read_bytes().startswith(b"\x89PNG")
     assert (wf / "results/smoke/fig1_clean.pdf").read_bytes().startswith(b"%PDF")

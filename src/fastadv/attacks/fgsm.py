@@ -28,7 +28,8 @@ def fgsm_point(x: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float) ->
 
 
 def fgsm_attack(model, x, y, eps: float, alpha: float | None = None, random_init: bool = False,
-                gen: torch.Generator | None = None, return_grad: bool = False, clamp_in_graph: bool = False):
+                gen: torch.Generator | None = None, return_grad: bool = False, clamp_in_graph: bool = False,
+                targeted: bool = False):
     """One signed-gradient step: `δ = Π_[-ε,ε](δ₀ + α·sign(∇ₓℓ(x+δ₀)))`, then x+δ clipped to [0,1].
 
     ``alpha`` is absolute (default ε). With δ₀ = 0 any α ≥ ε lands on the corner
@@ -37,13 +38,14 @@ def fgsm_attack(model, x, y, eps: float, alpha: float | None = None, random_init
     ``clamp_in_graph`` (the GradAlign code's training attacks): δ₀ is not projected to the box and
     the gradient is taken through clip₀₁(x + δ₀), so it is 0 at pixels not strictly inside [0,1];
     otherwise δ₀ is projected first and the gradient taken at that point.
+    ``targeted``: ``y`` are target classes and the step lowers the cross-entropy toward them (:func:`input_grad`).
     Returns x_adv, and also the gradient at x+δ₀ when ``return_grad``.
     """
     alpha = eps if alpha is None else alpha
     delta0 = uniform_delta(x, eps, gen) if random_init else torch.zeros_like(x)
     if not clamp_in_graph:
         delta0 = (x + delta0).clamp(0, 1) - x
-    grad, _ = input_grad(model, x, y, delta0, clamp=clamp_in_graph)
+    grad, _ = input_grad(model, x, y, delta0, clamp=clamp_in_graph, targeted=targeted)
     delta = (delta0 + alpha * grad.sign()).clamp(-eps, eps)
     x_adv = (x + delta).clamp(0, 1).detach()
     return (x_adv, grad) if return_grad else x_adv

@@ -64,20 +64,22 @@ def _graph_of(create_graph: bool):
 
 
 def input_grad(model, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor | None = None,
-               create_graph: bool = False, reduction: str = "mean", clamp: bool = False
+               create_graph: bool = False, reduction: str = "mean", clamp: bool = False, targeted: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """∇_δ CE(model(x + δ), y) at δ (0 if None); returns (gradient, logits).
 
     With ``create_graph`` the gradient stays differentiable w.r.t. the model's
     parameters (double backprop); otherwise it is detached. ``clamp``: the input is
     clip₀₁(x + δ) *inside* the graph, as in the GradAlign code's training attacks, so a
-    coordinate not strictly inside [0,1] gets zero gradient.
+    coordinate not strictly inside [0,1] gets zero gradient. ``targeted``: ``y`` holds target classes and the
+    gradient is of −CE, so that an ascent step moves toward them (a targeted attack minimises CE to its target).
     """
     delta = torch.zeros_like(x) if delta is None else delta.detach().clone()
     delta.requires_grad_(True)
     with _graph_of(create_graph):
         logits = model((x + delta).clamp(0, 1) if clamp else x + delta)
     loss = F.cross_entropy(logits, y, reduction=reduction)
+    loss = -loss if targeted else loss
     scale = loss_scale()
     (grad,) = torch.autograd.grad(loss * scale if scale != 1.0 else loss, delta, create_graph=create_graph)
     grad = unscaled(grad)

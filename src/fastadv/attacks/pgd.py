@@ -16,15 +16,15 @@ from fastadv.attacks.grad import input_grad
 
 
 def pgd_perturbation(model, x, y, eps: float, alpha: float, steps: int, delta: torch.Tensor,
-                     clamp_in_graph: bool = False) -> torch.Tensor:
+                     clamp_in_graph: bool = False, targeted: bool = False) -> torch.Tensor:
     """``steps`` signed-gradient ascent steps from start ``delta``; returns the final δ
     (projected onto the ε-ball and the [0,1] box after every step). ``clamp_in_graph`` (the
     GradAlign code's PGD training attack): the start is not projected to the box and each gradient
-    is taken through clip₀₁(x + δ)."""
+    is taken through clip₀₁(x + δ). ``targeted``: toward the classes ``y`` (:func:`input_grad`)."""
     if not clamp_in_graph:
         delta = (x + delta).clamp(0, 1) - x
     for _ in range(steps):
-        grad, _ = input_grad(model, x, y, delta, reduction="sum", clamp=clamp_in_graph)
+        grad, _ = input_grad(model, x, y, delta, reduction="sum", clamp=clamp_in_graph, targeted=targeted)
         delta = (delta + alpha * grad.sign()).clamp(-eps, eps)
         delta = (x + delta).clamp(0, 1) - x
     return delta.detach()

@@ -18,6 +18,7 @@ from fastadv.units import eps_absolute
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 PROTOCOLS = ("pgd50_10", "wong_pgd50_10", "wong_imagenet_pgd50_10")
+OBJECTIVES = ("untargeted", "random_target")  # train.method.objective: the training attack's
 
 
 def method_names() -> tuple[str, ...]:
@@ -89,6 +90,7 @@ class MethodConfig:
     blocks: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
     clamp_in_graph: bool = False
     extra_clean_forward: bool = False
+    objective: str = "untargeted"
 
     def __post_init__(self):
         object.__setattr__(self, "blocks", _frozen(self.blocks))
@@ -114,17 +116,20 @@ class MethodConfig:
         for name, d in method_registry.specs().items():
             if d.params:
                 out[name] = {k: p.spec() for k, p in d.params.items()}
-        return {**out, "clamp_in_graph": _BOOL, "extra_clean_forward": _BOOL}
+        return {**out, "clamp_in_graph": _BOOL, "extra_clean_forward": _BOOL,
+                "objective": _choice(*OBJECTIVES)}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "MethodConfig":
-        switches = ("name", "eps", "clamp_in_graph", "extra_clean_forward")
+        switches = ("name", "eps", "clamp_in_graph", "extra_clean_forward", "objective")
         return cls(d["name"], d["eps"], {k: v for k, v in d.items() if k not in switches},
-                   d.get("clamp_in_graph", False), d.get("extra_clean_forward", False))
+                   d.get("clamp_in_graph", False), d.get("extra_clean_forward", False),
+                   d.get("objective", "untargeted"))  # a run from before the switch attacked untargeted
 
     def to_dict(self) -> dict:
         return {"name": self.name, "eps": self.eps, **thawed(self.blocks),
-                "clamp_in_graph": self.clamp_in_graph, "extra_clean_forward": self.extra_clean_forward}
+                "clamp_in_graph": self.clamp_in_graph, "extra_clean_forward": self.extra_clean_forward,
+                "objective": self.objective}
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,13 @@ class EvalSettings(Section):
     crop: int | None = key(_int(min=1, optional=True))
     restart_rule: str = key(_choice("worst_case", "both"))
     autoattack: bool = key(_BOOL)
+    multitargeted: bool = key(_BOOL)
+    multitargeted_targets: int = key(_int(min=1))
+    multitargeted_restarts: int = key(_int(min=1))
+    multitargeted_steps: int = key(_int(min=1))
+    multitargeted_schedule: str = key(_choice("constant", "piecewise"))
+    targeted_steps: tuple | None = key(ListSpec(_int(min=1), optional=True))
+    targeted_alpha: float = key(_float(min=0, min_exclusive=True))
     batch_size: int = key(_int(min=1))
     autoattack_batch_size: int = key(_int(min=1))
     seed: int = key(_int(min=0))

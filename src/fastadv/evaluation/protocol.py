@@ -27,6 +27,7 @@ import torch
 
 from fastadv import atomic
 from fastadv.attacks import pgd_attack
+from fastadv.config.params import default_params, read_params
 from fastadv.config.run_config import EvalConfig, as_eval_config
 from fastadv.attacks.pgd import pgd_restart_outcomes, restart_rules
 from fastadv.training.checkpoint import load_model, load_model_record
@@ -35,6 +36,7 @@ from fastadv.data.datasets import load_split
 from fastadv.errors import FastAdvError
 from fastadv.evaluation.progress import SILENT, Progress
 from fastadv.evaluation.result_file import RESULT_FORMAT
+from fastadv.evaluation.stronger import check_classes, num_outputs, stronger_attacks
 from fastadv.methods.registry import method_label
 from fastadv.training.monitor import accuracy
 from fastadv.training.runtime import generator, hardware_stamp, select_device, set_threads
@@ -219,15 +221,16 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: EvalConfig | dic
     test = load_split(data_root or about["data_root"], about["dataset"], "test", device, crop=crop)
     n = len(test) if cfg.n_points is None else min(cfg.n_points, len(test))
     x, y = test.head(n)
+    num_classes = num_outputs(model, x)
+    check_classes(cfg, num_classes)  # before any attack runs: a bad value costs nothing
     out_path = Path(out_path)
-    key = {"model": str(Path(model_path).resolve()), "eps": eps255, "n": n, "protocol": cfg.protocol,
-           "seed": cfg.seed, "autoattack": cfg.autoattack, "restart_rule": cfg.restart_rule,
-           "also": [cfg.also_protocol, cfg.also_n_points], "crop": cfg.crop}
-    state = _State(out_path.with_name(out_path.name + ".state.pt"), key)
+    state = _State(out_path.with_name(out_path.name + ".state.pt"), _state_key(model_path, eps255, n, cfg))
     progress.line(f"{model_path}: {n} test points of {about['dataset']} at eps {eps255:g}/255")
     measured = _measure(model, x, y, eps, cfg, device, state, progress,
                         full=test if cfg.full_clean else None)
     measured["also"] = _also_protocol(model, test, eps, cfg, device, state, progress, measured["seconds"])
+    measured.update(stronger_attacks(model, x, y, eps, cfg, len(test), num_classes,
+                                     state.data.setdefault("stronger", {}), state.save, progress, measured["seconds"]))
     measured["seconds"]["total"] = time.perf_counter() - t_start
     result = {
         "format": RESULT_FORMAT, "model_path": str(model_path), "model_kind": record["kind"],
@@ -238,6 +241,16 @@ def evaluate(model_path: str | Path, out_path: str | Path, cfg: EvalConfig | dic
     atomic.write_json(out_path, result)
     state.remove()
     return result
+
+
+def _state_key(model_path, eps255: float, n: int, cfg: EvalConfig) -> dict:
+    """What a partial state was computed for: a state with another key is started over."""
+    return {"model": str(Path(model_path).resolve()), "eps": eps255, "n": n, "protocol": cfg.protocol,
+            "seed": cfg.seed, "autoattack": cfg.autoattack, "restart_rule": cfg.restart_rule,
+            "also": [cfg.also_protocol, cfg.also_n_points], "crop": cfg.crop,
+            "stronger": [cfg.multitargeted, cfg.multitargeted_targets, cfg.multitargeted_restarts,
+                         cfg.multitargeted_steps, cfg.multitargeted_schedule, list(cfg.targeted_steps or []),
+                         cfg.targeted_alpha, cfg.batch_size]}
 
 
 def _about(record: dict, model_path) -> dict:
@@ -323,11 +336,11 @@ def evaluate_model(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol
     if model.training:
         warnings.warn("evaluate_model: the model is in train mode (batch-norm batch statistics); "
                       "the paper evaluates in eval mode: call model.eval() first", stacklevel=2)
-    cfg = EvalConfig.from_dict({"n_points": None, "protocol": protocol, "restart_rule": restart_rule,
-                                "autoattack": autoattack_choice(autoattack), "batch_size": batch_size, "seed": seed,
-                                "autoattack_batch_size": autoattack_batch_size, "full_clean": False,
-                                "device": "auto", "threads": 0, "also_protocol": None, "also_n_points": None,
-                                "crop": None})
+    cfg = EvalConfig.from_dict({**read_params(default_params())["evaluate"], "n_points": None, "protocol": protocol,
+                                "restart_rule": restart_rule, "autoattack": autoattack_choice(autoattack),
+                                "batch_size": batch_size, "seed": seed, "autoattack_batch_size": autoattack_batch_size,
+                                "full_clean": False, "device": "auto", "threads": 0, "also_protocol": None,
+                                "also_n_points": None, "crop": None, "multitargeted": False, "targeted_steps": None})
     out = _measure(model, x, y, eps, cfg, x.device, _State(None, {}), Progress(progress))
     return {"n_points": len(y), "eps": eps_in_255ths(eps), **out}
 

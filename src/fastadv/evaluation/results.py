@@ -50,6 +50,10 @@ def result_row(res: dict, path: str, defaults: dict | None = None) -> dict:
                    final_grad_alignment=None)
     for attack, acc in (aa or {}).get("acc_after", {}).items():
         row[f"aa_{attack.replace('-', '_')}_acc"] = acc
+    if res.get("multitargeted"):
+        row["multitargeted_acc"] = res["multitargeted"]["acc"]
+    for steps, r in ((res.get("targeted") or {}).get("runs") or {}).items():
+        row[f"targeted{steps}_acc"], row[f"targeted{steps}_success"] = r["acc"], r["success"]
     return row
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Mapping
 
+from fastadv.data.registry import dataset_spec
+from fastadv.errors import FastAdvError
 from fastadv.methods.base import Method, StepContext, StepOutput
 from fastadv.methods.gradalign import default_lambda, grad_align_penalty
 from fastadv.methods.registry import MethodSpec, Param, method_class, register, specs
@@ -20,10 +22,17 @@ def build_method(method_cfg, dataset: str) -> Method:
     if isinstance(m, Mapping):
         m = SimpleNamespace(name=m["name"], eps_abs=eps_absolute(m["eps"]), params=m.get(m["name"], {}),
                             clamp_in_graph=m.get("clamp_in_graph", False),
-                            extra_clean_forward=m.get("extra_clean_forward", False))
+                            extra_clean_forward=m.get("extra_clean_forward", False),
+                            objective=m.get("objective", "untargeted"))
     method = method_class(m.name)(m.eps_abs, m.params, dataset)
     method.clamp_in_graph = m.clamp_in_graph
     method.extra_clean_forward = m.extra_clean_forward
+    if m.objective != "untargeted":
+        if not method.targeted:
+            able = ", ".join(n for n in sorted(specs()) if getattr(method_class(n), "targeted", False))
+            raise FastAdvError(f"method.objective {m.objective} for method {m.name!r}: its training attack is "
+                               f"untargeted only; valid with {m.objective}: {able}")
+        method.objective, method.num_classes = m.objective, dataset_spec(dataset).num_classes
     return method
 
 

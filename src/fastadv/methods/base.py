@@ -8,6 +8,7 @@ from fastadv.lazy import deferred, lazy
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
 fgsm_point = deferred("fastadv.attacks.fgsm", "fgsm_point")
+random_wrong_classes = deferred("fastadv.attacks.targeted", "random_wrong_classes")
 loss_and_input_grad = deferred("fastadv.attacks.grad", "loss_and_input_grad")
 
 
@@ -39,6 +40,11 @@ class Method:
     # Switches of the GradAlign code's behaviour (train.method.*; set by build_method):
     clamp_in_graph = False       # training attacks take gradients through clip₀₁(x + δ)
     extra_clean_forward = False  # standard / PGD training: one more clean train-mode forward per step
+    # The training attack's objective (train.method.objective; set by build_method): untargeted, or random_target
+    # where the method's step asks attack_labels for its labels (targeted = True: those methods only).
+    objective = "untargeted"
+    targeted = False
+    num_classes = 0
 
     def __init__(self, eps: float, params: dict, dataset: str):
         self.eps = eps
@@ -47,6 +53,15 @@ class Method:
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         raise NotImplementedError
+
+    def attack_labels(self, y, ctx: StepContext):
+        """(the labels the training attack uses, whether it moves toward them): ``y`` itself (untargeted), or per
+        example a uniformly drawn wrong class (``random_target``: targeted adversarial training, as Kannan et al.
+        2018 and Xie et al. 2019 train on ImageNet; the GradAlign rebuttal's targeted AT at 16/255), drawn from the
+        step's generator. The training loss stays the cross-entropy to ``y``."""
+        if self.objective == "untargeted":
+            return y, False
+        return random_wrong_classes(y, self.num_classes, ctx.gen), True
 
     def effective_params(self) -> dict:
         """The parameters the method trains with: its config block, a null resolved to the value used."""

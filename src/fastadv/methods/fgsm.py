@@ -47,19 +47,22 @@ class FGSM(Method):
         super().__init__(eps, params, dataset)
         self.noise: torch.Tensor | None = None
 
+    targeted = True
+
     def step(self, model, x, y, ctx) -> StepOutput:
         alpha = self.params["alpha"] * self.eps * ctx.warmup
+        labels, targeted = self.attack_labels(y, ctx)
         if self.params["start"] == "carried":
-            return self._carried_step(model, x, y, alpha)
-        x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=False, gen=ctx.gen,
-                                  return_grad=True, clamp_in_graph=self.clamp_in_graph)
+            return self._carried_step(model, x, y, alpha, labels, targeted)
+        x_adv, grad = fgsm_attack(model, x, labels, self.eps, alpha=alpha, random_init=False, gen=ctx.gen,
+                                  return_grad=True, clamp_in_graph=self.clamp_in_graph, targeted=targeted)
         return ce_step(model, x_adv, y, grad)
 
-    def _carried_step(self, model, x, y, alpha: float) -> StepOutput:
+    def _carried_step(self, model, x, y, alpha: float, labels, targeted: bool) -> StepOutput:
         n = len(x)
         if self.noise is None or len(self.noise) < n or self.noise.shape[1:] != x.shape[1:]:
             self.noise = torch.zeros_like(x)
-        grad, _ = input_grad(model, x, y, self.noise[:n], clamp=True)
+        grad, _ = input_grad(model, x, labels, self.noise[:n], clamp=True, targeted=targeted)
         self.noise[:n] = (self.noise[:n] + alpha * grad.sign()).clamp(-self.eps, self.eps)
         return ce_step(model, (x + self.noise[:n]).clamp(0, 1), y, grad)
 

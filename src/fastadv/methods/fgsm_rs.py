@@ -25,8 +25,11 @@ class FGSMRS(Method):
     params: ``alpha`` — step in units of ε (1.25, Wong et al. 2020).
     """
 
+    targeted = True
+
     def step(self, model, x, y, ctx) -> StepOutput:
         alpha = self.params["alpha"] * self.eps * ctx.warmup
-        x_adv, grad = fgsm_attack(model, x, y, self.eps, alpha=alpha, random_init=True, gen=ctx.gen,
-                                  return_grad=True, clamp_in_graph=self.clamp_in_graph)
+        labels, targeted = self.attack_labels(y, ctx)
+        x_adv, grad = fgsm_attack(model, x, labels, self.eps, alpha=alpha, random_init=True, gen=ctx.gen,
+                                  return_grad=True, clamp_in_graph=self.clamp_in_graph, targeted=targeted)
         return ce_step(model, x_adv, y, grad)

@@ -105,6 +105,8 @@ class GradAlign(Method):
     def effective_params(self) -> dict:
         return {**self.params, "lambda": self.lam}
 
+    targeted = True
+
     def fgsm_logits(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(∇ₓℓ(x), the FGSM point, logits there): the FGSM gradient doubles as the penalty's g1."""
         grad_x, _ = input_grad(model, x, y, clamp=self.clamp_in_graph)
@@ -112,6 +114,18 @@ class GradAlign(Method):
         return grad_x, x_fgsm, model(x_fgsm)
 
     def step(self, model, x, y, ctx) -> StepOutput:
+        if self.objective != "untargeted":
+            return self._targeted_step(model, x, y, ctx)
         grad_x, x_fgsm, logits = self.fgsm_logits(model, x, y, ctx)
         reg = self.lam * grad_align_penalty(model, x, y, self.eps, grad_x=grad_x, gen=ctx.gen)
         return StepOutput(F.cross_entropy(logits, y) + reg, logits, reg.detach(), x_fgsm, grad_x)
+
+    def _targeted_step(self, model, x, y, ctx) -> StepOutput:
+        """FGSM toward random targets; the alignment term is the untargeted one, cos(∇ℓ(x, y), ∇ℓ(x + η, y)), so
+        its ∇ℓ(x, y) is one backward more (the FGSM gradient here is toward the targets)."""
+        labels, _ = self.attack_labels(y, ctx)
+        grad_t, _ = input_grad(model, x, labels, clamp=self.clamp_in_graph, targeted=True)
+        x_fgsm = fgsm_point(x, grad_t, self.eps, self.params["alpha"] * self.eps * ctx.warmup)
+        logits = model(x_fgsm)
+        reg = self.lam * grad_align_penalty(model, x, y, self.eps, gen=ctx.gen)
+        return StepOutput(F.cross_entropy(logits, y) + reg, logits, reg.detach(), x_fgsm, grad_t)

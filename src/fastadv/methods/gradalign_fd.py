@@ -119,6 +119,8 @@ class GradAlignFD(GradAlign):
         super().__init__(eps, params, dataset)
         self._pending = None
 
+    targeted = False  # its own step (below) attacks untargeted: random_target is GradAlign's
+
     def step(self, model, x, y, ctx) -> StepOutput:
         grad_x, x_fgsm, logits = self.fgsm_logits(model, x, y, ctx)
         eta = uniform_delta(x, self.eps, ctx.gen)

@@ -32,11 +32,15 @@ class PGD(Method):
     warm-up ε itself grows linearly while the step stays α·ε (GradAlign code, train.py L130-136).
     """
 
+    targeted = True
+
     def step(self, model, x, y, ctx) -> StepOutput:
         eps = self.eps * ctx.warmup  # the warm-up ramps ε only; the step stays α·ε (train.py L130-136)
         p = self.params
+        labels, targeted = self.attack_labels(y, ctx)
         delta0 = uniform_delta(x, eps, ctx.gen) if p["random_init"] else torch.zeros_like(x)
-        delta = pgd_perturbation(model, x, y, eps, p["alpha"] * self.eps, p["steps"], delta0, self.clamp_in_graph)
+        delta = pgd_perturbation(model, x, labels, eps, p["alpha"] * self.eps, p["steps"], delta0, self.clamp_in_graph,
+                                 targeted)
         if self.extra_clean_forward:
             clean_forward(model, x)
         return ce_step(model, (x + delta).clamp(0, 1), y)

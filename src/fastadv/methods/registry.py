@@ -181,8 +181,10 @@ def unregister(name: str) -> None:
 
 
 def method_label(method_cfg: dict, model_cfg: dict | None = None, data_cfg: dict | None = None) -> str:
-    """The name that tells a run apart in tables and figures (the variant labels of params.yaml)."""
-    return spec_of(method_cfg["name"]).label(method_cfg, model_cfg, data_cfg)
+    """The name that tells a run apart in tables and figures (the variant labels of params.yaml); a run whose training
+    attack aims at random targets (``method.objective: random_target``) is ``<label>_targeted``."""
+    label = spec_of(method_cfg["name"]).label(method_cfg, model_cfg, data_cfg)
+    return label + "_targeted" if method_cfg.get("objective", "untargeted") == "random_target" else label
 
 
 def label_style(label: str) -> tuple[str, str]:

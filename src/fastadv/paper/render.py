@@ -111,6 +111,26 @@ def draw_autoattack(job: FigureJob) -> None:
                   latex=True)
 
 
+def draw_attacks_table(job: FigureJob) -> None:
+    from fastadv.paper.attacks_table import caption, stronger_attacks_table
+
+    df, eps = job.table(), job.experiment["eps"][0]
+    F.write_table(stronger_attacks_table(df, eps, job.published_values(), job.experiment["dataset"]), job.out,
+                  caption(eps, f"the first {int(df['n_points'].max())} test points", job.hardware(df)), latex=True)
+
+
+def draw_r2_targeted(job: FigureJob) -> None:
+    from fastadv.paper.imagenet import R2_AUTHORS, r2_targeted
+
+    df = job.table()
+    F.write_table(r2_targeted(df), job.out,
+                  f"Targeted adversarial training at eps = {job.experiment['eps'][0]:g}/255 on "
+                  f"{job.experiment['dataset']}, evaluated by random-targeted PGD-k (one wrong class per point, Xie et "
+                  f"al. 2019; acc: the prediction is the label, success: it is the target) and untargeted PGD, on the "
+                  f"first {int(df['n_points'].max())} validation points, % ({job.hardware(df)}). Author response: "
+                  f"{R2_AUTHORS}.", latex=True)
+
+
 def draw_fig8(job: FigureJob) -> None:
     """Fig. 8: clean and PGD-50-10 accuracy, one panel per experiment (CIFAR-10: fig1, SVHN: fig1_svhn)."""
     reports = {e["dataset"]: reported(job.table(i), job.scale) for i, e in enumerate([job.experiment] + job.others)}
@@ -250,6 +270,7 @@ def draw_table6(job: FigureJob) -> None:
 
 FIGURES = {
     "fig1": draw_fig1, "fig8": draw_fig8, "published": draw_published, "table7": draw_table7, "vs_published": draw_vs_published, "grad_alignment": draw_grad_alignment, "runtime": draw_runtime, "autoattack": draw_autoattack,
+    "attacks_table": draw_attacks_table, "r2_targeted": draw_r2_targeted,
     "figA": draw_figA, "metrics": draw_metrics, "filter_weights": draw_filter_weights,
     "filter_norms": draw_filter_norms, "feature_maps": draw_feature_maps, "cnn_table": draw_cnn_table,
     "imagenet_alignment": draw_imagenet_alignment, "table6": draw_table6, "sweep": draw_sweep,
