@@ -17,7 +17,7 @@ from fastadv.cli import main
 from fastadv.config.params import deep_merge
 from fastadv.evaluation.results import result_row
 from fastadv.training.loop import train
-from fastadv.training.co_rule import above_chance_pvalue, drop_pvalue, flag_co, learned
+from fastadv.training.co_rule import above_chance_pvalue, co_flags, drop_pvalue, flag_co, learned, run_learned
 from fastadv.training.monitor import chance_accuracy
 from fastadv.training.outcome import chance_of_data, run_outcome
 from tests.helpers import PARAMS
@@ -78,6 +78,24 @@ def test_learned_means_clean_accuracy_clearly_above_chance():
     assert not learned([0.10, 0.30], 16, 0.1, 1.5, 0.01)             # 5 of 16: not enough points to tell
     assert learned([0.0, 1 / 16], 16, 0.1, 0.0, 0.01)                # ratio 0: one right point is enough
     assert not learned([0.5, 0.6], 32, 0.5, 1.5, 0.01)               # chance: the majority class's share
+
+
+def test_a_flagged_collapse_is_judged_whatever_the_clean_accuracy():
+    """The demo's FGSM at 20/255 (AVX-512): clean 47 of 256 at best (not above chance at 0.01), robust points 8 → 0
+    in its last evaluation with FGSM at 61: the paper's CO, counted as such; the same history without the collapse
+    (robust points never above 5, the AVX2 demo's FGSM at 16/255) has no robustness to lose and is set apart."""
+    n, chance = 256, 34 / 256
+    rule = {"co_pgd_ratio": 0.5, "co_min_gap": 0.1, "co_alpha": 0.01, "learned_clean_ratio": 1.0}
+
+    def history(pgd):
+        return [{"test_clean_acc": c / n, "test_fgsm_acc": f / n, "test_pgd_acc": p / n}
+                for c, f, p in zip((27, 40, 47, 44, 45), (0, 30, 50, 66, 61), pgd)]
+
+    collapsed, never = history((0, 3, 8, 4, 0)), history((0, 3, 5, 4, 0))
+    assert not learned([h["test_clean_acc"] for h in collapsed], n, chance, 1.0, 0.01)
+    assert co_flags(collapsed, n, rule) == [False, False, False, False, True]
+    assert run_learned(collapsed, n, chance, rule)
+    assert not any(co_flags(never, n, rule)) and not run_learned(never, n, chance, rule)
 
 
 def test_chance_is_a_constant_predictions_accuracy():

@@ -69,7 +69,7 @@ def _comparable(cfg: dict) -> dict:
 
 
 # A run's status when it trained to the end: not_learned where its clean accuracy never rose clearly above chance
-# (fastadv.training.co_rule.learned); the other status is diverged.
+# and no evaluation was flagged as CO (fastadv.training.co_rule.run_learned); the other status is diverged.
 FINISHED = ("completed", "not_learned")
 
 
@@ -285,7 +285,8 @@ def finalize(run: Run, status: str, reason: str | None) -> dict:
     if status == "completed" and not run.monitor.learned(p.history):
         status, reason = "not_learned", (f"clean accuracy on the {run.monitor.n} monitored points never above "
                                          f"{cfg['monitor']['learned_clean_ratio']:g} x chance "
-                                         f"({run.monitor.chance:.3f}) at level {cfg['monitor']['co_alpha']:g}")
+                                         f"({run.monitor.chance:.3f}) at level {cfg['monitor']['co_alpha']:g}, "
+                                         "and no evaluation flagged as catastrophic overfitting")
     summary = {
         "status": status, "reason": reason, "monitor_points": run.monitor.n, "monitor_chance": run.monitor.chance, "config": cfg, "epochs_done": epochs_done,
         "iterations_per_epoch": run.plan.iters_per_epoch, "iterations_done": p.history[-1]["iteration"],
