@@ -33,7 +33,7 @@ def test_config_shows_the_effective_values_and_all_of_it_on_request(capsys):
     method = yaml.safe_load(capsys.readouterr().out)["method"]
     # λ(ε) of the official CIFAR-10 scripts at 16/255: 0.02 · 10^(16/8) = 2
     assert method == {"name": "gradalign", "eps": 16.0, "gradalign": {"lambda": pytest.approx(2.0), "alpha": 1.25},
-                      "clamp_in_graph": True, "extra_clean_forward": True}
+                      "clamp_in_graph": True, "extra_clean_forward": True, "objective": "untargeted"}
     assert main(["config", "--params", str(PARAMS), "--scale", "quick", "--all"]) == 0
     whole = yaml.safe_load(capsys.readouterr().out)["method"]
     assert {"fgsm", "pgd", "gradalign", "elle"} <= set(whole) and whole["gradalign"]["lambda"] is None
