@@ -40,8 +40,8 @@ def stronger_attacks(model, x, y, eps: float, cfg, n_split: int, num_classes: in
                      progress: Progress, seconds: dict) -> dict:
     """{"multitargeted": …, "targeted": …} for the evaluation config ``cfg`` (each None where not asked for);
     ``n_split``: the size of the test split the points head (targets are drawn for all of it); ``state``: the
-    evaluation state's dict for these attacks (batch results kept across a kill), ``save`` persists it."""
-    check_classes(cfg, num_classes)
+    evaluation state's dict for these attacks (batch results kept across a kill), ``save`` persists it; the caller
+    checked ``cfg`` against ``num_classes`` (:func:`check_classes`) before any attack ran."""
     out = {"multitargeted": None, "targeted": None}
     if cfg.multitargeted:
         t = time.perf_counter()

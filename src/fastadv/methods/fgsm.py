@@ -43,11 +43,11 @@ class FGSM(Method):
     ``start``.
     """
 
+    targeted = True
+
     def __init__(self, eps, params, dataset):
         super().__init__(eps, params, dataset)
         self.noise: torch.Tensor | None = None
-
-    targeted = True
 
     def step(self, model, x, y, ctx) -> StepOutput:
         alpha = self.params["alpha"] * self.eps * ctx.warmup

@@ -95,6 +95,8 @@ class GradAlign(Method):
     """FGSM (zero init) + λ·GradAlign penalty. params: ``lambda`` (None → λ(ε), see
     :func:`default_lambda`), ``alpha`` FGSM step in units of ε (1.25 in the scripts)."""
 
+    targeted = True
+
     def __init__(self, eps, params, dataset):
         super().__init__(eps, params, dataset)
         lam = params["lambda"]
@@ -104,8 +106,6 @@ class GradAlign(Method):
 
     def effective_params(self) -> dict:
         return {**self.params, "lambda": self.lam}
-
-    targeted = True
 
     def fgsm_logits(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(∇ₓℓ(x), the FGSM point, logits there): the FGSM gradient doubles as the penalty's g1."""
