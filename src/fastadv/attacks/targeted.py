@@ -13,9 +13,9 @@ attack success rate (the prediction is the target: the attacker's; INSTRUCTIONS.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from fastadv.attacks.fgsm import uniform_delta
+from fastadv.attacks.pgd import pgd_perturbation
 from fastadv.shard import per_example
 
 
@@ -47,13 +47,7 @@ def targeted_pgd(model, x: torch.Tensor, t: torch.Tensor, eps: float, alpha: flo
                  gen: torch.Generator | None = None) -> torch.Tensor:
     """x + δ after ``steps`` steps δ ← Π(δ − α·sign ∇_δ CE(model(x + δ), t)) from δ ~ U[−ε, ε] (projected onto
     the box first); ``alpha`` as given (see :func:`step_size`)."""
-    delta = (x + uniform_delta(x, eps, gen)).clamp(0, 1) - x
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        loss = F.cross_entropy(model(x + delta), t, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, delta)
-        delta = (delta.detach() - alpha * grad.sign()).clamp(-eps, eps)
-        delta = (x + delta).clamp(0, 1) - x
+    delta = pgd_perturbation(model, x, t, eps, alpha, steps, uniform_delta(x, eps, gen), targeted=True)
     return (x + delta).detach()
 
 

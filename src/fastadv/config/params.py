@@ -173,8 +173,11 @@ def default_params() -> Path:
     """``params.yaml`` of the working directory (the repository's, the one a user edits) or, outside a
     checkout, the copy shipped in the package (src/fastadv/params.yaml links to the repository's)."""
     here = Path("params.yaml")
-    if here.is_file():
-        return here
+    return here if here.is_file() else packaged_params()
+
+
+def packaged_params() -> Path:
+    """The params.yaml shipped in the package: fastadv's own defaults, whatever the working directory holds."""
     from importlib import resources
 
     return Path(str(resources.files("fastadv").joinpath("params.yaml")))

@@ -27,7 +27,7 @@ import torch
 
 from fastadv import atomic
 from fastadv.attacks import pgd_attack
-from fastadv.config.params import default_params, read_params
+from fastadv.config.params import packaged_params, read_params
 from fastadv.config.run_config import EvalConfig, as_eval_config
 from fastadv.attacks.pgd import pgd_restart_outcomes, restart_rules
 from fastadv.training.checkpoint import load_model, load_model_record
@@ -336,7 +336,7 @@ def evaluate_model(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol
     if model.training:
         warnings.warn("evaluate_model: the model is in train mode (batch-norm batch statistics); "
                       "the paper evaluates in eval mode: call model.eval() first", stacklevel=2)
-    cfg = EvalConfig.from_dict({**read_params(default_params())["evaluate"], "n_points": None, "protocol": protocol,
+    cfg = EvalConfig.from_dict({**read_params(packaged_params())["evaluate"], "n_points": None, "protocol": protocol,
                                 "restart_rule": restart_rule, "autoattack": autoattack_choice(autoattack),
                                 "batch_size": batch_size, "seed": seed, "autoattack_batch_size": autoattack_batch_size,
                                 "full_clean": False, "device": "auto", "threads": 0, "also_protocol": None,
