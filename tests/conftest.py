@@ -98,12 +98,13 @@ def _one_thread():
 
 
 # `make test` runs the suite on two pytest-xdist workers (-n 2). Each test is a unit of work of its own, except in
-# the modules below: their module-scoped fixture is costly (a trained run, a built clone, a wheel, the image tree)
+# the modules below: their module-scoped fixture is costly (a trained run, a built clone, a wheel, the image tree,
+# the two-rank runs of one torchrun launch)
 # or they hold a machine-wide resource (the SLURM cluster's /etc/slurm symlink), so each runs whole on one worker.
 # (xdist's own --dist loadgroup marks no group under pytest 9: it renames items through an attribute pytest 9
 # no longer reads, so the units are made here.)
 ONE_WORKER = {"test_slurm", "test_dvc", "test_faults", "test_readme_commands", "test_packaging", "test_evaluate",
-              "test_bad_input", "test_imagenet_recipe"}
+              "test_bad_input", "test_imagenet_recipe", "test_distributed"}
 
 
 class ModulesKeptTogether(LoadScopeScheduling):

@@ -1,6 +1,7 @@
 """Data-parallel training for real: torch.distributed with gloo on the CPU, two ranks of one thread each, launched
 by torchrun or, to kill or signal one rank, as two processes with torchrun's environment
 (fastadv.training.distributed states the semantics tested here)."""
+import json
 import os
 import shutil
 import signal
@@ -41,9 +42,19 @@ def _env(**extra):
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free_ports(1)[0]
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (each socket held until all are chosen)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def torchrun(out, root, sets, nproc=2, check=True):
@@ -108,35 +119,65 @@ def _assert_roundoff_apart(a: dict, b: dict, yardstick: dict) -> None:
         assert gap <= 10 * noise + 1e-6 and gap <= 1e-3 * max(b[k].abs().max().item(), 1.0), (k, gap, noise)
 
 
-@pytest.mark.parametrize("method", ["fgsm_rs", "gradalign"])
-def test_two_ranks_make_the_single_process_update(method, tmp_path, synthetic_root):
-    sets = BN_FREE + [f"method.name={method}", "method.eps=4"]
-    torchrun(tmp_path / "ddp", synthetic_root, sets)
+# The comparisons' two-rank runs at 4/255 on the BN-free task, by label.
+DDP_RUNS = {**{m: [f"method.name={m}"] for m in ("fgsm_rs", "gradalign", "standard", "fgsm", "nfgsm", "elle")},
+            "pgd": ["method.name=pgd", "method.pgd.steps=2"],
+            "fgsm_carried": ["method.name=fgsm", "method.fgsm.start=carried", "optim.drop_last=true"]}
+
+
+def _ddp_sets(label: str) -> list[str]:
+    return BN_FREE + ["method.eps=4"] + DDP_RUNS[label]
+
+
+@pytest.fixture(scope="module")
+def ddp(request, tmp_path_factory, synthetic_root) -> Path:
+    """The two-rank run of every method a selected test compares, in one torchrun launch (tests/ddp_runs.py: the
+    runs one after another in the same two rank processes, each joining and leaving its process group as a launch
+    of its own does); the folder holds one run folder per method. The module runs on one worker
+    (tests/conftest.py ONE_WORKER)."""
+    wanted = {item.callspec.params["method"] for item in request.session.items
+              if "ddp" in getattr(item, "fixturenames", ()) and hasattr(item, "callspec")}
+    base = tmp_path_factory.mktemp("ddp")
+    runs = base / "runs.json"
+    labels = [m for m in DDP_RUNS if m in wanted]
+    runs.write_text(json.dumps([{"port": port, "args": _args(base / m, synthetic_root, _ddp_sets(m))}
+                                for m, port in zip(labels, _free_ports(len(labels)))]))
+    cmd = [str(TORCHRUN), "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "tests.ddp_runs", str(runs)]
+    r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return base
+
+
+def _compare_with_single_process(method, ddp, tmp_path, synthetic_root):
+    sets = _ddp_sets(method)
     single(tmp_path / "one", synthetic_root, sets)
     single(tmp_path / "two_threads", synthetic_root, sets + ["runtime.threads=2"])
-    _assert_roundoff_apart(weights(tmp_path / "ddp"), weights(tmp_path / "one"), weights(tmp_path / "two_threads"))
-    h2, h1 = pd.read_csv(tmp_path / "ddp/history.csv"), pd.read_csv(tmp_path / "one/history.csv")
+    _assert_roundoff_apart(weights(ddp / method), weights(tmp_path / "one"), weights(tmp_path / "two_threads"))
+
+
+@pytest.mark.parametrize("method", ["fgsm_rs", "gradalign"])
+def test_two_ranks_make_the_single_process_update(method, ddp, tmp_path, synthetic_root):
+    _compare_with_single_process(method, ddp, tmp_path, synthetic_root)
+    h2, h1 = pd.read_csv(ddp / method / "history.csv"), pd.read_csv(tmp_path / "one/history.csv")
     assert h2["iteration"].max() == h1["iteration"].max() == 22  # ≥ 20 steps, the last batch of each epoch split 3 + 2
     # training statistics are the global batch's (summed over ranks), not rank 0's shard
     pd.testing.assert_series_equal(h2["train_acc"], h1["train_acc"], rtol=1e-5)
     pd.testing.assert_series_equal(h2["train_loss"], h1["train_loss"], rtol=1e-4)
-    summary = pd.read_json(tmp_path / "ddp/summary.json", typ="series")
+    summary = pd.read_json(ddp / method / "summary.json", typ="series")
     assert summary["distributed"] == {"world_size": 2, "backend": "gloo"}
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert summary["config"]["method"]["name"] == method
+    assert sorted(p.name for p in (ddp / method).iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["standard", "fgsm", "fgsm_carried", "nfgsm", "pgd", "elle"])
-def test_every_data_parallel_method_makes_the_single_process_update(method, tmp_path, synthetic_root):
+def test_every_data_parallel_method_makes_the_single_process_update(method, ddp, tmp_path, synthetic_root):
     """fgsm_carried: each rank carries its shard's rows of the noise buffer, the single process's rows when every
     batch is whole (a short batch's rows differ: fastadv.methods.fgsm)."""
-    extra = {"pgd": ["method.pgd.steps=2"],
-             "fgsm_carried": ["method.fgsm.start=carried", "optim.drop_last=true"]}.get(method, [])
-    sets = BN_FREE + [f"method.name={method.split('_')[0]}", "method.eps=4"] + extra
-    torchrun(tmp_path / "ddp", synthetic_root, sets)
-    single(tmp_path / "one", synthetic_root, sets)
-    single(tmp_path / "two_threads", synthetic_root, sets + ["runtime.threads=2"])
-    _assert_roundoff_apart(weights(tmp_path / "ddp"), weights(tmp_path / "one"), weights(tmp_path / "two_threads"))
+    _compare_with_single_process(method, ddp, tmp_path, synthetic_root)
+    config = pd.read_json(ddp / method / "summary.json", typ="series")["config"]
+    assert config["method"]["name"] == method.split("_")[0]
+    assert config["method"]["fgsm"]["start"] == ("carried" if method == "fgsm_carried" else "zero")
 
 
 def _stat(pid: int) -> list[str]:

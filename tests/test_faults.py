@@ -1,9 +1,11 @@
-"""Fault tolerance: SIGKILL at random moments and SIGTERM pre-emption lose nothing and change nothing."""
+"""Fault tolerance: SIGKILL at random moments and SIGTERM pre-emption lose nothing and change nothing.
+
+Every training is a process of its own, forked from a server that holds torch's and fastadv's imports
+(tests/forkserver.py): a start costs milliseconds instead of ~3 s of imports, so each random moment falls in the
+training itself (loading, steps, evaluations, checkpoint writes), where a kill can lose something."""
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.forkserver import ForkServer
 from tests.helpers import PARAMS
 
 EXIT_PREEMPTED = 75
@@ -22,7 +25,7 @@ def train_cmd(out: Path, synthetic_root: Path) -> list[str]:
             "optim.lr_max=0.02",
             "model.width=4", "method.name=fgsm_rs", "monitor.test_points=32", "monitor.train_points=32",
             "monitor.pgd_steps=2", "runtime.threads=1", "runtime.checkpoint_every=1", "runtime.progress=never"]
-    cmd = [sys.executable, "-m", "fastadv", "train", "--params", str(PARAMS), "--scale", "smoke", "--out", str(out)]
+    cmd = ["train", "--params", str(PARAMS), "--scale", "smoke", "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     return cmd
@@ -39,64 +42,71 @@ def weights(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, synthetic_root):
+def server():
+    s = ForkServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, synthetic_root, server):
     out = tmp_path_factory.mktemp("ref")
     t = time.perf_counter()
-    subprocess.run(train_cmd(out, synthetic_root), check=True, capture_output=True)
+    assert server.run(train_cmd(out, synthetic_root), out.parent / "ref.err") == 0, (out.parent / "ref.err").read_text()
     out.joinpath("wall_seconds").write_text(str(time.perf_counter() - t))
     return out
 
 
-def run_until(cmd, seconds):
+def run_until(server, cmd, seconds):
     """Start ``cmd``; SIGKILL it after ``seconds`` (no chance to clean up, maybe mid-checkpoint-write).
     Returns True if it was killed, False if it finished first (then it must have succeeded)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        p.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+    err = Path(cmd[cmd.index("--out") + 1] + ".err")
+    server.start(cmd, err)
+    code = server.wait(seconds)
+    if code is None:
+        server.signal(signal.SIGKILL)
+        assert server.wait() == -signal.SIGKILL
         return True
-    assert p.returncode == 0, p.stderr.read().decode()[-2000:]
+    assert code == 0, err.read_text()[-2000:]
     return False
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_rerun_gives_identical_weights(tmp_path, reference, synthetic_root):
+def test_sigkill_at_random_moments_then_rerun_gives_identical_weights(tmp_path, reference, synthetic_root, server):
     rng = random.Random(0)
     ref = weights(reference)
-    wall = float((reference / "wall_seconds").read_text())  # start-up (~3 s) + training
+    wall = float((reference / "wall_seconds").read_text())  # the training's own time: no imports in a fork
     for trial in range(5):
         out = tmp_path / f"t{trial}"
         cmd = train_cmd(out, synthetic_root)
         frac = rng.uniform(0.3, 0.9)
         # The machine's load varies: if the run finished before the kill, start the trial
         # afresh with an earlier kill, so every trial really is interrupted.
-        while not run_until(cmd, frac * wall):
+        while not run_until(server, cmd, frac * wall):
             shutil.rmtree(out)
             frac /= 2
         kills = 1
-        if rng.random() < 0.5 and run_until(cmd, rng.uniform(0.2, 0.6) * wall):  # sometimes twice
+        if rng.random() < 0.5 and run_until(server, cmd, rng.uniform(0.2, 0.6) * wall):  # sometimes twice
             kills += 1
-        assert not run_until(cmd, None), "the final rerun must finish"
+        assert not run_until(server, cmd, None), "the final rerun must finish"
         got = weights(out)
         assert all(torch.equal(ref[k], got[k]) for k in ref), f"trial {trial}: weights differ after {kills} kills"
         assert same_history(out, reference), f"trial {trial}: history differs"
 
 
 @pytest.mark.slow
-def test_sigterm_saves_state_and_exits_75_then_resumes(tmp_path, reference, synthetic_root):
+def test_sigterm_saves_state_and_exits_75_then_resumes(tmp_path, reference, synthetic_root, server):
     out = tmp_path / "term"
-    p = subprocess.Popen(train_cmd(out, synthetic_root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server.start(train_cmd(out, synthetic_root), tmp_path / "term.err")
     deadline = time.time() + 60
     while not (out / "state.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=60)
-    if p.returncode == 0:
+    server.signal(signal.SIGTERM)
+    code = server.wait(60)
+    if code == 0:
         pytest.skip("run finished before SIGTERM arrived")
-    assert p.returncode == EXIT_PREEMPTED, p.stderr.read().decode()[-2000:]
+    assert code == EXIT_PREEMPTED, (tmp_path / "term.err").read_text()[-2000:]
     assert (out / "state.pt").exists() and not (out / "summary.json").exists()
-    subprocess.run(train_cmd(out, synthetic_root), check=True, capture_output=True)
+    assert server.run(train_cmd(out, synthetic_root), tmp_path / "rerun.err") == 0
     ref, got = weights(reference), weights(out)
     assert all(torch.equal(ref[k], got[k]) for k in ref)
