@@ -126,6 +126,26 @@ def test_truncated_and_missing_files_give_clear_errors(tmp_path, source):
         data.prepare("imagenet", "download", tmp_path / "out")
 
 
+def test_prepared_file_is_mapped_and_still_verified_on_every_load(tmp_path, source):
+    """load_arrays maps the prepared file's members (sources.read_npz(mmap=True)) instead of reading them: the same
+    arrays as a plain read; a byte flipped in the prepared file, or the file cut short, is still an error."""
+    out = data.prepare("mnist", str(source), tmp_path / "ok")
+    mapped, read = data.load_arrays(tmp_path / "ok", "mnist"), sources.read_npz(out)
+    assert all(isinstance(mapped[k], np.memmap) for k in read)
+    assert all(np.array_equal(mapped[k], read[k]) and mapped[k].dtype == read[k].dtype for k in read)
+    raw = bytearray(out.read_bytes())
+    offset = raw.index(b"x_train.npy") + 200  # past the member's headers, inside its pixels
+    raw[offset] ^= 1
+    (tmp_path / "flipped").mkdir()
+    (tmp_path / "flipped/mnist.npz").write_bytes(bytes(raw))
+    with pytest.raises(FastAdvError, match=r"array x_train does not match mnist"):
+        data.load_arrays(tmp_path / "flipped", "mnist")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut/mnist.npz").write_bytes(out.read_bytes()[:-1000])
+    with pytest.raises(FastAdvError, match="corrupt or truncated"):
+        data.load_arrays(tmp_path / "cut", "mnist")
+
+
 def test_prepare_failure_keeps_previous_file(tmp_path, source):
     out = data.prepare("mnist", str(source), tmp_path)
     before = out.read_bytes()

@@ -35,14 +35,14 @@ def test_gpu_check_runs_every_check_at_a_tiny_size(tmp_path, synthetic_sets, cap
     sets = synthetic_sets + ["data.subset=64", "optim.batch_size=32", "model.width=4", "monitor.test_points=16",
                              "monitor.train_points=16", "monitor.pgd_steps=1", "runtime.threads=1"]
     code = main(["gpu-check", "--params", str(PARAMS), "--scale", "smoke", "--out", str(tmp_path / "g"),
-                 "--iterations", "2", "--repeats", "1", *[a for s in sets for a in ("--set", s)]])
+                 "--iterations", "2", "--repeats", "1", "--eval-points", "16", *[a for s in sets for a in ("--set", s)]])
     report = json.loads((tmp_path / "g/report.json").read_text())
     checks = {c["check"]: c for c in report["checks"]}
     assert set(checks) == {"precision", "speed", "one_epoch"} and not report["cuda"]
     assert checks["one_epoch"]["status"] == "PASS", checks["one_epoch"]
     assert {r["status"] for r in checks["one_epoch"]["rows"].values()} <= set(FINISHED)
     assert set(checks["precision"]["rows"]) == {"fp16", "bf16"} and checks["precision"]["about_cuda"]
-    assert checks["speed"]["gradalign_over_fgsm"] > 0 and checks["speed"]["eval"]["n_points"] > 0
+    assert checks["speed"]["gradalign_over_fgsm"] > 0 and checks["speed"]["eval"]["n_points"] == 16  # the option's
     md = (tmp_path / "g/report.md").read_text()
     assert "No CUDA device: this ran on the CPU" in md and "| one_epoch | PASS | no |" in md
     out = capsys.readouterr().out

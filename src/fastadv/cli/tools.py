@@ -59,6 +59,8 @@ def add_gpu_check(sub) -> None:
     p.add_argument("--out", required=True, help="folder for report.json, report.md and the check runs")
     p.add_argument("--iterations", type=int, default=10, help="timed training steps per repeat")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the timings")
+    p.add_argument("--eval-points", type=int, default=256,
+                   help="test points of the timed PGD-50-10 evaluation (256: a few of the GPU's batches)")
     p.set_defaults(func=cmd_gpu_check)
 
 
@@ -70,7 +72,8 @@ def cmd_gpu_check(args) -> int:
     if not torch.cuda.is_available() and args.scale is None and args.resolved is None:
         raise FastAdvError("no CUDA device here: gpu-check is for a machine with one (make gpu-check there); "
                            "`fastadv gpu-check --scale smoke --out DIR` runs the same checks at a tiny size on this CPU")
-    report = gpu_check(config_of(args, "train"), args.out, iterations=args.iterations, repeats=args.repeats)
+    report = gpu_check(config_of(args, "train"), args.out, iterations=args.iterations, repeats=args.repeats,
+                       eval_points=args.eval_points)
     cpu_note = "" if report["cuda"] else " (CPU: says nothing about CUDA)"
     for c in report["checks"]:
         print(f"{c['check']:<10} {c['status']}{cpu_note if c['about_cuda'] else ''}")

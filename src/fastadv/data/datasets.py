@@ -51,7 +51,7 @@ ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def sha256(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+    return hashlib.sha256(memoryview(np.ascontiguousarray(a)).cast("B")).hexdigest()  # the bytes, not a copy
 
 
 def verify_arrays(dataset: str, arrays: dict, origin: str) -> None:
@@ -121,7 +121,7 @@ def load_arrays(root: str | Path, dataset: str) -> dict | None:
     path = prepared_path(root, dataset)
     if not path.is_file():
         raise FastAdvError(f"prepared data {str(path)!r} not found; run: fastadv prepare --dataset {dataset} --source ...")
-    arrays = read_npz(path)
+    arrays = read_npz(path, mmap=True)
     verify_arrays(dataset, arrays, str(path))
     return arrays
 
@@ -217,6 +217,7 @@ def load_split(root, dataset: str, split: str, device, subset=None, subset_mode=
         return image_folder.load_split(root, dataset, split, device, subset, subset_mode, seed, augment, images,
                                        crop, workers)
     arrays = load_arrays(root, dataset) if arrays is None else arrays
-    x, y = to_tensor(arrays[f"x_{split}"]), torch.from_numpy(arrays[f"y_{split}"].astype(np.int64))
-    idx = subset_indices(len(y), subset, subset_mode, seed)
-    return DeviceDataset(x[idx], y[idx], torch.device(device), dataset_spec(dataset).augmentations if augment else ())
+    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+    idx = subset_indices(len(y), subset, subset_mode, seed).numpy()  # taken first: the rest is never read
+    return DeviceDataset(to_tensor(x[idx]), torch.from_numpy(y[idx].astype(np.int64)), torch.device(device),
+                         dataset_spec(dataset).augmentations if augment else ())

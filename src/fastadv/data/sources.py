@@ -37,12 +37,42 @@ def _md5(path: Path) -> str:
     return file_digest(path, "md5")
 
 
-def read_npz(path: Path) -> dict:
+def read_npz(path: Path, mmap: bool = False) -> dict:
+    """The arrays of an ``.npz`` file; ``mmap``: its uncompressed members (np.savez's, so every prepared file's)
+    memory-mapped read-only instead of read: a run that uses 512 of CIFAR-10's 50,000 training images then reads
+    only those, after one pass over the file's pages for its hash (a copy of the 184 MB was ~0.5 s of every
+    training and evaluation process)."""
     try:
+        if mmap:
+            with zipfile.ZipFile(path) as z:
+                members = z.infolist()
+            if all(m.compress_type == zipfile.ZIP_STORED for m in members):
+                return {m.filename.removesuffix(".npy"): _mapped_member(path, m) for m in members}
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, ValueError, EOFError, OSError) as e:
         raise FastAdvError(f"data file {str(path)!r} is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+
+def _mapped_member(path: Path, member: zipfile.ZipInfo) -> np.ndarray:
+    """A stored ``.npy`` member of a zip file as a read-only memory map: its data start after the member's local
+    header (30 bytes, then its name and extra field, whose lengths are the header's last two fields) and the
+    ``.npy`` header (format version, shape, dtype)."""
+    with open(path, "rb") as f:
+        f.seek(member.header_offset)
+        local = f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError(f"member {member.filename}: no local file header")
+        f.seek(member.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little"))
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"member {member.filename}: .npy format {version} is not read")
+        shape, fortran, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError(f"member {member.filename}: object arrays are not read")
+        return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):

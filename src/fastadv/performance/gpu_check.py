@@ -93,7 +93,7 @@ def check_precision(cfg: TrainConfig, device) -> dict:
             "status": "PASS" if all(r["status"] == "PASS" for r in rows.values()) else "FAIL"}
 
 
-def check_speed(cfg_dict: dict, iterations: int, repeats: int, model_path: Path | None) -> dict:
+def check_speed(cfg_dict: dict, iterations: int, repeats: int, model_path: Path | None, eval_points: int) -> dict:
     rows = bench_train(cfg_dict, BENCH_METHODS, iterations=iterations, warmup=1, repeats=repeats)
     by = {r["method"]: r for r in rows}
     epochs = 30
@@ -102,7 +102,7 @@ def check_speed(cfg_dict: dict, iterations: int, repeats: int, model_path: Path 
            "minutes_per_30_epochs": {m: by[m]["seconds_per_epoch"] * epochs / 60 for m in PAPER_MINUTES},
            "paper_minutes_per_30_epochs": PAPER_MINUTES}
     if model_path is not None:
-        out["eval"] = bench_eval(model_path, n_points=256, repeats=repeats, data_root=cfg_dict["data"]["root"])
+        out["eval"] = bench_eval(model_path, n_points=eval_points, repeats=repeats, data_root=cfg_dict["data"]["root"])
     return out
 
 
@@ -145,7 +145,7 @@ def check_one_epoch(cfg_dict: dict, out: Path) -> dict:
             "status": "PASS" if all(r["status_check"] == "PASS" for r in rows.values()) else "FAIL"}
 
 
-def gpu_check(cfg_dict: dict, out: str | Path, iterations: int = 10, repeats: int = 3) -> dict:
+def gpu_check(cfg_dict: dict, out: str | Path, iterations: int, repeats: int, eval_points: int) -> dict:
     """Run the three checks on the config's device and scale; write report.json / report.md into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def gpu_check(cfg_dict: dict, out: str | Path, iterations: int = 10, repeats: in
     device = select_device(cfg.runtime.device)
     checks = [check_precision(cfg, device), check_one_epoch(cfg_dict, out)]
     model = out / "epoch_fgsm" / "model_final.pt"
-    checks.append(check_speed(cfg_dict, iterations, repeats, model if model.is_file() else None))
+    checks.append(check_speed(cfg_dict, iterations, repeats, model if model.is_file() else None, eval_points))
     report = {"hardware": hardware_stamp(device), "cuda": device.type == "cuda", "checks": checks,
               "scale": {"model": f"{cfg.model.name}-w{cfg.model.width}", "batch_size": cfg.phases[0].batch_size}}
     atomic.write_json(out / "report.json", report)

@@ -40,7 +40,8 @@ def chance_of_data(data: dict, n: int) -> float:
     if data["dataset"] in FOLDER_DATASETS:
         raise FastAdvError(f"this {data['dataset']} run's summary does not record monitor_chance; an image folder's "
                            "labels are not read here: retrain it to get its status")
-    return chance_accuracy(torch.from_numpy(load_arrays(data["root"], data["dataset"])["y_test"][:n]).long())
+    labels = load_arrays(data["root"], data["dataset"])["y_test"][:n]
+    return chance_accuracy(torch.tensor(labels, dtype=torch.long))  # a copy: the prepared file is mapped read-only
 
 
 def run_outcome(run_dir: str | Path, defaults: dict | None = None) -> dict:
