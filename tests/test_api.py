@@ -136,12 +136,12 @@ def test_benchmark_is_evaluate_model_on_the_prepared_points_and_autoattack_only_
     write_separable_dataset(root)
     save_separable_threshold_model(tmp_path / "m.pt", root)
     model = fastadv.load_model(tmp_path / "m.pt")
-    x, y = load_split(root, "svhn", "test", "cpu").head(24)
+    x, y = load_split(root, "svhn", "test", "cpu").head(12)
 
     def strip(r):
         return {k: v for k, v in r.items() if k != "seconds"}
 
-    got = fastadv.benchmark(model, "svhn", eps=16 / 255, n_examples=24, data_root=root, batch_size=8)
+    got = fastadv.benchmark(model, "svhn", eps=16 / 255, n_examples=12, data_root=root, batch_size=8)
     want = fastadv.evaluate_model(model, x, y, 16 / 255, batch_size=8, autoattack=True)
     assert {k: v for k, v in strip(got).items() if k in want} == strip(want)
     assert got["autoattack"] is not None and got["robust_acc"] == want["autoattack"]["acc"]
@@ -149,7 +149,7 @@ def test_benchmark_is_evaluate_model_on_the_prepared_points_and_autoattack_only_
 
     monkeypatch.setitem(sys.modules, "pyautoattack", None)  # as on a plain install: the import fails
     with pytest.warns(UserWarning, match="pyautoattack is not installed, so AutoAttack is skipped"):
-        plain = fastadv.benchmark(model, "svhn", eps=16 / 255, n_examples=24, data_root=root, batch_size=8)
+        plain = fastadv.benchmark(model, "svhn", eps=16 / 255, n_examples=12, data_root=root, batch_size=8)
     assert plain["autoattack"] is None and plain["robust_acc"] == want["pgd"]["acc"] == plain["pgd"]["acc"]
     assert plain["robust_by"].startswith("pgd50_10")
     with pytest.raises(fastadv.FastAdvError, match="AutoAttack requested but the 'pyautoattack' package"):
