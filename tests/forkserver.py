@@ -63,7 +63,10 @@ class ForkServer:
         return int(line)
 
     def signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:  # it ended and was reaped already: wait() gives its exit code
+            pass
 
     def run(self, argv: list[str], stderr: Path, timeout: float = 600) -> int:
         self.start(argv, stderr)

@@ -65,8 +65,9 @@ def run_until(server, cmd, seconds):
     code = server.wait(seconds)
     if code is None:
         server.signal(signal.SIGKILL)
-        assert server.wait() == -signal.SIGKILL
-        return True
+        code = server.wait()
+        if code == -signal.SIGKILL:
+            return True  # else it ended just before the signal
     assert code == 0, err.read_text()[-2000:]
     return False
 
