@@ -4,9 +4,10 @@ rank, through the CLI's own entry point. Each run joins a process group of its o
 (fastadv.training.distributed), as a run of its own launch does: its own TCP store, on its port (torchrun's store,
 kept by the agent across runs, held the previous group's addresses: a second group on it timed out connecting).
 Only the interpreter and torch's imports are shared, which were 8 of the ~11 CPU seconds of each two-rank
-comparison test started on its own. Between two runs every rank waits for the
-others to finish (files beside RUNS.json), so that each run starts with all its ranks, as a launch does: rank 0
-alone writes a run's files at its end, and a rank already in the next run's collectives could time out waiting. Exits with the first failing run's code."""
+comparison test started on its own. Between two runs every rank waits for the others to finish (files beside
+RUNS.json), so that each run starts with all its ranks, as a launch does: rank 0 alone writes a run's files at its
+end, and a rank already in the next run's collectives could time out waiting. Exits with the first failing run's
+code."""
 import json
 import os
 import sys

@@ -6,7 +6,7 @@ most of a test's time, and many of its "random moments", fell in imports. Here e
 server that holds those imports and never ran anything else: a process of its own (pid, signals, exit status, its
 own state from the imports on), started in milliseconds, so a kill lands in the command's own work.
 
-The server (``python -m tests.forkserver``) reads one JSON request a line, ``{"argv": [...], "cwd": ..., "env": {...},
+The server (``python -m tests.forkserver``, in the repository) reads one JSON request a line, ``{"argv": [...],
 "stderr": path}``, answers the child's pid, then its exit code when it ends (negative: the signal that ended it).
 """
 from __future__ import annotations
@@ -46,9 +46,9 @@ class ForkServer:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode().strip()
 
-    def start(self, argv: list[str], stderr: Path, cwd: Path = REPO, env: dict | None = None) -> int:
+    def start(self, argv: list[str], stderr: Path) -> int:
         assert self.pid is None, "one command at a time"
-        request = {"argv": [str(a) for a in argv], "cwd": str(cwd), "env": env or {}, "stderr": str(stderr)}
+        request = {"argv": [str(a) for a in argv], "stderr": str(stderr)}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         self.pid = int(self._line(60))
@@ -83,11 +83,9 @@ class ForkServer:
 
 
 def _child(request: dict) -> None:
-    """In the fork: the request's cwd, environment and stderr, then the command; never returns."""
+    """In the fork: the request's stderr, then the command; never returns."""
     code = 1
     try:
-        os.chdir(request["cwd"])
-        os.environ.update(request["env"])
         null = os.open(os.devnull, os.O_RDWR)
         err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         for fd, target in ((0, null), (1, null), (2, err)):  # never the server's pipes
