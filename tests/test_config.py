@@ -16,7 +16,7 @@ def test_params_yaml_resolves_and_scales_apply():
     paper = resolve_train_config(PARAMS)
     smoke = resolve_train_config(PARAMS, "smoke")
     assert paper["optim"]["epochs"] == 30 and paper["optim"]["lr_max"] == 0.2 and paper["model"]["width"] == 64
-    assert smoke["optim"]["epochs"] == 2 and smoke["data"]["subset"] == 512 and smoke["optim"]["lr_max"] == 0.05
+    assert smoke["optim"]["epochs"] == 2 and smoke["data"]["subset"] == 256 and smoke["optim"]["lr_max"] == 0.05
     assert smoke["method"] == paper["method"]
 
 
@@ -97,20 +97,23 @@ def test_gpu_scale_guard_estimates_and_exemptions():
     studies = {s: Study.load(PARAMS, s) for s in ("paper", "smoke")}
     job = ("train_model", {"scale": "paper", "experiment": "fig1", "variant": "fgsm", "eps": "8", "seed": "0"})
     evaluation = ("evaluate_model", {**job[1], "kind": "final"})
-    msg = cpu_refusal([job, evaluation], studies.get, cuda=False, allow_cpu=False)
+    msg = cpu_refusal([job, evaluation], studies.get, has_cuda=lambda: False, allow_cpu=False)
     # FGSM at paper scale: 30 epochs × ⌈50000/128⌉ = 391 iterations × 2 passes; PGD-50-10 on 1000 points.
     train_h, eval_h = 30 * 391 * 2 * CPU_SECONDS_PER_PASS / 3600, 1000 * 501 * CPU_SECONDS_PER_PASS / 128 / 3600
     assert "1 training(s) and 1 evaluation(s) at scale paper" in msg
     assert f"roughly {train_h:,.0f} h of training and up to {eval_h:,.0f} h of evaluation" in msg
-    assert cpu_refusal([job], studies.get, cuda=True, allow_cpu=False) is None
-    assert cpu_refusal([job], studies.get, cuda=False, allow_cpu=True) is None
+    assert cpu_refusal([job], studies.get, has_cuda=lambda: True, allow_cpu=False) is None
+    assert cpu_refusal([job], studies.get, has_cuda=lambda: False, allow_cpu=True) is None
     smoke = ("train_model", {**job[1], "scale": "smoke"})
-    assert cpu_refusal([smoke], studies.get, cuda=False, allow_cpu=False) is None  # a CPU scale (gpu: 0)
-    assert cpu_refusal([evaluation], studies.get, cuda=False, allow_cpu=False) is None  # nothing to train
+    def never_asked():
+        raise AssertionError("CUDA asked for although no job needs a GPU")  # asking imports torch (~1.6 s)
+
+    assert cpu_refusal([smoke], studies.get, has_cuda=never_asked, allow_cpu=False) is None  # a CPU scale (gpu: 0)
+    assert cpu_refusal([evaluation], studies.get, has_cuda=never_asked, allow_cpu=False) is None  # nothing to train
     # An experiment sized for CPUs (the single-layer CNN) asks for no GPU even at the paper scale.
     assert studies["paper"].resources("cnn4")["gpu"] == 0 and studies["paper"].resources("fig1")["gpu"] == 1
     cnn = ("train_model", {"scale": "paper", "experiment": "cnn4", "variant": "fgsm", "eps": "10", "seed": "0"})
-    assert cpu_refusal([cnn], studies.get, cuda=False, allow_cpu=False) is None
+    assert cpu_refusal([cnn], studies.get, has_cuda=never_asked, allow_cpu=False) is None
 
 
 @pytest.mark.parametrize("old, new, where", [

@@ -119,28 +119,30 @@ def _assert_roundoff_apart(a: dict, b: dict, yardstick: dict) -> None:
         assert gap <= 10 * noise + 1e-6 and gap <= 1e-3 * max(b[k].abs().max().item(), 1.0), (k, gap, noise)
 
 
-# The comparisons' two-rank runs at 4/255 on the BN-free task, by label.
-DDP_RUNS = {**{m: [f"method.name={m}"] for m in ("fgsm_rs", "gradalign", "standard", "fgsm", "nfgsm", "elle")},
-            "pgd": ["method.name=pgd", "method.pgd.steps=2"],
-            "fgsm_carried": ["method.name=fgsm", "method.fgsm.start=carried", "optim.drop_last=true"]}
-
-
-def _ddp_sets(label: str) -> list[str]:
-    return BN_FREE + ["method.eps=4"] + DDP_RUNS[label]
+# The two-rank runs the module's tests read, by label: the comparisons' at 4/255 on the BN-free task (a test's
+# `method`), and the uninterrupted runs that the fault tests' interrupted ones must end equal to (`uses_ddp_run`).
+COMPARED = BN_FREE + ["method.eps=4"]
+DDP_RUNS = {**{m: COMPARED + [f"method.name={m}"] for m in ("fgsm_rs", "gradalign", "standard", "fgsm", "nfgsm",
+                                                            "elle")},
+            "pgd": COMPARED + ["method.name=pgd", "method.pgd.steps=2"],
+            "fgsm_carried": COMPARED + ["method.name=fgsm", "method.fgsm.start=carried", "optim.drop_last=true"],
+            "whole_gradalign": WITH_BN + ["method.name=gradalign"],
+            "whole_fgsm_rs": WITH_BN + ["method.name=fgsm_rs"]}
 
 
 @pytest.fixture(scope="module")
 def ddp(request, tmp_path_factory, synthetic_root) -> Path:
-    """The two-rank run of every method a selected test compares, in one torchrun launch (tests/ddp_runs.py: the
+    """The two-rank run of every label a selected test reads, in one torchrun launch (tests/ddp_runs.py: the
     runs one after another in the same two rank processes, each joining and leaving its process group as a launch
-    of its own does); the folder holds one run folder per method. The module runs on one worker
+    of its own does); the folder holds one run folder per label. The module runs on one worker
     (tests/conftest.py ONE_WORKER)."""
-    wanted = {item.callspec.params["method"] for item in request.session.items
-              if "ddp" in getattr(item, "fixturenames", ()) and hasattr(item, "callspec")}
+    items = [item for item in request.session.items if "ddp" in getattr(item, "fixturenames", ())]
+    wanted = {item.callspec.params["method"] for item in items if hasattr(item, "callspec")}
+    wanted |= {m.args[0] for item in items for m in item.iter_markers("uses_ddp_run")}
     base = tmp_path_factory.mktemp("ddp")
     runs = base / "runs.json"
     labels = [m for m in DDP_RUNS if m in wanted]
-    runs.write_text(json.dumps([{"port": port, "args": _args(base / m, synthetic_root, _ddp_sets(m))}
+    runs.write_text(json.dumps([{"port": port, "args": _args(base / m, synthetic_root, DDP_RUNS[m])}
                                 for m, port in zip(labels, _free_ports(len(labels)))]))
     cmd = [str(TORCHRUN), "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "tests.ddp_runs", str(runs)]
     r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
@@ -149,7 +151,7 @@ def ddp(request, tmp_path_factory, synthetic_root) -> Path:
 
 
 def _compare_with_single_process(method, ddp, tmp_path, synthetic_root):
-    sets = _ddp_sets(method)
+    sets = DDP_RUNS[method]
     single(tmp_path / "one", synthetic_root, sets)
     single(tmp_path / "two_threads", synthetic_root, sets + ["runtime.threads=2"])
     _assert_roundoff_apart(weights(ddp / method), weights(tmp_path / "one"), weights(tmp_path / "two_threads"))
@@ -237,10 +239,10 @@ def _kill_tree(launch: subprocess.Popen) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.slow  # three two-rank runs (30-45 s on 2 cores)
-def test_kill_9_of_a_two_rank_run_then_rerun_gives_the_uninterrupted_run(tmp_path, synthetic_root):
-    sets = WITH_BN + ["method.name=gradalign"]
-    torchrun(tmp_path / "whole", synthetic_root, sets)
+@pytest.mark.slow  # two two-rank launches (the uninterrupted run is the ddp fixture's)
+@pytest.mark.uses_ddp_run("whole_gradalign")
+def test_kill_9_of_a_two_rank_run_then_rerun_gives_the_uninterrupted_run(ddp, tmp_path, synthetic_root):
+    sets, whole = DDP_RUNS["whole_gradalign"], ddp / "whole_gradalign"
     cmd = [str(TORCHRUN), "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "fastadv",
            *_args(tmp_path / "cut", synthetic_root, sets)]
     p = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -248,20 +250,20 @@ def test_kill_9_of_a_two_rank_run_then_rerun_gives_the_uninterrupted_run(tmp_pat
     _kill_tree(p)
     assert not (tmp_path / "cut/summary.json").exists()
     torchrun(tmp_path / "cut", synthetic_root, sets)
-    a, b = weights(tmp_path / "cut"), weights(tmp_path / "whole")
+    a, b = weights(tmp_path / "cut"), weights(whole)
     assert all(torch.equal(a[k], b[k]) for k in b), "resumed two-rank run differs from the uninterrupted one"
-    cols = [c for c in pd.read_csv(tmp_path / "whole/history.csv").columns if c != "train_seconds"]
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut/history.csv")[cols],
-                                  pd.read_csv(tmp_path / "whole/history.csv")[cols])
+    cols = [c for c in pd.read_csv(whole / "history.csv").columns if c != "train_seconds"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut/history.csv")[cols], pd.read_csv(whole / "history.csv")[cols])
 
 
 @pytest.mark.slow
-def test_sigterm_on_one_rank_stops_the_run_with_75_and_only_the_same_state_resumes(tmp_path, synthetic_root):
+@pytest.mark.uses_ddp_run("whole_fgsm_rs")
+def test_sigterm_on_one_rank_stops_the_run_with_75_and_only_the_same_state_resumes(ddp, tmp_path, synthetic_root):
     """SIGTERM to one rank, three ways in one run: ranks started as torchrun starts them each exit 75; the ranks
     of a run whose folders differ (one node sees no state.pt) refuse to train, on every rank, before the first
     step; `fastadv train --ranks 2` (torchrun, which reports a rank's 75 as its own failure) exits 75. Each
     rerun resumes, and the run ends bit-identical to an uninterrupted one."""
-    sets = WITH_BN + ["method.name=fgsm_rs"]
+    sets = DDP_RUNS["whole_fgsm_rs"]
     run = tmp_path / "run"
     procs = ranks(run, synthetic_root, sets)
     wait_for_rows(run, 3, procs)
@@ -298,8 +300,7 @@ def test_sigterm_on_one_rank_stops_the_run_with_75_and_only_the_same_state_resum
     r = subprocess.run([sys.executable, "-m", "fastadv", *_args(run, synthetic_root, sets), "--ranks", "2"], cwd=REPO,
                        env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    torchrun(tmp_path / "whole", synthetic_root, sets)
-    a, b = weights(run), weights(tmp_path / "whole")
+    a, b = weights(run), weights(ddp / "whole_fgsm_rs")
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 

@@ -78,12 +78,13 @@ def test_smoke_pipeline_and_the_imagenet_ranks_through_slurm_profile(tmp_path, s
            "FASTADV_DATA_SOURCE": str(src)}
     # The profile unchanged: it names no account or partition, so the plugin must find root's account on
     # the test cluster (sacctmgr) and sbatch the default partition; only the plugin's first status check
-    # comes sooner than its default 40 s. Fig. 1 at one ε (a --config override reaches the jobs through SLURM).
+    # comes sooner than its default 40 s. Fig. 1 of one method at one ε (a --config override reaches the jobs through
+    # SLURM).
     imagenet = "results/smoke/imagenet/evals/fgsm_rs/eps4/seed0/final.json"
     r = subprocess.run(
         [f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm",
          "--slurm-init-seconds-before-status-checks", "5", "results/smoke/fig1.pdf", imagenet,
-         "--config", "scales={smoke: {experiments: {fig1: {eps: [16]}}}}"],
+         "--config", "scales={smoke: {experiments: {fig1: {methods: [fgsm], eps: [16]}}}}"],
         cwd=wf, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f"snakemake through SLURM failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     assert (wf / "results/smoke/fig1.pdf").read_bytes().startswith(b"%PDF")
@@ -93,12 +94,12 @@ def test_smoke_pipeline_and_the_imagenet_ranks_through_slurm_profile(tmp_path, s
     jobs = _accounting(env, wf, "Comment,State")
     assert jobs and all(state == "COMPLETED" for _, _, state in jobs), jobs
     rules = sorted(comment.split("_wildcards_")[0].removeprefix("rule_") for _, comment, _ in jobs)
-    assert rules == sorted(["train_model"] * (2 + 1) + ["evaluate_model"] * (4 + 1) + ["prepare_image_folder"]
+    assert rules == sorted(["train_model"] * (1 + 1) + ["evaluate_model"] * (2 + 1) + ["prepare_image_folder"]
                            + ["resize_image_folder"] * 2), jobs
     for rule in ("prepare_data", "collect_results", "draw_accuracy_figure"):
         assert f"localrule {rule}:" in r.stdout + r.stderr, rule
     assert sorted(p.relative_to(wf / "runs/smoke/fig1").parts[:2] for p in (wf / "runs/smoke/fig1").glob("*/*")) == [
-        ("fgsm", "eps16"), ("gradalign", "eps16")]
+        ("fgsm", "eps16")]
 
     # The imagenet run: two ranks, as SLURM tasks of its job.
     run = wf / "runs/smoke/imagenet/fgsm_rs/eps4/seed0"

@@ -203,12 +203,15 @@ def refuse_gpu_scale_on_cpu():
     Not under a cluster executor: its jobs run on other nodes."""
     if not workflow.local_exec:
         return
-    import torch
-
     from fastadv.workflow.guard import cpu_refusal
 
+    def has_cuda():
+        import torch
+
+        return torch.cuda.is_available()
+
     jobs = [(job.rule.name, dict(job.wildcards_dict)) for job in workflow.dag.needrun_jobs()]
-    message = cpu_refusal(jobs, study, torch.cuda.is_available(), STUDY_DOC["allow_cpu"])
+    message = cpu_refusal(jobs, study, has_cuda, STUDY_DOC["allow_cpu"])
     if message:
         raise WorkflowError(message)
 
