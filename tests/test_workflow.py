@@ -163,20 +163,21 @@ def test_smoke_pipeline_end_to_end_and_exact_reruns(smoke_build, tmp_path):
     runs = wf / "runs/smoke/fig1"
     ga_before = {p: p.read_bytes() for p in sorted(runs.glob("gradalign/*/*/model_final.pt"))}
     assert len(ga_before) == 2
-    # A --config override is what the rerun jobs compute: only FGSM's runs rerun, and they record
-    # (config.yaml, summary.json, the model files) the overriding value.
+    # A --config override is what the rerun jobs compute: only FGSM's runs are planned again, and the one rerun
+    # here records (config.yaml, summary.json, the model files) the overriding value; then it is up to date under
+    # the override while the other FGSM run and every evaluation of the two still wait (a training and four
+    # evaluations fewer than rebuilding the figure: issue 39).
     override = ["--config", "variants={fgsm: {method: {name: fgsm, fgsm: {alpha: 1.0}}}}"]
-    assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {
-        "train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1}
-    snakemake(wf, "--cores", "2", "results/smoke/fig1.pdf", *override)
-    fgsm_runs = sorted(runs.glob("fgsm/*/seed0"))
-    assert len(fgsm_runs) == 2
-    for run in fgsm_runs:
-        assert yaml.safe_load((run / "config.yaml").read_text())["method"]["fgsm"]["alpha"] == 1.0
-        assert json.loads((run / "summary.json").read_text())["config"]["method"]["fgsm"]["alpha"] == 1.0
-        assert torch.load(run / "model_final.pt", weights_only=True)["config"]["method"]["fgsm"]["alpha"] == 1.0
+    planned = {"train_model": 2, "evaluate_model": 4, "collect_results": 1, "draw_accuracy_figure": 1}
+    assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == planned
+    run = runs / "fgsm/eps16/seed0"
+    snakemake(wf, "--cores", "2", str(run.relative_to(wf) / "summary.json"), *override)
+    assert yaml.safe_load((run / "config.yaml").read_text())["method"]["fgsm"]["alpha"] == 1.0
+    assert json.loads((run / "summary.json").read_text())["config"]["method"]["fgsm"]["alpha"] == 1.0
+    assert torch.load(run / "model_final.pt", weights_only=True)["config"]["method"]["fgsm"]["alpha"] == 1.0
+    assert yaml.safe_load((runs / "fgsm/eps4/seed0/config.yaml").read_text())["method"]["fgsm"]["alpha"] != 1.0
     assert {p: p.read_bytes() for p in ga_before} == ga_before
-    assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {}
+    assert dry_run_jobs(wf, "results/smoke/fig1.pdf", *override) == {**planned, "train_model": 1}
 
 
 def test_paper_figures_and_tables_of_the_rebuttal_plan_the_right_runs(tmp_path):
