@@ -105,6 +105,7 @@ def test_gpu_scale_guard_estimates_and_exemptions():
     assert cpu_refusal([job], studies.get, has_cuda=lambda: True, allow_cpu=False) is None
     assert cpu_refusal([job], studies.get, has_cuda=lambda: False, allow_cpu=True) is None
     smoke = ("train_model", {**job[1], "scale": "smoke"})
+
     def never_asked():
         raise AssertionError("CUDA asked for although no job needs a GPU")  # asking imports torch (~1.6 s)
 

@@ -135,7 +135,8 @@ def ddp(request, tmp_path_factory, synthetic_root) -> Path:
     """The two-rank run of every label a selected test reads, in one torchrun launch (tests/ddp_runs.py: the
     runs one after another in the same two rank processes, each joining and leaving its process group as a launch
     of its own does); the folder holds one run folder per label. The module runs on one worker
-    (tests/conftest.py ONE_WORKER)."""
+    (tests/conftest.py ONE_WORKER). Its first user in a whole run is a slow fault test (they come first in this
+    file), which pays for the launch; with ``-m "not slow"``, the first comparison (two runs)."""
     items = [item for item in request.session.items if "ddp" in getattr(item, "fixturenames", ())]
     wanted = {item.callspec.params["method"] for item in items if hasattr(item, "callspec")}
     wanted |= {m.args[0] for item in items for m in item.iter_markers("uses_ddp_run")}
@@ -148,38 +149,6 @@ def ddp(request, tmp_path_factory, synthetic_root) -> Path:
     r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return base
-
-
-def _compare_with_single_process(method, ddp, tmp_path, synthetic_root):
-    sets = DDP_RUNS[method]
-    single(tmp_path / "one", synthetic_root, sets)
-    single(tmp_path / "two_threads", synthetic_root, sets + ["runtime.threads=2"])
-    _assert_roundoff_apart(weights(ddp / method), weights(tmp_path / "one"), weights(tmp_path / "two_threads"))
-
-
-@pytest.mark.parametrize("method", ["fgsm_rs", "gradalign"])
-def test_two_ranks_make_the_single_process_update(method, ddp, tmp_path, synthetic_root):
-    _compare_with_single_process(method, ddp, tmp_path, synthetic_root)
-    h2, h1 = pd.read_csv(ddp / method / "history.csv"), pd.read_csv(tmp_path / "one/history.csv")
-    assert h2["iteration"].max() == h1["iteration"].max() == 22  # ≥ 20 steps, the last batch of each epoch split 3 + 2
-    # training statistics are the global batch's (summed over ranks), not rank 0's shard
-    pd.testing.assert_series_equal(h2["train_acc"], h1["train_acc"], rtol=1e-5)
-    pd.testing.assert_series_equal(h2["train_loss"], h1["train_loss"], rtol=1e-4)
-    summary = pd.read_json(ddp / method / "summary.json", typ="series")
-    assert summary["distributed"] == {"world_size": 2, "backend": "gloo"}
-    assert summary["config"]["method"]["name"] == method
-    assert sorted(p.name for p in (ddp / method).iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["standard", "fgsm", "fgsm_carried", "nfgsm", "pgd", "elle"])
-def test_every_data_parallel_method_makes_the_single_process_update(method, ddp, tmp_path, synthetic_root):
-    """fgsm_carried: each rank carries its shard's rows of the noise buffer, the single process's rows when every
-    batch is whole (a short batch's rows differ: fastadv.methods.fgsm)."""
-    _compare_with_single_process(method, ddp, tmp_path, synthetic_root)
-    config = pd.read_json(ddp / method / "summary.json", typ="series")["config"]
-    assert config["method"]["name"] == method.split("_")[0]
-    assert config["method"]["fgsm"]["start"] == ("carried" if method == "fgsm_carried" else "zero")
 
 
 def _stat(pid: int) -> list[str]:
@@ -302,6 +271,38 @@ def test_sigterm_on_one_rank_stops_the_run_with_75_and_only_the_same_state_resum
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = weights(run), weights(ddp / "whole_fgsm_rs")
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def _compare_with_single_process(method, ddp, tmp_path, synthetic_root):
+    sets = DDP_RUNS[method]
+    single(tmp_path / "one", synthetic_root, sets)
+    single(tmp_path / "two_threads", synthetic_root, sets + ["runtime.threads=2"])
+    _assert_roundoff_apart(weights(ddp / method), weights(tmp_path / "one"), weights(tmp_path / "two_threads"))
+
+
+@pytest.mark.parametrize("method", ["fgsm_rs", "gradalign"])
+def test_two_ranks_make_the_single_process_update(method, ddp, tmp_path, synthetic_root):
+    _compare_with_single_process(method, ddp, tmp_path, synthetic_root)
+    h2, h1 = pd.read_csv(ddp / method / "history.csv"), pd.read_csv(tmp_path / "one/history.csv")
+    assert h2["iteration"].max() == h1["iteration"].max() == 22  # ≥ 20 steps, the last batch of each epoch split 3 + 2
+    # training statistics are the global batch's (summed over ranks), not rank 0's shard
+    pd.testing.assert_series_equal(h2["train_acc"], h1["train_acc"], rtol=1e-5)
+    pd.testing.assert_series_equal(h2["train_loss"], h1["train_loss"], rtol=1e-4)
+    summary = pd.read_json(ddp / method / "summary.json", typ="series")
+    assert summary["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert summary["config"]["method"]["name"] == method
+    assert sorted(p.name for p in (ddp / method).iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["standard", "fgsm", "fgsm_carried", "nfgsm", "pgd", "elle"])
+def test_every_data_parallel_method_makes_the_single_process_update(method, ddp, tmp_path, synthetic_root):
+    """fgsm_carried: each rank carries its shard's rows of the noise buffer, the single process's rows when every
+    batch is whole (a short batch's rows differ: fastadv.methods.fgsm)."""
+    _compare_with_single_process(method, ddp, tmp_path, synthetic_root)
+    config = pd.read_json(ddp / method / "summary.json", typ="series")["config"]
+    assert config["method"]["name"] == method.split("_")[0]
+    assert config["method"]["fgsm"]["start"] == ("carried" if method == "fgsm_carried" else "zero")
 
 
 def test_a_dead_rank_makes_the_other_exit_nonzero_not_hang(tmp_path, synthetic_root):
