@@ -87,8 +87,12 @@ def smoke_build(tmp_path_factory) -> Path:
 # `make test` runs two workers on two cores: one thread each, also in the processes a test starts (a run whose
 # runtime.threads is 0 takes torch's default, every core). Two OpenMP threads sharing a core with the other worker
 # wait on each other at every operator: a PGD step of the smoke ImageNet ResNet-50 took 4.2x its time alone, 2.4x
-# its one-thread time (docs/performance.md, 2026-12-07). A run's own runtime.threads still sets its count.
-os.environ["OMP_NUM_THREADS"] = "1"
+# its one-thread time (docs/performance.md, 2026-12-07). A run's own runtime.threads still sets its count. All six
+# variables Snakemake sets for a job (to its threads: snakemake/shell.py), so a one-thread job's environment is the
+# tests' own and its `fastadv` can be a fork of the command server (tests/command_server.py).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+             "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
 
 
 @pytest.fixture(autouse=True)

@@ -106,13 +106,19 @@ def _child(request: dict) -> None:
         os._exit(code)
 
 
-def serve() -> None:
-    import torch
+def preload() -> None:
+    """The imports a training's process spends its first seconds on."""
+    import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  (imported by the first optimiser a training builds)
 
     import fastadv.cli  # noqa: F401
     import fastadv.training.loop  # noqa: F401
 
+
+def serve() -> None:
+    import torch
+
+    preload()
     torch.set_num_threads(1)
     # A fork copies only the calling thread: the server must hold no other, or a child could inherit a held lock.
     assert len(os.listdir("/proc/self/task")) == 1, "threads running before fork"

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tests.command_server import command_path
+
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
 # oneDNN restricted to its AVX2 kernels, as on CPUs without AVX-512 (where channels-last crashed: issue 30)
@@ -81,14 +83,14 @@ def copy_build(build: Path, dst: Path) -> Path:
 
 
 def snakemake(cwd, *args, check=True, env=None):
-    """Run this venv's Snakemake in ``cwd`` with ``fastadv`` on PATH, the offline data as source and
-    ``env`` added to the environment."""
-    full = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    """Run this venv's Snakemake in ``cwd``, it and ``fastadv`` forks of one process that imported them and torch
+    (tests/command_server.py), with the offline data as source and ``env`` added to the environment."""
+    full = {**os.environ, "PATH": command_path()}
     src = data_source()
     if src is not None:
         full["FASTADV_DATA_SOURCE"] = str(src)
     full.update(env or {})
-    r = subprocess.run([f"{BIN}/snakemake", *args], cwd=cwd, env=full, capture_output=True, text=True)
+    r = subprocess.run(["snakemake", *args], cwd=cwd, env=full, capture_output=True, text=True)
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.command_server import command_path
 from tests.helpers import REPO
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -78,10 +79,11 @@ def single(out, root, sets):
         os.chdir(here)
 
 
-def single_process(out, root, sets):
-    """A single-process run as its own process: its exit code and error line."""
-    return subprocess.run([sys.executable, "-m", "fastadv", *_args(out, root, sets)], cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+def single_process(out, root, sets, *options):
+    """A single-process run, or a launch (``--ranks``), as its own process (a fork of the command server:
+    tests/command_server.py): its exit code and error line."""
+    return subprocess.run(["fastadv", *_args(out, root, sets), *options], cwd=REPO,
+                          env={**_env(), "PATH": command_path()}, capture_output=True, text=True, timeout=600)
 
 
 def ranks(out, root, sets, world=2):
@@ -266,8 +268,7 @@ def test_sigterm_on_one_rank_stops_the_run_with_75_and_only_the_same_state_resum
     os.kill(_rank_pid(launch.pid, 1), signal.SIGTERM)
     assert launch.wait(timeout=120) == 75, launch.stderr.read()[-3000:]
     assert len(pd.read_csv(run / "history.csv")) < 13 and not (run / "summary.json").exists()
-    r = subprocess.run([sys.executable, "-m", "fastadv", *_args(run, synthetic_root, sets), "--ranks", "2"], cwd=REPO,
-                       env=_env(), capture_output=True, text=True, timeout=600)
+    r = single_process(run, synthetic_root, sets, "--ranks", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = weights(run), weights(ddp / "whole_fgsm_rs")
     assert all(torch.equal(a[k], b[k]) for k in b)

@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from fastadv.training.loop import FINISHED
+from tests.command_server import command_path
 from tests.helpers import PARAMS, REPO, data_source, snakemake
 
 BIN = str(Path(sys.executable).parent)
@@ -50,7 +51,7 @@ GRADALIGN_CHANGED = "gradalign: {method: {name: gradalign, gradalign: {lambda: 0
 
 
 def env() -> dict:
-    e = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"], "DVC_NO_ANALYTICS": "1",
+    e = {**os.environ, "PATH": command_path(), "DVC_NO_ANALYTICS": "1",
          "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
          "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
     src = data_source()

@@ -2,6 +2,7 @@
 against each source's own forward (tests/foreign_models.py rebuilds each source's module with its key names),
 evaluated like our own models, malformed files refused in one line, and the smoke zoo table."""
 import json
+import os
 import subprocess
 
 import pytest
@@ -14,7 +15,8 @@ from fastadv.training.checkpoint import load_model
 from fastadv.zoo.registry import import_model
 from tests.foreign_models import (OfficialCNN, OfficialPreActResNet, WongPreActResNet, randomize,
                                   robustbench_resnet50, write_smoke_zoo)
-from tests.helpers import BIN, REPO, copy_workflow, data_source, snakemake, write_separable_dataset
+from tests.command_server import command_path
+from tests.helpers import REPO, copy_workflow, data_source, snakemake, write_separable_dataset
 
 torch.set_num_threads(1)
 
@@ -31,7 +33,9 @@ def same_logits(imported, source, x):
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([f"{BIN}/fastadv", *args], capture_output=True, text=True, cwd=cwd)
+    """``fastadv`` as a command (a fork of the command server: tests/command_server.py)."""
+    return subprocess.run(["fastadv", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PATH": command_path()})
 
 
 @pytest.fixture(scope="module")
