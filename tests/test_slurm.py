@@ -78,12 +78,14 @@ def test_smoke_pipeline_and_the_imagenet_ranks_through_slurm_profile(tmp_path, s
            "FASTADV_DATA_SOURCE": str(src)}
     # The profile unchanged: it names no account or partition, so the plugin must find root's account on
     # the test cluster (sacctmgr) and sbatch the default partition; only the plugin's first status check
-    # comes sooner than its default 40 s. Fig. 1 of one method at one ε (a --config override reaches the jobs through
-    # SLURM).
+    # comes sooner than its default 40 s: 1 s after a submission or a finished job, then 10 s later each time no job
+    # has finished (the plugin's back-off), so each of the chain's seconds-long jobs is seen done ~4 s after it ends
+    # (at 5 s: ~12; 114 s → 86 s for this test alone). Fig. 1 of one method at one ε (a --config override reaches the
+    # jobs through SLURM).
     imagenet = "results/smoke/imagenet/evals/fgsm_rs/eps4/seed0/final.json"
     r = subprocess.run(
         [f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm",
-         "--slurm-init-seconds-before-status-checks", "5", "results/smoke/fig1.pdf", imagenet,
+         "--slurm-init-seconds-before-status-checks", "1", "results/smoke/fig1.pdf", imagenet,
          "--config", "scales={smoke: {experiments: {fig1: {methods: [fgsm], eps: [16]}}}}"],
         cwd=wf, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f"snakemake through SLURM failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
