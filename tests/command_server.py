@@ -131,7 +131,7 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data[4:]), fds
 
 
-def _command(request: dict, fds: list[int]) -> None:
+def _command(request: dict, fds: list[int], by_imports: dict[str, str]) -> None:
     """In the command's process: the script's streams, folder and environment, then its program; never returns."""
     code = 1
     try:
@@ -144,7 +144,7 @@ def _command(request: dict, fds: list[int]) -> None:
                 os.close(fd)
         os.chdir(request["cwd"])
         os.environ.clear()
-        os.environ.update({**_BY_IMPORTS, **request["env"]})  # what a fresh process's imports set, unless set
+        os.environ.update({**by_imports, **request["env"]})  # what a fresh process's imports set, unless set
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has them
         for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, signal.SIG_DFL)
@@ -185,7 +185,7 @@ def _command(request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
-def _serve_one(conn: socket.socket) -> None:
+def _serve_one(conn: socket.socket, log: Path, by_imports: dict[str, str]) -> None:
     """In a fork per connection: start the command, tell the script its pid, then its exit code (negative: the
     signal that ended it); if the script goes first (killed), kill the command. Never returns."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -194,11 +194,11 @@ def _serve_one(conn: socket.socket) -> None:
     pid = os.fork()
     if pid == 0:
         conn.close()
-        _command(request, fds)
+        _command(request, fds, by_imports)
     for fd in fds:
         os.close(fd)
-    with open(Path(_SERVER).parent / SERVED_LOG, "a") as log:  # one line a write: whole, whatever runs beside
-        log.write(json.dumps({"pid": pid, "program": request["program"], "argv": request["argv"]}) + "\n")
+    with open(log, "a") as f:  # one line a write: whole, whatever runs beside
+        f.write(json.dumps({"pid": pid, "program": request["program"], "argv": request["argv"]}) + "\n")
     conn.sendall(f"{pid}\n".encode())
     done = os.pidfd_open(pid)
     while done not in select.select([conn, done], [], [])[0]:
@@ -208,17 +208,13 @@ def _serve_one(conn: socket.socket) -> None:
     _, status = os.waitpid(pid, 0)
     try:
         conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
-    except OSError:
+    except OSError:  # the script was killed: no one to tell
         pass
     os._exit(0)
 
 
-_BY_IMPORTS: dict[str, str] = {}  # the variables the server's imports set (torch: TORCHINDUCTOR_CACHE_DIR)
-_SERVER = ""
-
-
 def serve(path: str) -> None:
-    from tests.forkserver import preload
+    from tests.forkserver import check_one_thread, preload
 
     before = dict(os.environ)
     preload()
@@ -231,22 +227,19 @@ def serve(path: str) -> None:
     import fastadv.paper.figures  # noqa: F401
     import snakemake.cli  # noqa: F401
 
-    # A fork copies only the calling thread: the server must hold no other, or a child could inherit a held lock.
-    assert len(os.listdir("/proc/self/task")) == 1, "threads running before fork"
-    _BY_IMPORTS.update({k: v for k, v in os.environ.items() if before.get(k) != v})
-    served = {k: v for k, v in before.items() if k.startswith(AT_START) and _BY_IMPORTS.get(k) != v}
-    global _SERVER
-    _SERVER = path
+    check_one_thread()
+    by_imports = {k: v for k, v in os.environ.items() if before.get(k) != v}  # torch: TORCHINDUCTOR_CACHE_DIR
+    served = {k: v for k, v in before.items() if k.startswith(AT_START) and by_imports.get(k) != v}
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen(64)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the per-connection forks are reaped by the kernel
-    print("ready", json.dumps({"served": served, "by_imports": _BY_IMPORTS}), flush=True)
+    print("ready", json.dumps({"served": served, "by_imports": by_imports}), flush=True)
     while True:
         conn, _ = listener.accept()
         if os.fork() == 0:
             listener.close()
-            _serve_one(conn)
+            _serve_one(conn, Path(path).parent / SERVED_LOG, by_imports)
         conn.close()
 
 

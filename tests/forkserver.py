@@ -115,13 +115,17 @@ def preload() -> None:
     import fastadv.training.loop  # noqa: F401
 
 
+def check_one_thread() -> None:
+    """A fork copies only the calling thread: a server must hold no other, or a child could inherit a held lock."""
+    assert len(os.listdir("/proc/self/task")) == 1, "threads running before fork"
+
+
 def serve() -> None:
     import torch
 
     preload()
     torch.set_num_threads(1)
-    # A fork copies only the calling thread: the server must hold no other, or a child could inherit a held lock.
-    assert len(os.listdir("/proc/self/task")) == 1, "threads running before fork"
+    check_one_thread()
     print("ready", flush=True)
     for line in sys.stdin:
         pid = os.fork()
